@@ -1,0 +1,6 @@
+"""Reading TIMIT-style corpora and preparing next-sample examples."""
+
+from pathlib import Path
+
+#: The small synthesised TIMIT-layout corpus shipped with the package.
+DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"

@@ -1,0 +1,108 @@
+"""Audio reading: NIST SPHERE or RIFF (sniffed from the header, not the extension).
+
+Everything is returned as mono int16 at the requested sample rate. Audio at another rate
+is resampled (``torchaudio.functional.resample``) or refused, by choice; multi-channel
+audio is refused. Truncated files are detected by comparing the header's sample count
+with what can be read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message names the file."""
+
+
+def sniff(path: str | Path) -> str:
+    """'nist', 'riff', or 'other', from the first bytes of the file."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head.startswith(b"NIST_1A"):
+        return "nist"
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return "riff"
+    return "other"
+
+
+def _nist_header(path: Path) -> dict[str, str]:
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    fields = {}
+    for line in head.decode("ascii", "replace").splitlines()[2:]:
+        parts = line.split(None, 2)
+        if not parts or parts[0] == "end_head":
+            break
+        if len(parts) == 3:
+            fields[parts[0]] = parts[2]
+    return fields
+
+
+def audio_info(path: str | Path) -> tuple[int, int, int]:
+    """(frames, sample_rate, channels) from the header, with a clear error."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises several types
+        raise AudioError(f"{path}: unreadable audio ({e})") from None
+    return info.frames, info.samplerate, info.channels
+
+
+def read_audio(
+    path: str | Path, sample_rate: int = 16000, resample: bool = True
+) -> tuple[np.ndarray, int]:
+    """Mono int16 samples of ``path`` at ``sample_rate``, and the file's own sample rate
+    (label files counted in samples are at that rate).
+
+    Raises :class:`AudioError` (naming the file) for unreadable, truncated, compressed
+    SPHERE, multi-channel, or (with ``resample=False``) wrong-rate audio.
+    """
+    path = Path(path)
+    kind = sniff(path) if path.is_file() else "missing"
+    if kind == "missing":
+        raise AudioError(f"{path}: audio file does not exist")
+    expected = None
+    if kind == "nist":
+        hdr = _nist_header(path)
+        coding = hdr.get("sample_coding", "pcm")
+        if "shorten" in coding or "wavpack" in coding:
+            raise AudioError(
+                f"{path}: NIST SPHERE with {coding} compression is not supported; "
+                "decompress it first (e.g. with sph2pipe)"
+            )
+        if "sample_count" in hdr:
+            expected = int(hdr["sample_count"])
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr, channels, frames = f.samplerate, f.channels, f.frames
+            if channels != 1:
+                raise AudioError(f"{path}: {channels} channels; only mono audio is supported")
+            data = f.read(dtype="int16" if sr == sample_rate else "float32", always_2d=False)
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"{path}: unreadable audio ({e})") from None
+    if expected is not None and len(data) < expected:
+        raise AudioError(
+            f"{path}: truncated: header says {expected} samples, file holds {len(data)}"
+        )
+    if kind == "riff" and len(data) < frames:
+        raise AudioError(f"{path}: truncated: header says {frames} samples, file holds {len(data)}")
+    if len(data) == 0:
+        raise AudioError(f"{path}: no audio samples")
+    if sr != sample_rate:
+        if not resample:
+            raise AudioError(
+                f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz "
+                "(allow resampling, or convert the corpus first)"
+            )
+        import torch
+        import torchaudio.functional as AF
+
+        y = AF.resample(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), sr, sample_rate)
+        data = np.clip(np.round(y.numpy() * 32768.0), -32768, 32767).astype(np.int16)
+    return np.ascontiguousarray(data, dtype=np.int16), sr

@@ -1,0 +1,141 @@
+"""``waveform-mdn prepare`` and ``waveform-mdn corpus-info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .audio import AudioError, audio_info
+from .corpus import CorpusError, discover
+from .phones import PHONE_SETS, parse_phone_map
+from .prepare import PrepareError, Selection, SplitRule, format_summary, prepare, resolve_corpus
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in (x.strip() for x in value.split(",")) if v]
+
+
+def add_prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("corpus", help="corpus directory (TIMIT, NLTK sample, ARCTIC-style or plain); "
+                   "'demo' is the shipped demo corpus")
+    p.add_argument("out", help="output directory of the prepared dataset (written atomically)")
+    g = p.add_argument_group("selection")
+    g.add_argument("--speakers", type=_csv, help="comma-separated speaker ids, e.g. FCLT0,MKAL0")
+    g.add_argument("--dialects", type=_csv, help="dialect regions, e.g. DR1,DR2")
+    g.add_argument("--utt-types", type=_csv, help="utterance types: SA,SI,SX")
+    g.add_argument("--utterances", type=_csv, help="utterance ids (SPEAKER_UTT or UTT)")
+    g.add_argument("--corpus-split", choices=["train", "test"], help="only the official TIMIT train or test part")
+    g.add_argument("--max-utterances", type=int, help="keep at most this many utterances (sorted by id)")
+    g.add_argument("--phone-filter", type=_csv,
+                   help="keep only segments of these phones, each as its own sequence (e.g. aa)")
+    g.add_argument("--max-sequences", type=int, help="keep at most this many sequences")
+    g = p.add_argument_group("train/validation split")
+    g.add_argument("--split", choices=["per_speaker", "total", "official", "none"], default="per_speaker",
+                   help="per_speaker: --valid units from each speaker; total: --valid units overall; "
+                        "official: TIMIT TEST becomes validation; none: all training (default per_speaker)")
+    g.add_argument("--valid", type=float, default=1,
+                   help="validation units: a count (>= 1) or a fraction (< 1) (default 1)")
+    g.add_argument("--split-by", choices=["utterance", "sequence"], default="utterance",
+                   help="unit of the split (default utterance)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the split (recorded in meta.json)")
+    g = p.add_argument_group("phones and audio")
+    g.add_argument("--phone-set", choices=PHONE_SETS, default="timit61")
+    g.add_argument("--phone-map", action="append", metavar="LABEL=SYMBOL",
+                   help="extra label mapping, e.g. brth=pau (repeatable, or comma-separated)")
+    g.add_argument("--window", type=int, default=240, help="window length in samples (default 240)")
+    g.add_argument("--pad", choices=["skip", "zero"], default="skip",
+                   help="first `window` samples of a sequence: skip them as targets, or zero-pad")
+    g.add_argument("--sample-rate", type=int, default=16000)
+    g.add_argument("--no-resample", action="store_true", help="refuse audio at another sample rate")
+    g = p.add_argument_group("behaviour")
+    g.add_argument("--skip-bad", action="store_true",
+                   help="skip bad utterances (listed in the summary) instead of stopping")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_prepare(a: argparse.Namespace) -> int:
+    sel = Selection(
+        speakers=a.speakers, dialects=a.dialects, utt_types=a.utt_types, utterances=a.utterances,
+        corpus_split=a.corpus_split, max_utterances=a.max_utterances, phone_filter=a.phone_filter,
+        max_sequences=a.max_sequences,
+    )
+    rule = SplitRule(mode=a.split, valid=a.valid, unit=a.split_by, seed=a.seed)
+    meta = prepare(
+        a.corpus, a.out, phone_set=a.phone_set, phone_map=parse_phone_map(a.phone_map), selection=sel,
+        split=rule, window=a.window, pad=a.pad, sample_rate=a.sample_rate, resample=not a.no_resample,
+        skip_bad=a.skip_bad, overwrite=a.overwrite, progress=not a.quiet,
+    )
+    print(format_summary(meta["summary"], f"prepared {a.out} in {meta['elapsed_s']:.1f} s "
+                         f"({meta['phone_set']}, window {meta['window']}, pad {meta['pad']})"))
+    if meta["skipped"]:
+        print(f"skipped {len(meta['skipped'])}:")
+        for s in meta["skipped"]:
+            print(f"  {s}")
+    return 0
+
+
+def corpus_info(path: str | Path) -> str:
+    p = resolve_corpus(path)
+    if (p / "meta.json").is_file():
+        meta = json.loads((p / "meta.json").read_text())
+        lines = [format_summary(meta["summary"], f"prepared dataset {p}")]
+        n = meta["normalisation"]
+        lines.append(f"sample rate {meta['sample_rate']} Hz, phone set {meta['phone_set']} "
+                     f"({len(meta['phones'])} phones), window {meta['window']}, pad {meta.get('pad')}")
+        lines.append(f"normalisation (train): mean {n['mean']:.6g}, std {n['std']:.6g}")
+        lines.append(f"source: {meta['source']['corpus']}")
+        if meta.get("skipped"):
+            lines.append(f"skipped at preparation: {len(meta['skipped'])}")
+        return "\n".join(lines)
+    utts, problems = discover(p)
+    if not utts:
+        raise PrepareError(f"{p}: neither a prepared dataset (meta.json) nor a corpus with audio files")
+    rows: dict[str, dict] = {}
+    for u in utts:
+        frames, sr, _ = audio_info(u.audio)
+        key = u.corpus_split or "all"
+        r = rows.setdefault(key, {"utterances": 0, "speakers": set(), "seconds": 0.0, "rates": Counter()})
+        r["utterances"] += 1
+        r["speakers"].add(u.speaker)
+        r["seconds"] += frames / sr
+        r["rates"][sr] += 1
+    layouts = Counter(u.layout for u in utts)
+    lines = [f"corpus {p} (layout: {', '.join(f'{k} x{v}' for k, v in layouts.items())})",
+             f"{'part':<8}{'utterances':>12}{'speakers':>10}{'hours':>10}  sample rates"]
+    for key, r in sorted(rows.items()):
+        rates = ", ".join(f"{k} Hz x{v}" for k, v in sorted(r["rates"].items()))
+        lines.append(f"{key:<8}{r['utterances']:>12,}{len(r['speakers']):>10,}{r['seconds'] / 3600:>10.4f}  {rates}")
+    types = Counter(u.utt_type for u in utts if u.utt_type)
+    if types:
+        lines.append("utterance types: " + ", ".join(f"{k} {v}" for k, v in sorted(types.items())))
+    sexes = Counter(u.sex for u in {u.speaker: u for u in utts}.values() if u.sex)
+    if sexes:
+        lines.append("speakers by sex: " + ", ".join(f"{k} {v}" for k, v in sorted(sexes.items())))
+    for msg in problems:
+        lines.append(f"problem: {msg}")
+    return "\n".join(lines)
+
+
+def run_corpus_info(a: argparse.Namespace) -> int:
+    print(corpus_info(a.path))
+    return 0
+
+
+ERRORS = (PrepareError, CorpusError, AudioError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="waveform-mdn")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    add_prepare_args(sub.add_parser("prepare", help="prepare a corpus"))
+    sub.add_parser("corpus-info").add_argument("path")
+    a = parser.parse_args(argv)
+    try:
+        return run_prepare(a) if a.cmd == "prepare" else run_corpus_info(a)
+    except ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,46 @@
+"""The ``waveform-mdn`` command: one entry point, a subcommand per stage.
+
+``prepare`` and ``corpus-info`` come from :mod:`data_prep.cli`; ``fit`` (and ``validate``)
+from :mod:`waveform_mdn.train` (LightningCLI); ``generate`` from
+:mod:`waveform_mdn.generate`; ``compare`` from :mod:`waveform_mdn.compare`. Each module is
+imported only when its subcommand runs, so ``prepare`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "prepare": ("data_prep.cli", "prepare a corpus into flat arrays + index + stats"),
+    "corpus-info": ("data_prep.cli", "summary of a corpus or a prepared dataset"),
+    "fit": ("waveform_mdn.train", "train a model (LightningCLI; --config, --print_config)"),
+    "validate": ("waveform_mdn.train", "validate a checkpoint (LightningCLI)"),
+    "generate": ("waveform_mdn.generate", "sample waveforms from a checkpoint"),
+    "evaluate": ("waveform_mdn.generate", "measure WAV files against references"),
+    "compare": ("waveform_mdn.compare", "compare runs: table, plots, Markdown report"),
+}
+
+USAGE = "usage: waveform-mdn COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
+    f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    cmd = argv[0]
+    if cmd not in COMMANDS:
+        print(f"waveform-mdn: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[cmd][0])
+    # data_prep.cli parses the subcommand itself; the others get the rest with the
+    # subcommand first (LightningCLI wants "fit ..."), and return an exit code.
+    rc = module.main(argv)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
