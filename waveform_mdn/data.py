@@ -224,18 +224,15 @@ class NextSampleDataset(torch.utils.data.Dataset):
         idx = torch.as_tensor(idx, dtype=torch.int64).reshape(-1)
         t, k = self.locate(idx)
         seq_start = self.seq_starts[k]
-        pos = t[:, None] + self._offsets  # [B, W]
+        raw = self._windows(t - self.window)
         if self.pad == "zero":
-            outside = pos < seq_start[:, None]
-            pos = torch.where(outside, t[:, None], pos)
-        if self._wave is not None:
-            raw = self._wave[pos]
-            target_raw = self._wave[t]
-        else:
-            raw = torch.from_numpy(np.asarray(self._wave_np[pos.numpy()]))
-            target_raw = torch.from_numpy(np.asarray(self._wave_np[t.numpy()]))
-        if self.pad == "zero":
-            raw = raw.masked_fill(outside, 0)
+            short = torch.nonzero(t - self.window < seq_start).flatten()
+            if len(short):  # windows reaching before the sequence start: silence there
+                pos = t[short, None] + self._offsets
+                outside = pos < seq_start[short, None]
+                part = self._gather(torch.where(outside, t[short, None], pos))
+                raw[short] = part.masked_fill(outside, 0)
+        target_raw = self._gather(t)
         p = self.prepared
         batch = {
             "window": (raw.float() * (1.0 / 32768.0) - p.mean) / p.std,
@@ -243,6 +240,18 @@ class NextSampleDataset(torch.utils.data.Dataset):
         }
         batch.update(phone_context(self.segments, t, seq_start, self.context, self.window))
         return batch
+
+    def _gather(self, pos: torch.Tensor) -> torch.Tensor:
+        if self._wave is not None:
+            return self._wave[pos]
+        return torch.from_numpy(np.asarray(self._wave_np[pos.numpy()]))
+
+    def _windows(self, first: torch.Tensor) -> torch.Tensor:
+        """int16 ``[B, W]`` windows starting at ``first`` (clamped at 0; callers mask)."""
+        first = first.clamp(min=0)
+        if self._wave is not None:  # a strided view: one index_select, no [B, W] index
+            return self._wave.unfold(0, self.window, 1).index_select(0, first)
+        return self._gather(first[:, None] + torch.arange(self.window))
 
     def __getitem__(self, idx):
         if isinstance(idx, (int, np.integer)):
