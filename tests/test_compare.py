@@ -1,0 +1,268 @@
+"""``waveform-mdn compare`` on fake runs written with Lightning's TensorBoardLogger."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waveform_mdn import compare
+from waveform_mdn.compare import CompareError, DataMismatchError, compare_runs, main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# Known validation curves: value per epoch. Minima (value, epoch) are checked below.
+MLP = {
+    "val/mse": [0.05, 0.03, 0.0222, 0.025, 0.024, 0.026],
+    "val/mse_sample": [0.10, 0.07, 0.05, 0.045, 0.044, 0.046],
+    "val/nll": [-0.5, -1.0, -1.2, -1.29, -1.25, -1.2],
+}
+MDN = {
+    "val/mse": [0.06, 0.04, 0.035, 0.0324, 0.033, 0.034, 0.0335, 0.034],
+    "val/mse_sample": [0.12, 0.09, 0.08, 0.075, 0.07, 0.068, 0.069, 0.07],
+    "val/nll": [-0.3, -0.5, -0.6, -0.7, -0.75, -0.77, float("nan"), -0.91],
+}
+STEPS_PER_EPOCH = 37
+FP = "fp-aa-0001"
+
+
+def _write_run(save_dir: Path, name: str, version: int, hparams: dict, curves: dict,
+               epoch_tag: bool = True, train: bool = True) -> Path:
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    logger = TensorBoardLogger(save_dir=str(save_dir), name=name, version=version,
+                               default_hp_metric=False)
+    logger.log_hyperparams(hparams)
+    n = len(next(iter(curves.values())))
+    for e in range(n):
+        step = STEPS_PER_EPOCH * (e + 1) - 1
+        if train:  # training epoch-level metrics in their own call, like Lightning
+            tr = {t.replace("val/", "train/"): c[e] * 0.9 for t, c in curves.items()
+                  if t.startswith("val/") and math.isfinite(c[e])}
+            logger.log_metrics({**tr, **({"epoch": e} if epoch_tag else {})}, step=step)
+        val = {t: c[e] for t, c in curves.items()}
+        logger.log_metrics({**val, **({"epoch": e} if epoch_tag else {})}, step=step)
+    logger.save()
+    logger.finalize("success")
+    return Path(logger.log_dir)
+
+
+def _hp_mlp(fp=FP):
+    # top level, no "components" (defaults to 1 for gaussian), a tuple as Lightning writes it
+    return {"head": "gaussian", "data_fingerprint": fp, "norm_mean": 0.001, "norm_std": 0.05,
+            "hidden": (300, 300), "lr": 1e-3}
+
+
+def _hp_mdn(fp=FP):
+    # nested under "model", as LightningCLI-style configs do
+    return {"model": {"head": "mixture", "components": 3, "data_fingerprint": fp,
+                      "norm_mean": 0.001, "norm_std": 0.05, "hidden": (300, 300), "lr": 5e-4}}
+
+
+def _write_generated(gen_dir: Path, ref_dir: Path, head: str, kurt: float, n: int = 2) -> Path:
+    import soundfile as sf
+
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    sr = 16000
+    t = np.arange(1600) / sr
+    files = []
+    for i in range(n):
+        wav = gen_dir / f"sample_{i}.wav"
+        ref = ref_dir / f"ref_{i}.wav"
+        sf.write(wav, 0.3 * np.sin(2 * np.pi * 120 * t), sr)
+        if not ref.exists():
+            sf.write(ref, 0.3 * np.sin(2 * np.pi * 110 * t), sr)
+        files.append({
+            "wav": wav.name, "reference": os.path.relpath(ref, gen_dir), "clipped": i,
+            "rms_db": -13.0 - i, "kurtosis": kurt + i, "periodicity": 0.8, "f0_mean_hz": 120.0,
+            "voiced_fraction": 0.9, "lsd_db": 5.0 + i, "mcd_db": 6.0, "f0_rmse_hz": 10.0,
+            "voicing_agreement": 0.95, "f0_corr": None,
+            "ref_rms_db": -13.5, "ref_kurtosis": 1.5, "ref_periodicity": 0.85,
+            "ref_f0_mean_hz": 110.0, "ref_voiced_fraction": 0.92,
+        })
+    (gen_dir / "measurements.json").write_text(json.dumps({
+        "checkpoint": "last.ckpt", "data_fingerprint": FP, "head": head,
+        "settings": {"temperature": 1.0, "seconds": 0.1}, "files": files}))
+    return gen_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("compare")
+    logs = root / "logs"
+    # mlp: version_2 (older, worse), version_10 (the one to pick: numeric, not lexical order),
+    # version_11 (hparams only, no event files: to be skipped)
+    _write_run(logs, "mlp", 2, _hp_mlp(), {t: [v + 1 for v in c] for t, c in MLP.items()})
+    _write_run(logs, "mlp", 10, _hp_mlp(), MLP)
+    (logs / "mlp" / "version_11").mkdir()
+    (logs / "mlp" / "version_11" / "hparams.yaml").write_text("head: gaussian\n")
+    mdn_v0 = _write_run(logs, "mdn", 0, _hp_mdn(), MDN)
+    _write_generated(logs / "mdn" / "generated", root / "refs", "mixture", kurt=9.0)
+    gen_mlp = _write_generated(root / "gen_mlp", root / "refs", "gaussian", kurt=3.0)
+    other = _write_run(logs, "other", 0, _hp_mlp(fp="fp-other-9999"), MLP)
+    return {"root": root, "mlp": logs / "mlp", "mdn": logs / "mdn", "mdn_v0": mdn_v0,
+            "gen_mlp": gen_mlp, "other": other, "logs": logs}
+
+
+def _is_png(path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+
+    if path.read_bytes()[:8] != PNG_MAGIC:
+        return False
+    img = mpimg.imread(path)
+    return img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def _md_links(md: str) -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", md)
+
+
+def test_resolve_run_dir_picks_highest_numbered_version_with_events(runs):
+    chosen, note = compare.resolve_run_dir(runs["mlp"])
+    assert chosen.name == "version_10"
+    assert "version_10" in note and "version_11 without event files" in note
+    chosen, note = compare.resolve_run_dir(runs["mdn_v0"])
+    assert chosen == runs["mdn_v0"] and note is None
+    with pytest.raises(CompareError, match="no TensorBoard event files"):
+        compare.resolve_run_dir(runs["root"] / "refs")
+
+
+def test_compare_runs_api(runs, tmp_path):
+    out = tmp_path / "report"
+    res = compare_runs([runs["mlp"], runs["mdn"]], out)
+    assert [r["name"] for r in res["runs"]] == ["mlp", "mdn"]
+    mlp, mdn = res["runs"]
+    assert Path(mlp["version_dir"]).name == "version_10"
+    assert (mlp["model"], mlp["components"], mdn["model"], mdn["components"]) == ("MLP", 1, "MDN", 3)
+    m = mlp["metrics"]
+    assert m["val/mse"]["min"] == pytest.approx(0.0222) and m["val/mse"]["min_epoch"] == 2
+    assert m["val/mse_sample"]["min"] == pytest.approx(0.044) and m["val/mse_sample"]["min_epoch"] == 4
+    assert m["val/nll"]["min"] == pytest.approx(-1.29) and m["val/nll"]["min_epoch"] == 3
+    assert m["val/mse"]["final"] == pytest.approx(0.026) and mlp["epochs"] == 6
+    assert m["val/mse"]["min_step"] == STEPS_PER_EPOCH * 3 - 1
+    d = mdn["metrics"]
+    assert d["val/mse"]["min"] == pytest.approx(0.0324) and d["val/mse"]["min_epoch"] == 3
+    assert d["val/mse_sample"]["min"] == pytest.approx(0.068) and d["val/mse_sample"]["min_epoch"] == 5
+    assert d["val/nll"]["min"] == pytest.approx(-0.91) and d["val/nll"]["min_epoch"] == 7
+    assert d["val/nll"]["nonfinite"] == 1 and mdn["epochs"] == 8
+    assert d["train/mse"]["min"] == pytest.approx(0.0324 * 0.9)
+    assert any("non-finite" in n for n in mdn["notes"])
+
+    # files: table.csv (one row per run), summary.json, PNGs, report.md
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert len(rows) == 2
+    assert rows[0]["name"] == "mlp" and float(rows[0]["min_val_mse"]) == pytest.approx(0.0222)
+    assert rows[1]["min_val_nll_epoch"] == "7"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["runs"]) == 2 and summary["same_data"] is True
+    assert _is_png(out / "curves.png") and _is_png(out / "generated.png")
+
+    # printed table: header + rule + one line per run, aligned
+    lines = res["table"].splitlines()
+    assert len(lines) == 2 + 2 and lines[2].startswith("mlp") and lines[3].startswith("mdn")
+    assert "0.0222 (2)" in lines[2] and "-1.29 (3)" in lines[2] and "-0.91 (7)" in lines[3]
+    assert len({len(ln) for ln in lines}) == 1  # right-aligned last column: same width
+
+    md = (out / "report.md").read_text()
+    assert "![validation and training curves](curves.png)" in md
+    assert "version_10" in md and "highest-numbered" in md
+    assert "- mlp: no generated audio" in md  # mlp dir holds no measurements.json
+    assert "natural speech" in md
+    links = _md_links(md)
+    wav_links = [ln for ln in links if ln.endswith(".wav")]
+    assert len(wav_links) == 2 + 2 + 2  # 2 mdn samples + 2 references inline + reference list
+    for ln in links:
+        assert not ln.startswith("/") and not re.match(r"\w+://", ln), ln
+        assert (out / ln).exists(), ln
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_cli_with_names_and_generated(runs, tmp_path, capsys):
+    out = tmp_path / "cli_report"
+    rc = main(["compare", str(runs["mlp"]), str(runs["mdn"]), "--out", str(out),
+               "--names", "MLP-aa,MDN-aa-K3", "--generated", str(runs["gen_mlp"]), "-"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = captured.out.splitlines()
+    assert lines[0].split()[:3] == ["name", "head", "K"]
+    assert lines[2].startswith("MLP-aa") and "0.0222 (2)" in lines[2]
+    assert lines[3].startswith("MDN-aa-K3") and "0.0324 (3)" in lines[3]
+    assert "report:" in captured.out
+    md = (out / "report.md").read_text()
+    assert "no generated audio" not in md
+    assert "#### MLP-aa" in md and "#### MDN-aa-K3" in md
+    gen_section = md.split("## Generated audio")[1].split("### WAV files")[0]
+    gen_table = [ln for ln in gen_section.splitlines() if ln.startswith("| ")]
+    assert [ln.split("|")[1].strip() for ln in gen_table[1:]] == [
+        "MLP-aa", "MDN-aa-K3", "natural speech"]
+    nat = next(ln for ln in gen_table if ln.startswith("| natural speech"))
+    assert "| 2 |" in nat and "1.5" in nat  # two distinct references, ref kurtosis 1.5
+    for ln in _md_links(md):
+        assert (out / ln).exists(), ln
+    assert _is_png(out / "curves.png")
+
+    # a second run into the same directory replaces the files
+    rc = main(["compare", str(runs["mlp"]), str(runs["mdn"]), "--out", str(out)])
+    assert rc == 0
+    md2 = (out / "report.md").read_text()
+    assert "- mlp: no generated audio" in md2
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["report.md", "table.csv", "summary.json", "curves.png", "generated.png"])
+
+
+def test_different_data_refused(runs, tmp_path, capsys):
+    out = tmp_path / "refused"
+    rc = main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out),
+               "--names", "mlp,other"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "mlp" in err and "other" in err and FP in err and "fp-other-9999" in err
+    assert "--allow-different-data" in err
+    assert not out.exists()
+    with pytest.raises(DataMismatchError):
+        compare_runs([runs["mlp"], runs["other"]], out)
+
+    rc = main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out),
+               "--allow-different-data"])
+    assert rc == 0
+    assert "different data or normalisation" in (out / "report.md").read_text()
+
+
+def test_missing_things_are_clear_errors(runs, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    # a run without validation scalars
+    no_val = _write_run(logs, "trainonly", 0, _hp_mlp(), {"train/nll": [0.1, 0.0]})
+    with pytest.raises(CompareError, match=r"run trainonly .*no validation scalars"):
+        compare_runs([no_val], tmp_path / "r1", names=["trainonly"])
+    rc = main(["compare", str(runs["mlp"]), str(no_val), "--out", str(tmp_path / "r1"),
+               "--names", "mlp,trainonly"])
+    assert rc == 1 and "trainonly" in capsys.readouterr().err
+
+    # hparams.yaml without the data fingerprint: the error names the file
+    bad = _write_run(logs, "nofp", 0, {"model": {"head": "mixture", "components": 2,
+                                                  "norm_mean": 0.0, "norm_std": 1.0}}, MLP)
+    with pytest.raises(CompareError, match=r"hparams\.yaml: missing hyperparameter\(s\) data_fingerprint"):
+        compare_runs([bad], tmp_path / "r2")
+    with pytest.raises(CompareError, match="run directory not found"):
+        compare_runs([tmp_path / "nope"], tmp_path / "r3")
+    assert main(["compare", str(runs["mlp"]), "--out", str(tmp_path / "r4"),
+                 "--names", "a,b"]) == 2
+
+
+def test_epoch_falls_back_to_point_index(tmp_path):
+    run = _write_run(tmp_path / "logs", "noepoch", 0, _hp_mdn(), MLP, epoch_tag=False)
+    res = compare_runs([run], tmp_path / "r")
+    m = res["runs"][0]["metrics"]["val/nll"]
+    assert m["epoch_source"] == "point index" and m["min_epoch"] == 3
+    assert res["runs"][0]["epochs"] == 6
+    assert "point indices" in (tmp_path / "r" / "report.md").read_text()
