@@ -42,6 +42,38 @@ def _nist_header(path: Path) -> dict[str, str]:
     return fields
 
 
+def _riff_frames(path: Path) -> int | None:
+    """Frames the RIFF header promises (data chunk size / block align), or None when it
+    does not say (streamed files with a size of 0 or 0xFFFFFFFF, RF64).
+
+    libsndfile silently shortens a truncated RIFF file to the bytes present, so the header
+    is read here to detect truncation.
+    """
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        endian = ">" if head[:4] == b"RIFX" else "<"
+        if head[:4] == b"RF64":
+            return None
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                if len(fmt) >= 14:
+                    block_align = struct.unpack(endian + "H", fmt[12:14])[0]
+            elif cid == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), 1)
+
+
 def audio_info(path: str | Path) -> tuple[int, int, int]:
     """(frames, sample_rate, channels) from the header, with a clear error."""
     path = Path(path)
@@ -90,8 +122,12 @@ def read_audio(
         raise AudioError(
             f"{path}: truncated: header says {expected} samples, file holds {len(data)}"
         )
-    if kind == "riff" and len(data) < frames:
-        raise AudioError(f"{path}: truncated: header says {frames} samples, file holds {len(data)}")
+    if kind == "riff":
+        expected = _riff_frames(path)
+        if expected is not None and len(data) < expected:
+            raise AudioError(
+                f"{path}: truncated: header says {expected} samples, file holds {len(data)}"
+            )
     if len(data) == 0:
         raise AudioError(f"{path}: no audio samples")
     if sr != sample_rate:

@@ -64,8 +64,12 @@ def run_prepare(a: argparse.Namespace) -> int:
         max_sequences=a.max_sequences,
     )
     rule = SplitRule(mode=a.split, valid=a.valid, unit=a.split_by, seed=a.seed)
+    try:
+        phone_map = parse_phone_map(a.phone_map)
+    except ValueError as e:
+        raise PrepareError(f"--phone-map: {e}") from None
     meta = prepare(
-        a.corpus, a.out, phone_set=a.phone_set, phone_map=parse_phone_map(a.phone_map), selection=sel,
+        a.corpus, a.out, phone_set=a.phone_set, phone_map=phone_map, selection=sel,
         split=rule, window=a.window, pad=a.pad, sample_rate=a.sample_rate, resample=not a.no_resample,
         skip_bad=a.skip_bad, overwrite=a.overwrite, progress=not a.quiet,
     )
@@ -95,8 +99,13 @@ def corpus_info(path: str | Path) -> str:
     if not utts:
         raise PrepareError(f"{p}: neither a prepared dataset (meta.json) nor a corpus with audio files")
     rows: dict[str, dict] = {}
+    problems = list(problems)
     for u in utts:
-        frames, sr, _ = audio_info(u.audio)
+        try:
+            frames, sr, _ = audio_info(u.audio)
+        except AudioError as e:  # listed with the other problems, not the end of the summary
+            problems.append(str(e))
+            continue
         key = u.corpus_split or "all"
         r = rows.setdefault(key, {"utterances": 0, "speakers": set(), "seconds": 0.0, "rates": Counter()})
         r["utterances"] += 1
@@ -125,7 +134,7 @@ def run_corpus_info(a: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS = (PrepareError, CorpusError, AudioError, FileNotFoundError)
+ERRORS = (PrepareError, CorpusError, AudioError, OSError)  # OSError: e.g. OUT not writable
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,8 +72,16 @@ def discover(corpus_dir: str | Path) -> tuple[list[Utterance], list[str]]:
     utts: list[Utterance] = []
     problems: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        # hidden entries are no utterances: macOS "._SA1.WAV" companions in copied corpora,
+        # the ".OUT.tmp-<pid>" folders of an interrupted prepare
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        filenames = [f for f in filenames if not f.startswith(".")]
         d = Path(dirpath)
+        labs: dict[str, Path] = {}  # ARCTIC: lower-case name -> file in the sibling lab/
+        if d.name.lower() == "wav":
+            lab_dir = next((p for p in d.parent.iterdir() if p.name.lower() == "lab" and p.is_dir()), None)
+            if lab_dir is not None:
+                labs = {p.name.lower(): p for p in lab_dir.iterdir()}
         by_stem_ext = {(Path(f).stem.lower(), Path(f).suffix.lower()): f for f in filenames}
         for fname in sorted(filenames):
             stem, ext = Path(fname).stem, Path(fname).suffix.lower()
@@ -82,12 +90,7 @@ def discover(corpus_dir: str | Path) -> tuple[list[Utterance], list[str]]:
             audio = d / fname
             parts = d.relative_to(root).parts
             phn = by_stem_ext.get((stem.lower(), ".phn"))
-            lab = None
-            if phn is None and d.name.lower() == "wav":
-                lab_dir = next((p for p in d.parent.iterdir() if p.name.lower() == "lab" and p.is_dir()), None)
-                if lab_dir is not None:
-                    cand = [p for p in lab_dir.iterdir() if p.name.lower() == stem.lower() + ".lab"]
-                    lab = cand[0] if cand else None
+            lab = labs.get(stem.lower() + ".lab") if phn is None else None
             u = _classify(root, d, parts, stem, audio)
             if phn is not None:
                 u.labels, u.label_format = str(d / phn), "phn"
@@ -174,7 +177,9 @@ def read_labels(
                 a, b = round(a * ratio), round(b * ratio)
             segs.append((a, b, f[2], n))
     elif label_format == "lab":
-        in_body = "#" not in text
+        # a header ends with a line "#"; without one the body starts at once (a "#" inside
+        # a label such as "h#" is no header)
+        in_body = not any(line.strip() == "#" for line in text.splitlines())
         prev_end = 0
         for n, line in enumerate(text.splitlines(), 1):
             if not in_body:
