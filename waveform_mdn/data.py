@@ -247,8 +247,11 @@ class NextSampleDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.asarray(self._wave_np[pos.numpy()]))
 
     def _windows(self, first: torch.Tensor) -> torch.Tensor:
-        """int16 ``[B, W]`` windows starting at ``first`` (clamped at 0; callers mask)."""
-        first = first.clamp(min=0)
+        """int16 ``[B, W]`` windows starting at ``first`` (clamped into the array; callers mask)."""
+        n = len(self._wave_np)
+        if n < self.window:  # every window reaches before its sequence (pad="zero"): callers fill all
+            return torch.zeros((len(first), self.window), dtype=torch.int16)
+        first = first.clamp(0, n - self.window)
         if self._wave is not None:  # a strided view: one index_select, no [B, W] index
             return self._wave.unfold(0, self.window, 1).index_select(0, first)
         return self._gather(first[:, None] + torch.arange(self.window))
