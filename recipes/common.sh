@@ -1,0 +1,82 @@
+# Shared by recipes/<dataset>/run.sh: stage selection, logging of each CLI call, the closing
+# message. Source it after setting defaults; it parses the common options:
+#   --stage N / --stop-stage M   run stages N..M only (1 prepare, 2 train MLP, 3 train MDN,
+#                                4 generate, 5 compare)
+#   --exp DIR                    where data, runs and the report go
+#   --fit-args "..."             extra arguments for both `waveform-mdn fit` calls
+#                                (e.g. "--trainer.max_epochs 3 --trainer.accelerator gpu")
+#   --gen-args "..."             extra arguments for `waveform-mdn generate`
+# Each stage is one `waveform-mdn` call, printed before it runs, so it can be rerun by hand.
+set -euo pipefail
+
+stage=${stage:-1}
+stop_stage=${stop_stage:-5}
+fit_args=${fit_args:-}
+gen_args=${gen_args:-}
+WAVEFORM_MDN=${WAVEFORM_MDN:-waveform-mdn}
+
+recipe_usage() {
+  sed -n '2,/^set -e/p' "$0" | sed -e '/^set -e/d' -e 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+parse_common() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --stage) stage=$2; shift 2 ;;
+      --stop-stage|--stop_stage) stop_stage=$2; shift 2 ;;
+      --exp) exp=$2; shift 2 ;;
+      --fit-args) fit_args=$2; shift 2 ;;
+      --gen-args) gen_args=$2; shift 2 ;;
+      -h|--help) recipe_usage 0 ;;
+      *) if ! parse_recipe_option "$@"; then echo "unknown option: $1" >&2; recipe_usage 2; fi
+         shift "$consumed" ;;
+    esac
+  done
+  if ! command -v "$WAVEFORM_MDN" >/dev/null 2>&1; then
+    echo "error: '$WAVEFORM_MDN' not found on PATH; install the package (pip install -e .) or" \
+         "activate its virtual environment" >&2
+    exit 127
+  fi
+}
+
+
+# in_stage N: is stage N selected?
+in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+# run CMD...: print the command (as it can be pasted into a shell), then run it.
+run() {
+  printf '+' >&2; printf ' %q' "$@" >&2; printf '\n' >&2
+  "$@"
+}
+
+stage_banner() { printf '\n==== stage %s: %s ====\n' "$1" "$2" >&2; }
+
+# fit_run NAME CONFIG: train one model into $exp/runs/NAME (TensorBoard logs + checkpoints).
+fit_run() {
+  local name=$1 config=$2
+  # shellcheck disable=SC2086
+  run "$WAVEFORM_MDN" fit --config "$config" --data.path "$exp/data" \
+    --trainer.logger.init_args.save_dir "$exp/runs" --trainer.logger.init_args.name "$name" \
+    --trainer.logger.init_args.version run $fit_args
+}
+
+# gen_run NAME: generate from the best checkpoint of run NAME into $exp/runs/NAME/run/generated.
+gen_run() {
+  local name=$1; shift
+  # shellcheck disable=SC2086
+  run "$WAVEFORM_MDN" generate --ckpt "$exp/runs/$name/run/checkpoints/best.ckpt" --data "$exp/data" \
+    --out "$exp/runs/$name/run/generated" "$@" $gen_args
+}
+
+closing_message() {
+  cat <<MSG
+
+==== done ====
+prepared data:       $exp/data
+generated audio:     $(ls -d "$exp"/runs/*/run/generated 2>/dev/null | tr '\n' ' ')
+comparison report:   $exp/report/report.md  (table: $exp/report/table.csv, curves: $exp/report/curves.png)
+TensorBoard logs:    $exp/runs
+look at them with:   tensorboard --logdir $exp/runs
+MSG
+}

@@ -1,0 +1,390 @@
+"""Generation (``waveform_mdn.generate``): the step-by-step loop equals the teacher-forced
+forward pass, the sampler draws from the predictive distribution, inputs, guards, files,
+the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from waveform_mdn import generate as G
+from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
+from waveform_mdn.models import WaveformPredictor
+
+W = 240
+N_STEPS = 900  # generated positions per test stream: enough to cross several phone segments
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small batches on a shared 2-core machine: OpenMP threads only add contention."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def prepared(demo_prepared) -> PreparedDataset:
+    return PreparedDataset(demo_prepared)
+
+
+def make_model(prepared, head="mixture", fields=("phone", "next_phone"), context="target", pad="skip",
+               activation="tanh", seed=0, gain=8.0) -> WaveformPredictor:
+    """A randomly initialised predictor whose outputs are O(1) (``gain`` on the head), so
+    that equality tests compare meaningful numbers."""
+    torch.manual_seed(seed)
+    m = WaveformPredictor(
+        head=head, components=3, activation=activation, context_fields=list(fields), window=W,
+        n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean, norm_std=prepared.std,
+        sample_rate=prepared.sample_rate, phones=list(prepared.phones), data_fingerprint=prepared.fingerprint,
+        phone_context=context, pad=pad,
+    )
+    with torch.no_grad():
+        m.net.head.proj.weight.mul_(gain)
+        m.net.head.proj.bias.uniform_(-1.0, 1.0)
+        if m.net.position_weight is not None:
+            m.net.position_weight.mul_(20.0)  # make the position term matter
+    return m.eval()
+
+
+def forward_on(model, windows: torch.Tensor, ctx: dict[str, torch.Tensor]):
+    """Teacher-forced forward pass: the model's Distribution for a batch."""
+    with torch.no_grad():
+        return model.distribution({"window": windows, **ctx})
+
+
+def streams_for(prepared, seqs, n):
+    items = [G.sequence_from_prepared(prepared, i) for i in seqs]
+    ref = torch.stack([torch.from_numpy(prepared.normalise(s.reference[:n])) for s in items])
+    return items, ref
+
+
+# ------------------------------------------------------------------------------ equivalence
+@pytest.mark.parametrize(
+    "head,fields,context,fold,n_streams",
+    [
+        ("mixture", ("phone", "next_phone"), "target", True, 1),
+        ("mixture", ("phone", "next_phone", "prev_phone", "position"), "window_start", True, 6),
+        ("gaussian", ("phone", "next_phone", "position"), "target", False, 1),
+        ("gaussian", ("phone", "next_phone"), "window_start", True, 6),
+    ],
+)
+def test_teacher_forced_generation_equals_forward_pass(prepared, head, fields, context, fold, n_streams):
+    """Step-by-step with the mean instead of a draw == the model on the dataset's batches:
+    the buffer indexing, the phone context at every step and the normalisation agree with
+    ``NextSampleDataset`` (what training saw). One stream uses the Python-float tail, six
+    the batched tensor tail."""
+    model = make_model(prepared, head, fields, context)
+    seqs = [i % len(prepared.sequences) for i in range(n_streams)]
+    n = W + N_STEPS
+    items, ref = streams_for(prepared, seqs, n)
+    ctx = G.sequence_contexts(items, n, context, W)
+    pred = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean", fold_tanh=fold)
+    assert torch.equal(pred[:, :W], ref[:, :W])
+    for k, i in enumerate(seqs):
+        ds = NextSampleDataset(prepared, split=None, sequences=[i], context=context, pad="skip")
+        batch = ds.get_batch(torch.arange(N_STEPS))
+        expect = forward_on(model, batch["window"], {f: batch[f] for f in G._CONTEXT_KEYS}).mean
+        assert expect.abs().max() > 0.05 and expect.std() > 1e-3  # not near-constant, not near-zero
+        torch.testing.assert_close(pred[k, W:], expect, atol=2e-5, rtol=2e-5)
+
+
+def test_teacher_forced_zero_pad_with_silence_prime(prepared):
+    """pad="zero": positions 0 .. W-1 are predicted from a window of silence before the
+    sequence, exactly as ``NextSampleDataset(pad="zero")`` builds them."""
+    model = make_model(prepared, "mixture", pad="zero")
+    n = 600
+    items, ref = streams_for(prepared, [1], n)
+    prime, given_ = G.make_prime("silence", 1, W, prepared.mean, prepared.std, [0])
+    assert given_ is None
+    pred = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, teacher=ref, mode="mean")
+    batch = NextSampleDataset(prepared, split=None, sequences=[1], pad="zero").get_batch(torch.arange(n))
+    expect = forward_on(model, batch["window"], {f: batch[f] for f in G._CONTEXT_KEYS}).mean
+    torch.testing.assert_close(pred[0], expect, atol=2e-5, rtol=2e-5)
+
+
+def _free_running_check(model, y, prime, items, n, context):
+    """Each generated value is the model's point prediction given the previously
+    generated values: rebuild the windows from the output and run the forward pass."""
+    full = torch.cat([prime, y], dim=1)
+    t = torch.arange(n)
+    for k, seq in enumerate(items):
+        windows = full[k].unfold(0, W, 1)[:n]
+        ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), context, W)
+        dist = forward_on(model, windows, ctx)
+        yield k, dist
+
+
+@pytest.mark.parametrize("n_streams", [1, 5])
+@pytest.mark.parametrize("head", ["mixture", "gaussian"])
+def test_free_running_mean_is_consistent_with_forward_pass(prepared, head, n_streams):
+    model = make_model(prepared, head, ("phone", "next_phone", "position"))
+    n = 700
+    items = [G.sequence_from_prepared(prepared, i) for i in range(n_streams)]
+    prime, _ = G.make_prime("noise", n_streams, W, prepared.mean, prepared.std, list(range(n_streams)))
+    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, mode="mean")
+    for k, dist in _free_running_check(model, y, prime, items, n, "target"):
+        torch.testing.assert_close(y[k], dist.mean, atol=2e-5, rtol=2e-5)
+    assert y.std() > 0.05  # it did not trivially stay constant
+
+
+@pytest.mark.parametrize("n_streams", [1, 5])
+def test_free_running_mode_is_most_probable_components_mean(prepared, n_streams):
+    model = make_model(prepared, "mixture")
+    n = 500
+    items = [G.sequence_from_prepared(prepared, i) for i in range(n_streams)]
+    prime, _ = G.make_prime("silence", n_streams, W, prepared.mean, prepared.std, [0] * n_streams)
+    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, mode="mode",
+                   temperature_weights=0.5)  # the temperature does not change the argmax
+    for k, dist in _free_running_check(model, y, prime, items, n, "target"):
+        comp = dist.mixture_distribution.logits.argmax(-1, keepdim=True)
+        expect = dist.component_distribution.loc.gather(-1, comp).squeeze(-1)
+        torch.testing.assert_close(y[k], expect, atol=2e-5, rtol=2e-5)
+
+
+# ------------------------------------------------------------------------------ sampling
+def _ks_uniform(u: np.ndarray) -> float:
+    import scipy.stats
+
+    return scipy.stats.kstest(u, "uniform").pvalue
+
+
+@pytest.mark.parametrize("n_streams", [1, 6])
+@pytest.mark.parametrize("tw,ts", [(1.0, 1.0), (0.5, 2.0)])
+def test_mixture_draws_follow_the_tempered_predictive_distribution(prepared, n_streams, tw, ts):
+    """Teacher-forced draws, mapped through the CDF of the tempered mixture (logits / tw,
+    scales * ts), are uniform (probability integral transform)."""
+    from torch.distributions import Categorical, MixtureSameFamily, Normal
+
+    model = make_model(prepared, "mixture")
+    n = W + 1500
+    items, ref = streams_for(prepared, [i % 3 for i in range(n_streams)], n)
+    x = G.generate(model, G.sequence_contexts(items, n, "target", W), n, given=ref[:, :W], teacher=ref,
+                   mode="sample", temperature_weights=tw, temperature_scales=ts, seed=3)
+    u = []
+    for k, seq in enumerate(items):
+        windows = ref[k].unfold(0, W, 1)[: n - W]
+        t = torch.arange(W, n)
+        ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), "target", W)
+        with torch.no_grad():
+            logits, means, scales = model.net.head.params(model.net.features(windows, **ctx))
+        d = MixtureSameFamily(Categorical(logits=logits / tw), Normal(means, scales * ts))
+        u.append(d.cdf(x[k, W:]).numpy())
+    assert _ks_uniform(np.concatenate(u)) > 1e-3
+
+
+def test_gaussian_noise_uses_the_validation_mse(prepared):
+    model = make_model(prepared, "gaussian")
+    model.net.head.var.fill_(0.5)  # training MSE
+    model.net.head.valid_mse.fill_(0.09)  # validation MSE: sigma 0.3
+    n = W + 3000
+    items, ref = streams_for(prepared, [0], n)
+    ctx = G.sequence_contexts(items, n, "target", W)
+    mean = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean")
+    draw = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="sample", temperature_scales=2.0)
+    assert (draw - mean)[0, W:].std().item() == pytest.approx(0.6, rel=0.06)
+    draw_train = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, gaussian_variance="train")
+    assert (draw_train - mean)[0, W:].std().item() == pytest.approx(math.sqrt(0.5), rel=0.06)
+    assert G.gaussian_scale(model.net.head, "valid") == pytest.approx(0.3)
+
+
+def test_seeds_reproducible_and_independent_of_chunking(prepared):
+    model = make_model(prepared, "mixture")
+    n = 800
+    items = [G.sequence_from_prepared(prepared, 0)] * 3
+    ctx = G.sequence_contexts(items, n, "target", W)
+    a = G.generate(model, ctx, n, seed=7)
+    b = G.generate(model, ctx, n, seed=7, chunk=G.BLOCK)  # other chunk size, same draws
+    c = G.generate(model, ctx, n, seed=8)
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # streams get seeds 7, 8, 9
+    torch.testing.assert_close(a[1], c[0])  # stream 1 of seed 7 is stream 0 of seed 8
+    assert torch.isfinite(a).all()
+
+
+# ------------------------------------------------------------------------------ guards
+def test_nonfinite_draws_are_replaced_and_counted(prepared):
+    model = make_model(prepared, "mixture")
+    with torch.no_grad():
+        model.net.head.proj.bias[3:6] = float("nan")  # every component mean is NaN
+    n = 400
+    for n_streams in (1, 5):
+        items = [G.sequence_from_prepared(prepared, 0)] * n_streams
+        st_ = G.GenerationStats()
+        lo, hi = -3.0, 3.0
+        y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, clip=(lo, hi), stats=st_)
+        assert torch.isfinite(y).all()
+        assert st_.nonfinite_replaced == [n] * n_streams
+
+
+def test_out_of_range_values_are_clipped_and_counted(prepared):
+    model = make_model(prepared, "gaussian")
+    with torch.no_grad():
+        model.net.head.proj.bias.fill_(50.0)
+    n = 300
+    items = [G.sequence_from_prepared(prepared, 0)]
+    st_ = G.GenerationStats()
+    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, clip=(-2.0, 2.0), mode="mean", stats=st_)
+    assert y.max().item() == pytest.approx(2.0)
+    assert st_.clipped[0] > n // 2 and st_.nonfinite_replaced == [0]
+
+
+# ------------------------------------------------------------------------------ inputs
+def test_phn_file_gives_the_prepared_sequence(prepared):
+    i = 2
+    rec = prepared.sequences[i]
+    phn = Path(rec["source"]).with_suffix(".PHN")
+    seq = G.sequence_from_phn(phn, prepared)
+    np.testing.assert_array_equal(seq.segments, prepared.sequence_segments(i))
+    np.testing.assert_array_equal(seq.reference, prepared.sequence_wave(i))
+    assert seq.length == rec["length"]
+
+
+def test_inline_phones(prepared):
+    seq = G.sequence_from_inline("h#:0.1 aa:300ms aa:0.05 iy:0.2s h#:0.1", prepared)
+    sr = prepared.sample_rate
+    assert seq.length == int(0.75 * sr)
+    assert seq.reference is None
+    ids = [prepared.phones.index(p) for p in ("h#", "aa", "iy", "h#")]
+    np.testing.assert_array_equal(seq.segments[:, 2], ids)  # the two aa are joined
+    np.testing.assert_array_equal(seq.segments[:, :2], [[0, 1600], [1600, 7200], [7200, 10400], [10400, 12000]])
+    assert seq.segments[0, 3] == prepared.no_phone and seq.segments[-1, 4] == prepared.no_phone
+    with pytest.raises(G.GenerationError, match="not in the prepared"):
+        G.sequence_from_inline("h#:0.1 xx:0.2", prepared)
+    with pytest.raises(G.GenerationError, match="PHONE:SECONDS"):
+        G.sequence_from_inline("h# 0.1", prepared)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["h#", "aa", "iy", "s", "pau"]), st.integers(1, 50)),
+                min_size=1, max_size=12))
+def test_segment_tables_are_well_formed(demo_prepared, items):
+    prepared = PreparedDataset(demo_prepared)
+    labels, pos = [], 0
+    for lab, dur in items:
+        labels.append((pos, pos + dur, lab))
+        pos += dur
+    table, first = G.segments_from_labels(labels, prepared)
+    assert first == 0 and table[0, 0] == 0 and table[-1, 1] == pos
+    np.testing.assert_array_equal(table[1:, 0], table[:-1, 1])  # contiguous
+    assert (table[1:, 2] != table[:-1, 2]).all()  # equal neighbours were joined
+    np.testing.assert_array_equal(table[1:, 3], table[:-1, 2])  # prev / next labels
+    np.testing.assert_array_equal(table[:-1, 4], table[1:, 2])
+
+
+def test_real_prime_needs_a_reference(prepared):
+    with pytest.raises(G.GenerationError, match="reference"):
+        G.make_prime("real", 1, W, 0.0, 1.0, [0], [None])
+
+
+# ------------------------------------------------------------------------------ files, API, CLI
+def test_write_wav_is_atomic_and_counts_clipping(tmp_path):
+    x = np.array([0.0, 0.5, -1.5, 2.0, 1.0, -1.0], dtype=np.float32)
+    path = tmp_path / "a.wav"
+    assert G.write_wav(path, x, 16000) == 2
+    data, sr = sf.read(str(path), dtype="int16")
+    info = sf.info(str(path))
+    assert sr == 16000 and info.subtype == "PCM_16"
+    np.testing.assert_array_equal(data, [0, 16384, -32768, 32767, 32767, -32768])
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]  # no temporary file left
+
+
+def test_generate_for_sequence(prepared):
+    model = make_model(prepared, "mixture")
+    a = G.generate_for_sequence(model, prepared, "MKAL0_SA1", seconds=0.1, mode="sample", seed=1)
+    b = G.generate_for_sequence(model, prepared, 0, seconds=0.1, mode="sample", seed=1)
+    assert a.dtype == np.float32 and a.shape == (1600,)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a).max() <= 1.0
+    # the real prime: the first window is the utterance itself
+    np.testing.assert_allclose(a[:W], prepared.sequence_wave(0)[:W] / 32768.0, atol=1e-6)
+
+
+def _save_ckpt(model, path: Path) -> Path:
+    import pytorch_lightning as pl
+
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
+
+
+def test_cli_generate_and_evaluate(prepared, tmp_path, capsys):
+    ckpt = _save_ckpt(make_model(prepared, "mixture", gain=1.0), tmp_path / "m.ckpt")
+    out = tmp_path / "gen"
+    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--utterance", "MKAL0_SA1",
+                 "--streams", "2", "--seconds", "0.25", "--seed", "5", "--png", "--out", str(out)])
+    assert rc == 0
+    meas = json.loads((out / "measurements.json").read_text())
+    assert meas["head"] == "mixture" and meas["data_fingerprint"] == prepared.fingerprint
+    assert meas["settings"]["prime"] == "real" and meas["settings"]["mode"] == "sample"
+    assert [f["wav"] for f in meas["files"]] == ["MKAL0_SA1_0.wav", "MKAL0_SA1_1.wav"]
+    for f in meas["files"]:
+        assert f["reference"] == "reference/MKAL0_SA1.wav"
+        assert f["clipped"] == 0 and f["nonfinite_replaced"] == 0
+        assert {"lsd_db", "mcd_db", "rms_db", "kurtosis", "periodicity", "voicing_agreement"} <= set(f)
+        data, sr = sf.read(str(out / f["wav"]), dtype="int16")
+        assert sr == prepared.sample_rate and len(data) == 4000
+        assert (out / f["png"]).stat().st_size > 1000
+    assert [f["info"]["seed"] for f in meas["files"]] == [5, 6]
+    ref, _ = sf.read(str(out / "reference" / "MKAL0_SA1.wav"), dtype="int16")
+    np.testing.assert_array_equal(ref, prepared.sequence_wave(0)[:4000])
+
+    # inline phones: no reference, silence prime by default; evaluate re-measures in place
+    out2 = tmp_path / "gen2"
+    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.05 aa:0.2",
+                 "--mode", "mean", "--out", str(out2)])
+    assert rc == 0
+    meas2 = json.loads((out2 / "measurements.json").read_text())
+    assert meas2["settings"]["prime"] == "silence" and meas2["files"][0]["reference"] is None
+    assert meas2["files"][0]["lsd_db"] is None
+    assert G.main(["evaluate", str(out2)]) == 0
+    again = json.loads((out2 / "measurements.json").read_text())
+    assert again["files"][0]["rms_db"] == pytest.approx(meas2["files"][0]["rms_db"])
+    assert again["files"][0]["info"] == meas2["files"][0]["info"]
+
+    # errors are reported, not raised
+    capsys.readouterr()
+    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--utterance", "NOPE",
+                 "--out", str(tmp_path / "x")])
+    assert rc == 1 and "NOPE" in capsys.readouterr().err
+    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.1",
+                 "--prime", "real", "--out", str(tmp_path / "x")])
+    assert rc == 1 and "reference" in capsys.readouterr().err
+
+
+def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
+    ckpt = _save_ckpt(make_model(prepared, "gaussian", gain=1.0), tmp_path / "m.ckpt")
+    other = PreparedDataset(demo_prepared_all)
+    args = ["generate", "--ckpt", str(ckpt), "--data", str(other.path), "--utterance", "MKAL0_SA1",
+            "--seconds", "0.05", "--no-measure", "--out", str(tmp_path / "o")]
+    assert G.main(args) == 1
+    assert "--allow-different-data" in capsys.readouterr().err
+    assert G.main(args + ["--allow-different-data"]) == 0
+    meas = json.loads((tmp_path / "o" / "measurements.json").read_text())
+    assert meas["notes"] and "lsd_db" not in meas["files"][0]
+
+
+def test_unknown_heads_fall_back_to_their_own_sampler(prepared):
+    """A head the fast path does not know (a future registered head) is sampled through its
+    own ``params`` / ``mean_from_params`` / ``sample_from_params``."""
+    model = make_model(prepared, "mixture")
+    model.net.head.name = "custom"  # instance attribute: the fast path no longer recognises it
+    n = W + 300
+    items, ref = streams_for(prepared, [0, 1], n)
+    ctx = G.sequence_contexts(items, n, "target", W)
+    pred = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean")
+    batch = NextSampleDataset(prepared, split=None, sequences=[1]).get_batch(torch.arange(300))
+    expect = forward_on(model, batch["window"], {f: batch[f] for f in G._CONTEXT_KEYS}).mean
+    torch.testing.assert_close(pred[1, W:], expect, atol=2e-5, rtol=2e-5)
+    a = G.generate(model, ctx, n, given=ref[:, :W], seed=4)
+    b = G.generate(model, ctx, n, given=ref[:, :W], seed=4)
+    assert torch.equal(a, b) and torch.isfinite(a).all()

@@ -1,0 +1,415 @@
+"""Training: the CLI on the demo corpus (both heads), TensorBoard tags, self-contained
+checkpoints, exact resume, reproducibility, the NaN stop, learning-rate annealing, the
+samplers and the batch loader."""
+
+from __future__ import annotations
+
+import glob
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import soundfile as sf
+import torch
+import yaml
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from data_prep.prepare import SplitRule, prepare
+from waveform_mdn import train
+from waveform_mdn.data import PreparedDataset
+from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler, WaveformDataModule
+from waveform_mdn.models import NonFiniteLossError, WaveformPredictor
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 16000
+METRIC_TAGS = ["train/nll", "train/mse", "train/mse_sample", "val/nll", "val/mse", "val/mse_sample"]
+
+
+# -- a tiny synthetic corpus: harmonic "vowels" with per-segment pitch, noise "fricatives" --
+def synthetic_corpus(root: Path, n_utts: int = 6, seed: int = 0) -> Path:
+    """TIMIT-layout corpus of ``n_utts`` utterances (odd lengths, ~0.3 s each)."""
+    rng = np.random.default_rng(seed)
+    d = root / "TRAIN" / "DR1" / "FSYN0"
+    d.mkdir(parents=True, exist_ok=True)
+    labels = ["h#", "aa", "s", "iy", "ae", "h#"]
+    for u in range(n_utts):
+        pieces, lines, pos = [], [], 0
+        for lab in labels:
+            n = int(rng.integers(500, 900))
+            t = np.arange(n) / SR
+            if lab == "h#":
+                y = rng.normal(0, 20, n)
+            elif lab == "s":
+                y = rng.normal(0, 600, n)
+            else:
+                f0, ph = rng.uniform(110, 230), rng.uniform(0, 2 * np.pi, 4)
+                y = sum(4000 / h * np.sin(2 * np.pi * h * f0 * t + ph[h - 1]) for h in range(1, 5))
+                y = y + rng.normal(0, 50, n)
+            pieces.append(y)
+            lines.append([pos, pos + n, lab])
+            pos += n
+        x = np.concatenate(pieces)
+        if len(x) % 2 == 0:  # odd lengths: odd example counts, uneven DDP shards
+            x = x[:-1]
+            lines[-1][1] -= 1
+        sf.write(str(d / f"SX{u + 1}.WAV"), np.clip(x, -32768, 32767).astype(np.int16), SR,
+                 format="NIST", subtype="PCM_16")
+        (d / f"SX{u + 1}.PHN").write_text("".join(f"{a} {b} {lab}\n" for a, b, lab in lines))
+    return root
+
+
+def synthetic_prepared(tmp: Path, n_utts: int = 6) -> Path:
+    out = tmp / "synthetic_prepared"
+    if not (out / "meta.json").exists():
+        prepare(synthetic_corpus(tmp / "synthetic_corpus", n_utts), out,
+                split=SplitRule(mode="per_speaker", valid=1, seed=0), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    return synthetic_prepared(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: one intra-op thread is faster and immune to a busy second core
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(glob.glob(str(run_dir / "events.out.tfevents.*")))
+    assert files, f"no event file in {run_dir}"
+    accs = []
+    for f in files:
+        ea = EventAccumulator(f, size_guidance={"scalars": 0, "audio": 0, "images": 0, "tensors": 0})
+        ea.Reload()
+        accs.append(ea)
+    return accs
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    out = []
+    for ea in events(run_dir):
+        if tag in ea.Tags()["scalars"]:
+            out += [(e.step, e.value) for e in ea.Scalars(tag)]
+    return out
+
+
+def make_trainer(tmp: Path, version: str, max_epochs: int, callbacks=(), limit_train_batches=20, **kw):
+    return pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=max_epochs, limit_train_batches=limit_train_batches,
+        logger=TensorBoardLogger(str(tmp), name="runs", version=version, default_hp_metric=False),
+        callbacks=[ModelCheckpoint(monitor="val/nll", mode="min", filename="best", save_last=True),
+                   LearningRateMonitor(), *callbacks],
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=5, **kw,
+    )
+
+
+def make(path: Path, head: str = "mixture", group: int = 1, **model_kw):
+    dm = WaveformDataModule(str(path), batch_size=32, group_batches=group, val_batch_size=1000, seed=0)
+    kw = dict(head=head, hidden=[32, 32], optimizer="adam", lr=3e-3, anneal_start_epoch=None)
+    kw.update(model_kw)
+    return WaveformPredictor(**kw), dm
+
+
+def state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# -- the CLI on the demo corpus, both heads -----------------------------------------------
+@pytest.fixture(scope="module")
+def demo_runs(demo_prepared, tmp_path_factory) -> dict[str, Path]:
+    """Both recipes through the CLI, shortened; the untrained model is validated first."""
+    tmp = tmp_path_factory.mktemp("demo_runs")
+    runs = {}
+    for name in ("mlp", "mdn"):
+        common = [
+            "--config", str(REPO / "recipes/demo/conf" / f"{name}.yaml"), "--data.path", str(demo_prepared),
+            "--trainer.logger.init_args.save_dir", str(tmp), "--data.val_stride", "16",
+            "--trainer.enable_progress_bar", "false",
+        ]
+        rc = train.main(["validate", *common, "--trainer.logger.init_args.version", "untrained"])
+        assert rc == 0
+        rc = train.main([
+            "fit", *common, "--trainer.max_epochs", "4", "--trainer.limit_train_batches", "100",
+            "--model.anneal_start_epoch", "2", "--audio.every_n_epochs", "2", "--audio.seconds", "0.25",
+        ])
+        assert rc == 0
+        runs[name] = tmp / name / "run"
+    return runs
+
+
+@pytest.mark.parametrize("name", ["mlp", "mdn"])
+def test_demo_fit_validation_nll_falls(demo_runs, name):
+    untrained = scalars(demo_runs[name].parent / "untrained", "val/nll")[0][1]
+    nll = [v for _, v in scalars(demo_runs[name], "val/nll")]
+    assert len(nll) == 4 and all(math.isfinite(v) for v in nll)
+    assert nll[-1] < untrained - 0.3, (untrained, nll)
+    assert min(nll[1:]) < nll[0], nll
+    train_nll = [v for _, v in scalars(demo_runs[name], "train/nll")]
+    assert train_nll[-1] < train_nll[0], train_nll
+
+
+@pytest.mark.parametrize("name", ["mlp", "mdn"])
+def test_tensorboard_tags(demo_runs, name):
+    accs = events(demo_runs[name])
+    tags = {kind: set().union(*(ea.Tags()[kind] for ea in accs)) for kind in ("scalars", "audio", "images")}
+    assert set(METRIC_TAGS) <= tags["scalars"]
+    assert "lr-Adam" in tags["scalars"] and "epoch" in tags["scalars"]
+    assert {"audio/target", "audio/teacher_forced_mean", "audio/teacher_forced_sample"} <= tags["audio"]
+    assert "figures/teacher_forced" in tags["images"]
+    hp = set().union(*(ea.PluginTagToContent("hparams").keys() for ea in accs))
+    assert "_hparams_/experiment" in hp and "_hparams_/session_start_info" in hp
+    info = [ea.PluginTagToContent("hparams")["_hparams_/session_start_info"] for ea in accs
+            if "_hparams_/session_start_info" in ea.PluginTagToContent("hparams")][0]
+    assert (b"mixture" if name == "mdn" else b"gaussian") in info and b"data_fingerprint" in info
+
+
+def test_checkpoints_are_self_contained(demo_runs, demo_prepared):
+    prepared = PreparedDataset(demo_prepared)
+    for name in ("mlp", "mdn"):
+        ckpts = demo_runs[name] / "checkpoints"
+        assert (ckpts / "best.ckpt").exists() and (ckpts / "last.ckpt").exists()
+        model = WaveformPredictor.load_from_checkpoint(ckpts / "last.ckpt", map_location="cpu")
+        hp = model.hparams
+        assert hp.data_fingerprint == prepared.fingerprint
+        assert (hp.window, hp.n_phone_ids, hp.sample_rate) == (240, prepared.n_phone_ids, prepared.sample_rate)
+        assert hp.norm_mean == pytest.approx(prepared.mean) and hp.norm_std == pytest.approx(prepared.std)
+        assert hp.phones == prepared.phones and hp.phone_context == "target" and hp.pad == "skip"
+        assert model.net is not None and model.hparams.head == ("gaussian" if name == "mlp" else "mixture")
+        # hparams.yaml (what `waveform-mdn compare` reads) has the data's values too
+        logged = yaml.safe_load((demo_runs[name] / "hparams.yaml").read_text())
+        assert logged["data_fingerprint"] == prepared.fingerprint and logged["norm_std"] == pytest.approx(prepared.std)
+        assert logged["head"] == hp.head
+
+
+def test_mlp_nll_uses_the_training_mse(demo_runs):
+    """val/nll of the MLP = NLL of Normal(mean, sqrt(train MSE)), from the logged numbers."""
+    run = demo_runs["mlp"]
+    model = WaveformPredictor.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    var = float(model.head.var)
+    train_mse = scalars(run, "train/mse")[-1][1]
+    val_mse = scalars(run, "val/mse")[-1][1]
+    val_nll = scalars(run, "val/nll")[-1][1]
+    assert var == pytest.approx(train_mse, rel=1e-5)
+    assert val_nll == pytest.approx(0.5 * math.log(2 * math.pi * var) + val_mse / (2 * var), rel=1e-5)
+    assert float(model.head.valid_mse) == pytest.approx(val_mse, rel=1e-5)
+    train_nll = scalars(run, "train/nll")[-1][1]
+    assert train_nll == pytest.approx(0.5 * math.log(2 * math.pi * train_mse) + 0.5, rel=1e-5)
+
+
+def test_validate_subcommand_and_print_config(demo_runs, demo_prepared, capsys, tmp_path):
+    run = demo_runs["mdn"]
+    rc = train.main([
+        "validate", "--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path", str(demo_prepared),
+        "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),  # config.yaml goes there
+        "--trainer.limit_val_batches", "1", "--data.val_batch_size", "512",
+        "--trainer.enable_progress_bar", "false", "--ckpt_path", str(run / "checkpoints" / "best.ckpt"),
+    ])
+    assert rc == 0
+    assert (tmp_path / "config.yaml").exists()
+    capsys.readouterr()
+    assert train.main(["--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--print_config"]) == 0
+    out = capsys.readouterr().out
+    assert "head: mixture" in out and "monitor: val/nll" in out and "path: data/demo" in out
+
+
+@pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO)) for p in REPO.glob("recipes/*/conf/*.yaml")))
+def test_recipe_configs_parse(conf, capsys):
+    assert train.main(["fit", "--config", str(REPO / conf), "--print_config"]) == 0
+    out = capsys.readouterr().out
+    assert "head:" in out and "lr:" in out
+
+
+# -- resume, reproducibility, grouping, NaN stop, learning rate ----------------------------
+class _Crash(Exception):
+    pass
+
+
+class _CrashAtEpoch(pl.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise _Crash(f"killed at the start of epoch {self.epoch}")
+
+
+@pytest.mark.parametrize("head", ["gaussian", "mixture"])
+def test_resume_after_kill_continues_the_same_run(synth, tmp_path, head):
+    pl.seed_everything(7)
+    model_a, dm = make(synth, head, anneal_start_epoch=1)
+    make_trainer(tmp_path, "straight", 4).fit(model_a, datamodule=dm)
+
+    pl.seed_everything(7)
+    model_b, dm = make(synth, head, anneal_start_epoch=1)
+    with pytest.raises(_Crash):
+        make_trainer(tmp_path, "killed", 4, callbacks=[_CrashAtEpoch(2)]).fit(model_b, datamodule=dm)
+    assert (tmp_path / "runs/killed/checkpoints/last.ckpt").exists()
+
+    pl.seed_everything(123)  # a resumed process does not share the killed one's RNG state
+    model_c, dm = make(synth, head, anneal_start_epoch=1)
+    trainer = make_trainer(tmp_path, "killed", 4)
+    trainer.fit(model_c, datamodule=dm, ckpt_path="last")
+    assert trainer.current_epoch == 4 and trainer.global_step == 4 * 20
+    a, c = state(model_a), state(model_c)
+    assert a.keys() == c.keys()
+    for k in a:
+        assert torch.equal(a[k], c[k]), k
+    # the resumed run logs the same curves as the uninterrupted one
+    for tag in METRIC_TAGS + ["lr-Adam"]:
+        straight = dict(scalars(tmp_path / "runs/straight", tag))
+        resumed = dict(scalars(tmp_path / "runs/killed", tag))
+        assert straight.keys() == resumed.keys(), tag
+        for step in straight:
+            assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-9), (tag, step)
+
+
+def test_group_batches_makes_the_same_updates(synth, tmp_path):
+    results = []
+    for group in (1, 3):
+        pl.seed_everything(3)
+        model, dm = make(synth, "mixture", group=group, optimizer="sgd", lr=0.05)
+        make_trainer(tmp_path, f"g{group}", 1, limit_train_batches=1.0).fit(model, datamodule=dm)
+        results.append((state(model), model.trainer.global_step))
+    (a, steps_a), (b, steps_b) = results
+    assert steps_a == steps_b
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    # the logging step counts optimizer steps either way
+    for tag in ("val/nll", "train/mse"):
+        assert [s for s, _ in scalars(tmp_path / "runs/g1", tag)] == [s for s, _ in scalars(tmp_path / "runs/g3", tag)]
+
+
+class _PoisonAtStep(pl.Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.net.window_proj.weight[0, 0] = float("nan")
+
+
+def test_nonfinite_loss_stops_the_run_with_a_message(synth, tmp_path):
+    model, dm = make(synth, "mixture")
+    trainer = make_trainer(tmp_path, "nan", 3, callbacks=[_PoisonAtStep(25)])
+    with pytest.raises(NonFiniteLossError) as e:
+        trainer.fit(model, datamodule=dm)
+    msg = str(e.value)
+    assert "epoch 1" in msg and "global step 25" in msg and "last.ckpt" in msg and "--ckpt_path last" in msg
+
+
+def test_learning_rate_anneals_linearly_after_start(synth, tmp_path):
+    seen = {}
+
+    class _Rec(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.setdefault(trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"])
+
+    model, dm = make(synth, "gaussian", optimizer="sgd", lr=0.01, anneal_start_epoch=2)
+    make_trainer(tmp_path, "lr", 5, callbacks=[_Rec()], limit_train_batches=2).fit(model, datamodule=dm)
+    # full rate for epochs 0, 1 and 2, then (5 - e) / (5 - 2) of it: 2/3, 1/3
+    assert [seen[e] for e in range(5)] == pytest.approx([0.01, 0.01, 0.01, 0.01 * 2 / 3, 0.01 / 3])
+
+
+def test_bf16_mixed_precision_runs(synth, tmp_path):
+    model, dm = make(synth, "mixture")
+    trainer = make_trainer(tmp_path, "bf16", 1, precision="bf16-mixed", limit_train_batches=5)
+    trainer.fit(model, datamodule=dm)
+    assert all(math.isfinite(float(trainer.callback_metrics[t])) for t in METRIC_TAGS)
+
+
+def test_metrics_do_not_depend_on_the_validation_batch_size(synth, tmp_path):
+    values = []
+    for vbs in (97, 5000):
+        pl.seed_everything(0)
+        model, dm = make(synth, "mixture")
+        dm.val_batch_size = vbs
+        trainer = make_trainer(tmp_path, f"v{vbs}", 1)
+        trainer.validate(model, datamodule=dm, verbose=False)
+        values.append({t: float(trainer.callback_metrics[t]) for t in ("val/nll", "val/mse")})
+    for t in values[0]:
+        assert values[0][t] == pytest.approx(values[1][t], rel=1e-5)
+
+
+# -- samplers and the loader --------------------------------------------------------------
+def test_train_sampler_shards_and_seeds():
+    n, world = 1003, 3
+    shards = []
+    for rank in range(world):
+        s = IndexBatchSampler(n, 50, shuffle=True, seed=5, rank=rank, world_size=world)
+        s.set_epoch(2)
+        shards.append(torch.cat(list(s)))
+        assert len(list(s)) == len(s)
+    assert len({len(x) for x in shards}) == 1  # equal length on every rank
+    allidx = torch.cat(shards)
+    assert len(allidx) == len(set(allidx.tolist())) == (n // world) * world
+    s = IndexBatchSampler(n, 50, shuffle=True, seed=5, rank=0, world_size=1)
+    s.set_epoch(0)
+    e0 = torch.cat(list(s))
+    s.set_epoch(1)
+    e1 = torch.cat(list(s))
+    s.set_epoch(0)
+    assert torch.equal(torch.cat(list(s)), e0) and not torch.equal(e0, e1)
+    assert sorted(e0.tolist()) == list(range(n))
+    g = IndexBatchSampler(n, 50, shuffle=True, seed=5, rank=0, world_size=1, group=4)
+    g.set_epoch(0)
+    assert torch.equal(torch.cat(list(g)), e0) and len(g) == math.ceil(math.ceil(n / 50) / 4) == len(list(g))
+
+
+@pytest.mark.parametrize("n,world,bs,stride", [(1003, 2, 128, 1), (1003, 3, 100, 1), (7, 4, 2, 1),
+                                               (4096, 2, 4096, 1), (5, 1, 10, 1), (1003, 2, 50, 7)])
+def test_val_sampler_covers_every_example_once(n, world, bs, stride):
+    per_rank = []
+    for rank in range(world):
+        s = IndexBatchSampler(n, bs, shuffle=False, rank=rank, world_size=world, stride=stride)
+        batches = list(s)
+        assert len(batches) == len(s)
+        assert all(len(b) <= bs for b in batches)
+        per_rank.append(batches)
+    assert len({len(b) for b in per_rank}) == 1  # same number of batches on every rank
+    allidx = torch.cat([torch.cat(b) for b in per_rank])
+    assert sorted(allidx.tolist()) == list(range(0, n, stride))  # no padding, no duplicates
+
+
+class _Data:
+    def __init__(self, fail_at: int | None = None):
+        self.fail_at = fail_at
+
+    def get_batch(self, idx):
+        if self.fail_at is not None and int(idx[0]) >= self.fail_at:
+            raise RuntimeError("broken batch")
+        return {"target": idx.float(), "window": idx.float()[:, None].repeat(1, 3)}
+
+
+def test_batch_loader_prefetch_stop_and_errors():
+    sampler = IndexBatchSampler(1000, 10, shuffle=False)
+    base = threading.active_count()
+    loader = BatchLoader(_Data(), sampler, prefetch=3)
+    assert len(loader) == 100
+    got = [b["target"] for b in loader]
+    assert torch.equal(torch.cat(got), torch.arange(1000.0))
+    for i, _ in enumerate(loader):  # abandoned early, as limit_train_batches does
+        if i == 5:
+            break
+    deadline = time.time() + 5
+    while threading.active_count() > base and time.time() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == base
+    with pytest.raises(RuntimeError, match="broken batch"):
+        list(BatchLoader(_Data(fail_at=500), sampler, prefetch=2))
+    split = BatchLoader(_Data(), IndexBatchSampler(100, 10, shuffle=True, group=3), prefetch=0, split=10)
+    items = list(split)
+    assert [len(x) for x in items[:1]] == [3] and all(len(p["target"]) == 10 for x in items for p in x)

@@ -1,0 +1,165 @@
+"""Callbacks for training runs.
+
+:class:`PredictionAudioLogger` (rank zero only) logs, every ``every_n_epochs`` epochs, a
+short clip of one validation sequence to TensorBoard:
+
+* audio ``audio/target`` (once), ``audio/teacher_forced_mean`` and
+  ``audio/teacher_forced_sample``: at every sample the model sees the *true* previous
+  ``window`` samples and its phone context (teacher forcing) and predicts the next one,
+  either the mean of its predictive distribution or one value drawn from it;
+* a figure ``figures/teacher_forced``: the waveforms (whole clip and a 30 ms zoom) and the
+  spectrograms of the target and of the drawn prediction.
+
+Free-running generation (the model fed with its own output) belongs to
+``waveform_mdn.generate``; until it is wired in here the clip is teacher-forced.
+Audio is written denormalised (``x * std + mean``), clipped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
+
+from .data import NextSampleDataset
+
+
+class PredictionAudioLogger(Callback):
+    """Log a teacher-forced prediction of a validation clip (audio + figure) to TensorBoard."""
+
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        sequence: str | None = None,
+        seconds: float = 1.0,
+        offset_seconds: float = 0.0,
+        figure: bool = True,
+        seed: int = 0,
+    ):
+        """
+        Args:
+            every_n_epochs: log after every n-th validation epoch (0 disables the callback).
+            sequence: id (or utterance id) of the validation sequence (null: the first one).
+            seconds: length of the clip.
+            offset_seconds: where the clip starts inside the sequence's examples.
+            figure: also log the waveform/spectrogram figure.
+            seed: seed of the draws of the sampled clip.
+        """
+        super().__init__()
+        self.every_n_epochs = int(every_n_epochs)
+        self.sequence = sequence
+        self.seconds = float(seconds)
+        self.offset_seconds = float(offset_seconds)
+        self.figure = bool(figure)
+        self.seed = int(seed)
+        self._target_logged = False
+
+    def _tensorboard(self, trainer: Trainer):
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                return logger.experiment
+        return None
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.every_n_epochs <= 0 or trainer.sanity_checking:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        writer = self._tensorboard(trainer)
+        dm = getattr(trainer, "datamodule", None)
+        if writer is None or dm is None or getattr(dm, "valid_dataset", None) is None:
+            return
+        try:
+            self.log_clip(writer, dm, pl_module, trainer.global_step)
+        except Exception as e:  # a figure must never kill a training run
+            rank_zero_warn(f"PredictionAudioLogger: could not log the clip: {e!r}")
+
+    def _clip_dataset(self, dm) -> NextSampleDataset:
+        valid = dm.valid_dataset
+        prepared = valid.prepared
+        seq = valid.seq_indices[0] if self.sequence is None else prepared.find(self.sequence)
+        return NextSampleDataset(prepared, split=None, window=valid.window, pad=valid.pad, context=valid.context,
+                                 sequences=[seq], in_memory=False)
+
+    @torch.inference_mode()
+    def predict_clip(self, dm, pl_module: LightningModule) -> dict[str, np.ndarray]:
+        """Teacher-forced prediction of the clip; returns denormalised float arrays."""
+        ds = self._clip_dataset(dm)
+        sr = ds.prepared.sample_rate
+        start = min(int(self.offset_seconds * sr), max(len(ds) - 1, 0))
+        stop = min(start + max(int(self.seconds * sr), 1), len(ds))
+        idx = torch.arange(start, stop)
+        net = pl_module.net
+        gen = torch.Generator(device=pl_module.device)
+        gen.manual_seed(self.seed)
+        means, samples, targets = [], [], []
+        for chunk in idx.split(8192):
+            batch = {k: v.to(pl_module.device) for k, v in ds.get_batch(chunk).items()}
+            params = net.params(batch)
+            means.append(net.head.mean_from_params(params).float().cpu())
+            samples.append(net.head.sample_from_params(params, generator=gen).float().cpu())
+            targets.append(batch["target"].float().cpu())
+        p = ds.prepared
+
+        def denorm(parts):
+            return np.clip(p.denormalise(torch.cat(parts).numpy()), -1.0, 1.0).astype(np.float32)
+
+        return {"target": denorm(targets), "mean": denorm(means), "sample": denorm(samples), "sample_rate": sr}
+
+    def log_clip(self, writer, dm, pl_module: LightningModule, step: int) -> None:
+        clip = self.predict_clip(dm, pl_module)
+        sr = clip["sample_rate"]
+        if not self._target_logged:
+            writer.add_audio("audio/target", torch.from_numpy(clip["target"])[None], step, sample_rate=sr)
+            self._target_logged = True
+        writer.add_audio("audio/teacher_forced_mean", torch.from_numpy(clip["mean"])[None], step, sample_rate=sr)
+        writer.add_audio("audio/teacher_forced_sample", torch.from_numpy(clip["sample"])[None], step,
+                         sample_rate=sr)
+        if self.figure:
+            writer.add_figure("figures/teacher_forced", clip_figure(clip), step, close=True)
+
+
+def clip_figure(clip: dict):
+    """Waveforms (whole clip, 30 ms zoom) and spectrograms of target and drawn prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    sr = clip["sample_rate"]
+    t = np.arange(len(clip["target"])) / sr
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6), constrained_layout=True)
+    ax = axes[0, 0]
+    ax.plot(t, clip["sample"], "C1-", lw=0.5, label="drawn")
+    ax.plot(t, clip["target"], "k-", lw=0.5, alpha=0.8, label="target")
+    ax.set_title("teacher-forced prediction")
+    ax.set_xlabel("s")
+    ax.legend(loc="upper right", fontsize=8)
+    ax = axes[0, 1]
+    n = len(t)
+    a = max(n // 2 - int(0.015 * sr), 0)
+    b = min(a + int(0.03 * sr), n)
+    for key, style in (("target", "k-"), ("mean", "C1-"), ("sample", "C0.")):
+        ax.plot(t[a:b] * 1000, clip[key][a:b], style, lw=0.8, ms=2, label=key)
+    ax.set_title("30 ms zoom")
+    ax.set_xlabel("ms")
+    ax.legend(loc="upper right", fontsize=8)
+    nfft = 512 if n >= 512 else max(2 ** int(math.log2(max(n, 16))), 16)
+    vmax = None
+    for ax, key in ((axes[1, 0], "target"), (axes[1, 1], "sample")):
+        if n > nfft:  # same colour scale (dB) for both panels
+            spec, _, _, im = ax.specgram(clip[key], NFFT=nfft, Fs=sr, noverlap=nfft // 2, cmap="magma",
+                                         vmin=None if vmax is None else vmax - 80, vmax=vmax)
+            if vmax is None:
+                vmax = 10 * np.log10(spec.max() + 1e-20)
+                im.set_clim(vmax - 80, vmax)
+        ax.set_title(f"spectrogram: {key}")
+        ax.set_xlabel("s")
+        ax.set_ylabel("Hz")
+    return fig
