@@ -167,8 +167,9 @@ def test_tensorboard_tags(demo_runs, name):
     tags = {kind: set().union(*(ea.Tags()[kind] for ea in accs)) for kind in ("scalars", "audio", "images")}
     assert set(METRIC_TAGS) <= tags["scalars"]
     assert "lr-Adam" in tags["scalars"] and "epoch" in tags["scalars"]
-    assert {"audio/target", "audio/teacher_forced_mean", "audio/teacher_forced_sample"} <= tags["audio"]
-    assert "figures/teacher_forced" in tags["images"]
+    assert {"audio/target", "audio/teacher_forced_mean", "audio/teacher_forced_sample",
+            "audio/free_running"} <= tags["audio"]
+    assert {"figures/teacher_forced", "figures/free_running"} <= set(tags["images"])
     hp = set().union(*(ea.PluginTagToContent("hparams").keys() for ea in accs))
     assert "_hparams_/experiment" in hp and "_hparams_/session_start_info" in hp
     info = [ea.PluginTagToContent("hparams")["_hparams_/session_start_info"] for ea in accs

@@ -10,8 +10,12 @@ short clip of one validation sequence to TensorBoard:
 * a figure ``figures/teacher_forced``: the waveforms (whole clip and a 30 ms zoom) and the
   spectrograms of the target and of the drawn prediction.
 
-Free-running generation (the model fed with its own output) belongs to
-``waveform_mdn.generate``; until it is wired in here the clip is teacher-forced.
+* audio ``audio/free_running`` and figure ``figures/free_running`` (with ``free_running``,
+  default on): the model fed with its own output, sample by sample, from the start of the
+  sequence (primed with its first real window), through
+  :func:`waveform_mdn.generate.generate_for_sequence`: what the model sounds like when it
+  has to stand on its own.
+
 Audio is written denormalised (``x * std + mean``), clipped to [-1, 1].
 """
 
@@ -38,6 +42,7 @@ class PredictionAudioLogger(Callback):
         offset_seconds: float = 0.0,
         figure: bool = True,
         seed: int = 0,
+        free_running: bool = True,
     ):
         """
         Args:
@@ -47,6 +52,7 @@ class PredictionAudioLogger(Callback):
             offset_seconds: where the clip starts inside the sequence's examples.
             figure: also log the waveform/spectrogram figure.
             seed: seed of the draws of the sampled clip.
+            free_running: also generate the clip free-running (the model's own output fed back).
         """
         super().__init__()
         self.every_n_epochs = int(every_n_epochs)
@@ -55,6 +61,7 @@ class PredictionAudioLogger(Callback):
         self.offset_seconds = float(offset_seconds)
         self.figure = bool(figure)
         self.seed = int(seed)
+        self.free_running = bool(free_running)
         self._target_logged = False
 
     def _tensorboard(self, trainer: Trainer):
@@ -123,9 +130,28 @@ class PredictionAudioLogger(Callback):
                          sample_rate=sr)
         if self.figure:
             writer.add_figure("figures/teacher_forced", clip_figure(clip), step, close=True)
+        if self.free_running:
+            self.log_free_running(writer, dm, pl_module, step)
+
+    def log_free_running(self, writer, dm, pl_module: LightningModule, step: int) -> None:
+        from .generate import generate_for_sequence
+
+        valid = dm.valid_dataset
+        prepared = valid.prepared
+        seq = valid.seq_indices[0] if self.sequence is None else prepared.find(self.sequence)
+        audio = generate_for_sequence(pl_module, prepared, seq, seconds=self.seconds, mode="sample",
+                                      seed=self.seed, prime="real")
+        sr = prepared.sample_rate
+        writer.add_audio("audio/free_running", torch.from_numpy(audio)[None], step, sample_rate=sr)
+        if self.figure:
+            ref = prepared.normalise(prepared.sequence_wave(seq)[: len(audio)])
+            ref = np.clip(prepared.denormalise(ref), -1.0, 1.0).astype(np.float32)
+            clip = {"target": ref, "sample": audio, "mean": audio, "sample_rate": sr}
+            writer.add_figure("figures/free_running", clip_figure(clip, "free-running generation"), step,
+                              close=True)
 
 
-def clip_figure(clip: dict):
+def clip_figure(clip: dict, title: str = "teacher-forced prediction"):
     """Waveforms (whole clip, 30 ms zoom) and spectrograms of target and drawn prediction."""
     import matplotlib
 
@@ -138,7 +164,7 @@ def clip_figure(clip: dict):
     ax = axes[0, 0]
     ax.plot(t, clip["sample"], "C1-", lw=0.5, label="drawn")
     ax.plot(t, clip["target"], "k-", lw=0.5, alpha=0.8, label="target")
-    ax.set_title("teacher-forced prediction")
+    ax.set_title(title)
     ax.set_xlabel("s")
     ax.legend(loc="upper right", fontsize=8)
     ax = axes[0, 1]
