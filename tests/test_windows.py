@@ -204,3 +204,21 @@ def test_demo_windows_equal_source_audio(demo_prepared, pad, context):
         p, pv, nx, position = _source_context(labels, ref)
         assert (int(b["phone"][i]), int(b["prev_phone"][i]), int(b["next_phone"][i])) == (p, pv, nx)
         assert abs(float(b["position"][i]) - position) < 1e-6
+
+
+def test_train_and_valid_share_one_waveform_copy(demo_prepared):
+    from waveform_mdn.data import NextSampleDataset, PreparedDataset
+
+    p = PreparedDataset(demo_prepared)
+    train = NextSampleDataset(p, "train")
+    valid = NextSampleDataset(p, "valid")
+    assert train._wave.data_ptr() == valid._wave.data_ptr()
+    assert len(train._wave) == len(p.wave)
+    # and the shared copy still gives the right windows for both splits
+    for ds in (train, valid):
+        b = ds.get_batch(torch.tensor([0, len(ds) - 1]))
+        t = ds.target_positions(torch.tensor([0, len(ds) - 1]))
+        raw = np.asarray(p.wave)
+        for row, tt in enumerate(t.tolist()):
+            expect = p.normalise(raw[tt - ds.window: tt])
+            np.testing.assert_allclose(b["window"][row].numpy(), expect, atol=1e-5)

@@ -71,8 +71,16 @@ class PreparedDataset:
         self.n_phone_ids = self.no_phone + 1
         self.sample_rate = int(self.meta["sample_rate"])
         self.window = int(self.meta.get("window", 240))
+        self._wave_tensor: torch.Tensor | None = None
         self.mean = float(self.meta["normalisation"]["mean"])
         self.std = float(self.meta["normalisation"]["std"])
+
+    def wave_tensor(self) -> torch.Tensor:
+        """The whole int16 waveform as a tensor in RAM (2 bytes per sample), loaded once and
+        shared by every dataset made from this object (train and valid share one copy)."""
+        if self._wave_tensor is None:
+            self._wave_tensor = torch.from_numpy(np.array(self.wave, dtype=np.int16, copy=True))
+        return self._wave_tensor
 
     @property
     def fingerprint(self) -> str:
@@ -199,9 +207,8 @@ class NextSampleDataset(torch.utils.data.Dataset):
                 f"{prepared.path}: every sequence of split {split!r} is shorter than "
                 f"window+1 = {self.window + 1} samples (pad='skip' leaves no examples)"
             )
-        wave = np.asarray(prepared.wave) if in_memory else prepared.wave
-        self._wave_np = wave
-        self._wave = torch.from_numpy(np.array(wave, dtype=np.int16, copy=True)) if in_memory else None
+        self._wave_np = prepared.wave
+        self._wave = prepared.wave_tensor() if in_memory else None
         self.segments = torch.from_numpy(np.ascontiguousarray(prepared.segments, dtype=np.int64))
         self._offsets = torch.arange(-self.window, 0, dtype=torch.int64)
 
