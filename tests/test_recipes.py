@@ -63,6 +63,8 @@ def check_outputs(exp: Path, proc: subprocess.CompletedProcess) -> None:
     with open(report / "table.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2, rows
+    assert {(r["name"], r["head"], r["components"]) for r in rows} == {("MLP", "gaussian", "1"),
+                                                                        ("MDN", "mixture", "3")}
     summary = json.loads((report / "summary.json").read_text())
     runs = summary["runs"]
     assert len(runs) == 2

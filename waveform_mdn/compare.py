@@ -215,7 +215,9 @@ def read_hparams(version_dir: str | Path) -> dict[str, Any]:
     out["head"] = str(out["head"])
     out["data_fingerprint"] = str(out["data_fingerprint"])
     try:
-        out["components"] = 1 if comps is None else int(comps)
+        # the Gaussian head is one component whatever `components` says (the model's
+        # hparam keeps its default, unused, when head=gaussian)
+        out["components"] = 1 if comps is None or out["head"] == "gaussian" else int(comps)
         out["norm_mean"] = _as_floats(out["norm_mean"])
         out["norm_std"] = _as_floats(out["norm_std"])
     except (TypeError, ValueError) as exc:
