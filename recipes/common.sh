@@ -69,6 +69,30 @@ gen_run() {
     --out "$exp/runs/$name/run/generated" "$@" $gen_args
 }
 
+# model_stages MLP_CONF MDN_CONF GENERATE_ARGS...: the stages every recipe shares after its
+# own preparation: 2 train MLP, 3 train MDN, 4 generate from both, 5 compare.
+model_stages() {
+  local mlp_conf=$1 mdn_conf=$2
+  shift 2
+  if in_stage 2; then
+    stage_banner 2 "train the MLP (Gaussian head, MSE): $mlp_conf"
+    fit_run mlp "$mlp_conf"
+  fi
+  if in_stage 3; then
+    stage_banner 3 "train the MDN (mixture of Gaussians, NLL): $mdn_conf"
+    fit_run mdn "$mdn_conf"
+  fi
+  if in_stage 4; then
+    stage_banner 4 "generate from each model ($*)"
+    gen_run mlp "$@"
+    gen_run mdn "$@"
+  fi
+  if in_stage 5; then
+    stage_banner 5 "compare MLP and MDN"
+    run "$WAVEFORM_MDN" compare "$exp/runs/mlp/run" "$exp/runs/mdn/run" --names MLP,MDN --out "$exp/report"
+  fi
+}
+
 closing_message() {
   cat <<MSG
 

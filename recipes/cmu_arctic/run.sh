@@ -49,21 +49,5 @@ if in_stage 1; then
   stage_banner 1 "prepare CMU ARCTIC ($speakers)"
   run "$WAVEFORM_MDN" prepare "$corpus" "$exp/data" "${prep[@]}" --overwrite
 fi
-if in_stage 2; then
-  stage_banner 2 "train the MLP"
-  fit_run mlp "$here/conf/mlp.yaml"
-fi
-if in_stage 3; then
-  stage_banner 3 "train the MDN"
-  fit_run mdn "$here/conf/mdn.yaml"
-fi
-if in_stage 4; then
-  stage_banner 4 "generate validation utterances from each model"
-  gen_run mlp --split valid --limit 4 --png
-  gen_run mdn --split valid --limit 4 --png
-fi
-if in_stage 5; then
-  stage_banner 5 "compare MLP and MDN"
-  run "$WAVEFORM_MDN" compare "$exp/runs/mlp/run" "$exp/runs/mdn/run" --names MLP,MDN --out "$exp/report"
-fi
+model_stages "$here/conf/mlp.yaml" "$here/conf/mdn.yaml" --split valid --limit 4 --png
 closing_message

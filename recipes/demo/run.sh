@@ -19,21 +19,5 @@ if in_stage 1; then
   stage_banner 1 "prepare the demo corpus (2 validation utterances per speaker)"
   run "$WAVEFORM_MDN" prepare demo "$exp/data" --split per_speaker --valid 2 --seed 0 --overwrite
 fi
-if in_stage 2; then
-  stage_banner 2 "train the MLP (Gaussian head, MSE)"
-  fit_run mlp "$here/conf/mlp.yaml"
-fi
-if in_stage 3; then
-  stage_banner 3 "train the MDN (mixture of 3 Gaussians, NLL)"
-  fit_run mdn "$here/conf/mdn.yaml"
-fi
-if in_stage 4; then
-  stage_banner 4 "generate the validation utterances (2 per speaker, first 2 s) from each model"
-  gen_run mlp --split valid --seconds 2 --png
-  gen_run mdn --split valid --seconds 2 --png
-fi
-if in_stage 5; then
-  stage_banner 5 "compare MLP and MDN"
-  run "$WAVEFORM_MDN" compare "$exp/runs/mlp/run" "$exp/runs/mdn/run" --names MLP,MDN --out "$exp/report"
-fi
+model_stages "$here/conf/mlp.yaml" "$here/conf/mdn.yaml" --split valid --seconds 2 --png
 closing_message

@@ -47,21 +47,5 @@ if in_stage 1; then
   stage_banner 1 "prepare the NLTK TIMIT sample ($setup)"
   run "$WAVEFORM_MDN" prepare "$corpus" "$exp/data" "${prep[@]}" --overwrite
 fi
-if in_stage 2; then
-  stage_banner 2 "train the MLP"
-  fit_run mlp "$mlp_conf"
-fi
-if in_stage 3; then
-  stage_banner 3 "train the MDN"
-  fit_run mdn "$mdn_conf"
-fi
-if in_stage 4; then
-  stage_banner 4 "generate validation utterances from each model"
-  gen_run mlp "${gen[@]}"
-  gen_run mdn "${gen[@]}"
-fi
-if in_stage 5; then
-  stage_banner 5 "compare MLP and MDN"
-  run "$WAVEFORM_MDN" compare "$exp/runs/mlp/run" "$exp/runs/mdn/run" --names MLP,MDN --out "$exp/report"
-fi
+model_stages "$mlp_conf" "$mdn_conf" "${gen[@]}"
 closing_message
