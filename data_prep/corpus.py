@@ -59,10 +59,6 @@ def _sex(speaker: str | None) -> str | None:
     return None
 
 
-def _find_ci(directory: Path, names: dict[str, str], stem: str, ext: str) -> str | None:
-    return names.get((stem.lower(), ext))
-
-
 def discover(corpus_dir: str | Path) -> tuple[list[Utterance], list[str]]:
     """All utterances under ``corpus_dir`` (sorted by id), and problems found on the way
     (audio without a label file), as messages naming the file."""
@@ -91,6 +87,12 @@ def discover(corpus_dir: str | Path) -> tuple[list[Utterance], list[str]]:
             parts = d.relative_to(root).parts
             phn = by_stem_ext.get((stem.lower(), ".phn"))
             lab = labs.get(stem.lower() + ".lab") if phn is None else None
+            base, inner = Path(stem).stem, Path(stem).suffix.lower()
+            if phn is None and lab is None and inner in AUDIO_EXTS and (base.lower(), ".phn") in by_stem_ext:
+                # a converted copy beside the original ("SA1.WAV.wav" next to SA1.WAV + SA1.PHN,
+                # as some TIMIT copies hold): the original is read, the copy is passed over
+                problems.append(f"{audio}: ignored, a converted copy of {d / (base + inner)}")
+                continue
             u = _classify(root, d, parts, stem, audio)
             if phn is not None:
                 u.labels, u.label_format = str(d / phn), "phn"

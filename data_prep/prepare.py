@@ -16,15 +16,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
-from . import DEMO_CORPUS
+from . import DEMO_CORPUS, FORMAT_VERSION
 from .audio import AudioError, read_audio
 from .corpus import CorpusError, Utterance, discover, read_labels
 from .phones import MERGE, PhoneSet, UnknownPhoneError
 
-FORMAT_VERSION = 1
 
 
 class PrepareError(ValueError):
@@ -106,6 +106,72 @@ def resolve_corpus(corpus_dir: str | Path) -> Path:
     return p
 
 
+def segment_table(
+    labels: Iterable[tuple[int, int, str, str]],
+    to_id: Callable[[str], int | None],
+    no_phone: int,
+    source: str = "labels",
+    mapping: str = "mapping",
+) -> tuple[np.ndarray, int]:
+    """Mapped phone segments -> (local segment table int64 ``[S, 5]``, offset of the first).
+
+    The one place where corpus labels become segments (preparation and generation both
+    use it). ``labels``: ``(start, end, label, where)`` in samples, ``where`` naming the
+    file and line for messages; ``to_id(label)`` gives the phone id, or ``None`` for a
+    label to merge into its neighbour (``q`` in the 39 set); an UnknownPhoneError it raises
+    becomes a CorpusError naming ``where``.
+    Rules: a gap is given to the segment before it; a merged label joins the segment
+    before it (the one after it when first); neighbours that map to the same id are joined.
+    Table rows: start, end (relative to the first segment's start), phone, prev, next.
+    Raises :class:`CorpusError` for empty or overlapping segments, and for no segments left
+    (naming ``source``).
+    """
+    segs: list[list] = []  # [start, end, id or None (merge)]
+    for a, b, label, where in labels:
+        a, b = int(a), int(b)
+        if b <= a:
+            raise CorpusError(f"{where}: segment [{a}, {b}) of {label!r} is empty or negative")
+        if segs and a < segs[-1][1]:
+            raise CorpusError(f"{where}: {label!r} starts at {a}, before the previous segment ends "
+                              f"({segs[-1][1]}): overlap")
+        try:
+            pid = to_id(label)
+        except UnknownPhoneError as e:
+            raise CorpusError(f"{where}: {e}") from None
+        if segs and a > segs[-1][1]:  # a gap: the previous segment is extended over it
+            segs[-1][1] = a
+        if pid is None:
+            if segs:
+                segs[-1][1] = b
+            else:
+                segs.append([a, b, None])
+            continue
+        if segs and segs[-1][2] is None:  # a leading merged segment joins this one
+            a = segs.pop()[0]
+        if segs and segs[-1][2] == pid:  # folding can make neighbours equal: join them
+            segs[-1][1] = b
+        else:
+            segs.append([a, b, pid])
+    if not segs or segs[-1][2] is None:
+        raise CorpusError(f"{source}: no phone segments left after {mapping}")
+    first = segs[0][0]
+    table = np.empty((len(segs), 5), dtype=np.int64)
+    for k, (a, b, pid) in enumerate(segs):
+        table[k] = (a - first, b - first, pid, segs[k - 1][2] if k else no_phone,
+                    segs[k + 1][2] if k + 1 < len(segs) else no_phone)
+    return table, first
+
+
+def phone_set_mapper(phone_set: PhoneSet) -> Callable[[str], int | None]:
+    """``to_id`` for :func:`segment_table`: label -> id of ``phone_set`` (None: merge)."""
+
+    def to_id(label: str) -> int | None:
+        sym = phone_set.map_label(label)
+        return None if sym == MERGE else phone_set.id(sym)
+
+    return to_id
+
+
 def _load_utterance(
     u: Utterance, phone_set: PhoneSet, sample_rate: int, resample: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -115,39 +181,16 @@ def _load_utterance(
     wave, file_rate = read_audio(u.audio, sample_rate, resample)
     raw = read_labels(u.labels, u.label_format, file_rate, sample_rate)
     n = len(wave)
-    segs: list[list] = []  # [start, end, symbol]
     for a, b, label, line in raw:
         if b > n:
             raise CorpusError(
                 f"{u.labels}:{line}: segment [{a}, {b}) ends after the audio ({n} samples in {u.audio})"
             )
-        try:
-            sym = phone_set.map_label(label)
-        except UnknownPhoneError as e:
-            raise CorpusError(f"{u.labels}:{line}: {e}") from None
-        if segs and a > segs[-1][1]:  # a gap: the previous segment is extended over it
-            segs[-1][1] = a
-        if sym == MERGE:
-            if segs:
-                segs[-1][1] = b
-            else:
-                segs.append([a, b, MERGE])
-            continue
-        if segs and segs[-1][2] == MERGE:  # a leading merged segment joins this one
-            a = segs.pop()[0]
-        if segs and segs[-1][2] == sym:  # folding can make neighbours equal: join them
-            segs[-1][1] = b
-        else:
-            segs.append([a, b, sym])
-    if not segs or segs[-1][2] == MERGE:
-        raise CorpusError(f"{u.labels}: no phone segments left after mapping to {phone_set.name}")
-    first, last = segs[0][0], segs[-1][1]
-    ids = [phone_set.id(s[2]) for s in segs]
-    no_phone = len(phone_set)
-    table = np.empty((len(segs), 5), dtype=np.int64)
-    for k, (a, b, _) in enumerate(segs):
-        table[k] = (a - first, b - first, ids[k], ids[k - 1] if k else no_phone,
-                    ids[k + 1] if k + 1 < len(segs) else no_phone)
+    table, first = segment_table(
+        ((a, b, label, f"{u.labels}:{line}") for a, b, label, line in raw),
+        phone_set_mapper(phone_set), len(phone_set), source=u.labels, mapping=f"mapping to {phone_set.name}",
+    )
+    last = first + int(table[-1, 1])
     return np.ascontiguousarray(wave[first:last]), table
 
 
@@ -199,6 +242,11 @@ def _assign_split(seqs: list[_Seq], rule: SplitRule) -> None:
             )
         rng = random.Random(f"{rule.seed}:{name}")
         valid.update(rng.sample(units, n))
+    if not valid:
+        raise PrepareError(
+            f"the split takes no validation data ({rule.mode}, --valid {rule.valid:g} of "
+            f"{sum(len(g) for g in groups.values())} {rule.unit}s); use a larger --valid, or --split none"
+        )
     for s in seqs:
         s.split = "valid" if key(s) in valid else "train"
 

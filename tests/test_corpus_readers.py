@@ -249,3 +249,19 @@ def test_hidden_files_and_folders_ignored(tmp_path):
     write_utterance(tmp_path / ".out.tmp-123", "x", wav_ext=".wav", phn_ext=".phn")
     utts, problems = discover(tmp_path)
     assert [u.id for u in utts] == ["FABC0_SA1"] and problems == []
+
+
+def test_converted_copy_beside_the_original_is_passed_over(tmp_path):
+    """Some TIMIT copies hold SA1.WAV.wav (RIFF) beside SA1.WAV (SPHERE) + SA1.PHN."""
+    d = tmp_path / "TIMIT" / "TRAIN" / "DR1" / "FABC0"
+    d.mkdir(parents=True)
+    x, _ = write_utterance(d, "SA1")
+    write_audio(d / "SA1.WAV.wav", x, fmt="WAV")
+    utts, problems = discover(tmp_path / "TIMIT")
+    assert [u.id for u in utts] == ["FABC0_SA1"]
+    assert utts[0].audio.endswith("SA1.WAV") and utts[0].labels.endswith("SA1.PHN")
+    assert len(problems) == 1 and "SA1.WAV.wav" in problems[0] and "converted copy" in problems[0]
+    # a stray audio file with no original beside it is still a missing-label problem
+    write_audio(d / "SX9.WAV.wav", x, fmt="WAV")
+    utts, problems = discover(tmp_path / "TIMIT")
+    assert len(utts) == 2 and any("SX9.WAV.wav: no phone label file" in p for p in problems)

@@ -364,3 +364,17 @@ def test_split_by_sequence_and_official_needs_timit(tmp_path):
     assert m["summary"]["valid"]["utterances"] == 1
     with pytest.raises(PrepareError, match=r"u1\.wav: the official split needs the TIMIT layout"):
         _prep(d, tmp_path / "o3", split=SplitRule(mode="official"))
+
+
+@pytest.mark.parametrize("valid", [0, 0.01])
+def test_a_split_that_takes_no_validation_data_is_refused(demo_corpus, tmp_path, valid):
+    """--valid 0, or a fraction that rounds to 0 for every speaker, would only fail later
+    in training: refuse it at preparation, naming the rule, and write nothing."""
+    out = tmp_path / "p"
+    with pytest.raises(PrepareError, match=r"no validation data.*--valid"):
+        prepare(demo_corpus, out, split=SplitRule(mode="per_speaker", valid=valid), progress=False)
+    assert not out.exists() and not list(tmp_path.iterdir())
+    # --split none is the way to have no validation data
+    meta = prepare(demo_corpus, out, selection=Selection(speakers=["MKAL0"]),
+                   split=SplitRule(mode="none"), progress=False)
+    assert meta["summary"]["valid"]["sequences"] == 0

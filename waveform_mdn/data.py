@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+from data_prep import FORMAT_VERSION
+
 PAD_MODES = ("skip", "zero")
 CONTEXT_MODES = ("target", "window_start")
 SPLITS = ("train", "valid")

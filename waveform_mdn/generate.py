@@ -146,42 +146,19 @@ def _phone_mapper(prepared: PreparedDataset):
 def segments_from_labels(labels: Sequence[tuple[int, int, str]], prepared: PreparedDataset) -> tuple[np.ndarray, int]:
     """``[(start, end, label), ...]`` (samples) -> (local segment table ``[S, 5]``, offset).
 
-    Labels are mapped as ``waveform-mdn prepare`` maps them (phone set fold, extra map,
-    merged ``q``, equal neighbours joined, gaps absorbed by the segment before); offsets
-    are made relative to the first segment, whose start is returned as ``offset``.
+    Labels are mapped exactly as ``waveform-mdn prepare`` maps them (it is the same
+    function, :func:`data_prep.prepare.segment_table`: phone set fold, extra map, merged
+    ``q``, equal neighbours joined, gaps absorbed by the segment before); offsets are made
+    relative to the first segment, whose start is returned as ``offset``.
     """
-    mapper = _phone_mapper(prepared)
-    segs: list[list] = []  # [start, end, id or None (merge)]
-    for a, b, label in labels:
-        a, b = int(a), int(b)
-        if b <= a:
-            raise GenerationError(f"phone {label!r}: segment [{a}, {b}) is empty")
-        if segs and a < segs[-1][1]:
-            raise GenerationError(f"phone {label!r} starts at {a}, before the previous one ends ({segs[-1][1]})")
-        pid = mapper(label)
-        if segs and a > segs[-1][1]:
-            segs[-1][1] = a
-        if pid is None:
-            if segs:
-                segs[-1][1] = b
-            else:
-                segs.append([a, b, None])
-            continue
-        if segs and segs[-1][2] is None:
-            a = segs.pop()[0]
-        if segs and segs[-1][2] == pid:
-            segs[-1][1] = b
-        else:
-            segs.append([a, b, pid])
-    if not segs or segs[-1][2] is None:
-        raise GenerationError("no phone segments")
-    first = segs[0][0]
-    no_phone = prepared.no_phone
-    table = np.empty((len(segs), 5), dtype=np.int64)
-    for k, (a, b, pid) in enumerate(segs):
-        table[k] = (a - first, b - first, pid, segs[k - 1][2] if k else no_phone,
-                    segs[k + 1][2] if k + 1 < len(segs) else no_phone)
-    return table, first
+    from data_prep.corpus import CorpusError
+    from data_prep.prepare import segment_table
+
+    try:
+        return segment_table(((a, b, label, f"phone {label!r}") for a, b, label in labels),
+                             _phone_mapper(prepared), prepared.no_phone)
+    except CorpusError as e:
+        raise GenerationError(str(e)) from None
 
 
 def sequence_from_inline(text: str, prepared: PreparedDataset, name: str = "phones") -> PhoneSequence:
