@@ -52,9 +52,21 @@ run() {
 
 stage_banner() { printf '\n==== stage %s: %s ====\n' "$1" "$2" >&2; }
 
-# fit_run NAME CONFIG: train one model into $exp/runs/NAME (TensorBoard logs + checkpoints).
+# fit_run NAME CONFIG: train one model into $exp/runs/NAME/run (TensorBoard logs +
+# checkpoints). A run already there is kept, renamed to run.<date-time>, so that the new
+# curves and checkpoints never mix with it -- unless --fit-args resume it (--ckpt_path).
 fit_run() {
   local name=$1 config=$2
+  local dir=$exp/runs/$name/run
+  case " $fit_args " in
+    *" --ckpt_path"*) ;;
+    *) if [ -e "$dir" ]; then
+         local kept
+         kept=$dir.$(date +%Y%m%d-%H%M%S)
+         echo "note: $dir exists from an earlier run; kept as $kept" >&2
+         mv "$dir" "$kept"
+       fi ;;
+  esac
   # shellcheck disable=SC2086
   run "$WAVEFORM_MDN" fit --config "$config" --data.path "$exp/data" \
     --trainer.logger.init_args.save_dir "$exp/runs" --trainer.logger.init_args.name "$name" \

@@ -99,6 +99,16 @@ def test_demo_recipe(workdir):
     # stages are selectable: rerunning only "compare" works on the outputs above
     proc2 = run_recipe("demo", exp, "--stage", "5", "--stop-stage", "5")
     assert "stage 5" in proc2.stderr and "stage 2" not in proc2.stderr
+    # training again never mixes with the earlier run: that one is kept aside, whole
+    first_events = sorted(p.name for p in (exp / "runs" / "mlp" / "run").glob("events.out.tfevents.*"))
+    proc3 = run_recipe("demo", exp, "--stage", "2", "--stop-stage", "2")
+    kept = list((exp / "runs" / "mlp").glob("run.*"))
+    assert len(kept) == 1 and "kept as" in proc3.stderr
+    assert sorted(p.name for p in kept[0].glob("events.out.tfevents.*")) == first_events
+    assert (kept[0] / "generated" / "measurements.json").is_file()
+    new = exp / "runs" / "mlp" / "run"
+    assert len(list(new.glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (new / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
 def test_timit_recipe_one_speaker(workdir):
