@@ -312,6 +312,29 @@ def test_nonfinite_loss_stops_the_run_with_a_message(synth, tmp_path):
     assert "epoch 1" in msg and "global step 25" in msg and "last.ckpt" in msg and "--ckpt_path last" in msg
 
 
+class _PoisonTargetAtStep(pl.Callback):
+    """One batch with a NaN target: a non-finite loss at exactly one step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            for mini in batch if isinstance(batch, list) else [batch]:
+                mini["target"][0] = float("nan")
+
+
+def test_sparse_finite_checks_keep_nan_out_of_the_weights(synth, tmp_path):
+    """With check_finite_every_n_steps > 1 (no host sync per step, for GPUs) a non-finite
+    step is not applied, and is still reported, here at the end of the epoch."""
+    model, dm = make(synth, "mixture", check_finite_every_n_steps=1000)
+    trainer = make_trainer(tmp_path, "sparse", 2, callbacks=[_PoisonTargetAtStep(3)], limit_train_batches=8)
+    with pytest.raises(NonFiniteLossError) as e:
+        trainer.fit(model, datamodule=dm)
+    assert "epoch 0" in str(e.value) and "0..7" in str(e.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_learning_rate_anneals_linearly_after_start(synth, tmp_path):
     seen = {}
 

@@ -463,6 +463,8 @@ class WaveformPredictor(pl.LightningModule):
             self._check_finite(loss, batch_idx)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
+            if int(hp.check_finite_every_n_steps) > 1:
+                self._drop_nonfinite_update(loss)
             if hp.gradient_clip_val:
                 self.clip_gradients(
                     opt, gradient_clip_val=hp.gradient_clip_val, gradient_clip_algorithm=hp.gradient_clip_algorithm
@@ -475,6 +477,21 @@ class WaveformPredictor(pl.LightningModule):
             if hasattr(loop, "_batches_that_stepped"):
                 loop._batches_that_stepped += len(batches) - 1
         return loss.detach()
+
+    def _drop_nonfinite_update(self, loss: Tensor) -> None:
+        """Between the (sparse) checks, a non-finite loss or gradient must not reach the
+        weights: zero the gradients of such a step, on the device, without a host sync.
+        (The step is then reported at the next check; checkpoints never hold NaN weights.)"""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        ok = torch.isfinite(loss.detach())
+        for g in grads:
+            ok = ok & torch.isfinite(g).all()
+        keep = ok.to(grads[0].dtype)
+        for g in grads:
+            g.nan_to_num_(0.0, 0.0, 0.0).mul_(keep)
+        self._nonfinite = (self._nonfinite | ~ok) if self._nonfinite is not None else ~ok
 
     def _check_finite(self, loss: Tensor, batch_idx: int) -> None:
         step = self.global_step  # optimizer steps taken before this one
@@ -532,6 +549,9 @@ class WaveformPredictor(pl.LightningModule):
         self._set_lr(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
+        # a non-finite step after the last sparse check of the epoch is still reported
+        if self._nonfinite is not None and bool(self._nonfinite):
+            self._raise_nonfinite(torch.tensor(float("nan")), -1, self._nonfinite_first_step, self.global_step - 1)
         sums = self._reduced("train")
         if float(sums[3]) > 0:  # also when no validation ran (the Gaussian's noise for generation)
             self.net.head.observe_training_mse(float(sums[1] / sums[3]))
