@@ -27,6 +27,10 @@ from .phones import MERGE, PhoneSet, UnknownPhoneError
 
 
 
+#: Seconds by which the last phone of a .lab file may end after the audio (clamped).
+LAB_END_TOLERANCE = 0.01
+
+
 class PrepareError(ValueError):
     pass
 
@@ -181,6 +185,11 @@ def _load_utterance(
     wave, file_rate = read_audio(u.audio, sample_rate, resample)
     raw = read_labels(u.labels, u.label_format, file_rate, sample_rate)
     n = len(wave)
+    if u.label_format == "lab" and raw and 0 < raw[-1][1] - n <= LAB_END_TOLERANCE * sample_rate:
+        # .lab end times are seconds, rounded: a last phone ending a few ms after the
+        # audio is a rounding artefact, not a bad label (CMU ARCTIC has such files)
+        a, _, label, line = raw[-1]
+        raw[-1] = (a, n, label, line)
     for a, b, label, line in raw:
         if b > n:
             raise CorpusError(

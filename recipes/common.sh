@@ -23,6 +23,10 @@ recipe_usage() {
 parse_common() {
   while [ $# -gt 0 ]; do
     case "$1" in
+      -h|--help) ;;
+      --*) if [ $# -lt 2 ]; then echo "error: option $1 needs a value" >&2; exit 2; fi ;;
+    esac
+    case "$1" in
       --stage) stage=$2; shift 2 ;;
       --stop-stage|--stop_stage) stop_stage=$2; shift 2 ;;
       --exp) exp=$2; shift 2 ;;

@@ -13,6 +13,7 @@ import soundfile as sf
 from prep_helpers import parse_phn, read_prepared, signal, timit_corpus, write_audio, write_phn
 
 import data_prep.prepare as prep_mod
+from data_prep.corpus import CorpusError
 from data_prep.phones import PhoneSet
 from data_prep.prepare import PrepareError, Selection, SplitRule, prepare
 
@@ -378,3 +379,24 @@ def test_a_split_that_takes_no_validation_data_is_refused(demo_corpus, tmp_path,
     meta = prepare(demo_corpus, out, selection=Selection(speakers=["MKAL0"]),
                    split=SplitRule(mode="none"), progress=False)
     assert meta["summary"]["valid"]["sequences"] == 0
+
+
+@pytest.mark.parametrize("end_s, ok", [(0.2050, True), (0.2150, False)])
+def test_lab_last_phone_may_overshoot_the_audio_by_rounding_only(tmp_path, end_s, ok):
+    """3,200 samples of audio (0.2 s); a last .lab phone ending 5 ms later is a rounding
+    artefact (cut at the audio's end), 15 ms later is an error naming file and line."""
+    voice = tmp_path / "corpus" / "cmu_us_slt_arctic"
+    write_audio(voice / "wav" / "arctic_a0001.wav", signal(3200), fmt="WAV")
+    write_audio(voice / "wav" / "arctic_a0002.wav", signal(3200, seed=1), fmt="WAV")
+    (voice / "lab").mkdir()
+    for name in ("arctic_a0001", "arctic_a0002"):
+        (voice / "lab" / f"{name}.lab").write_text(
+            f"#\n0.025 125 pau\n0.0875 125 hh\n0.14 125 ah\n{end_s:.4f} 125 pau\n")
+    out = tmp_path / "p"
+    if ok:
+        prepare(tmp_path / "corpus", out, split=SplitRule(mode="none"), progress=False)
+        segs = np.load(out / "segments.npy")
+        assert segs[-1, 1] == 6400 and segs[3, 1] == 3200  # both utterances end at the audio's end
+    else:
+        with pytest.raises(CorpusError, match=r"arctic_a0001\.lab:5: segment \[2240, 3440\) ends after the audio"):
+            prepare(tmp_path / "corpus", out, split=SplitRule(mode="none"), progress=False)

@@ -72,7 +72,7 @@ GEN_KEYS = (
 #: Single-signal measurements that also exist for the reference as ``ref_<key>``.
 REF_KEYS = ("rms_db", "kurtosis", "periodicity", "f0_mean_hz", "voiced_fraction")
 #: Numeric per-file keys that are not measurements of the sound.
-_GEN_SKIP = {"clipped", "sample_rate"}
+_GEN_SKIP = {"clipped", "sample_rate", "duration_s", "ref_duration_s"}
 #: Every file this command writes; stale ones from an earlier report are removed.
 OUTPUT_FILES = ("report.md", "table.csv", "summary.json", "curves.png", "generated.png")
 NATURAL = "natural speech"

@@ -1095,6 +1095,9 @@ def run_generate(a: argparse.Namespace) -> int:
     t_gen = time.perf_counter() - t0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    # The WAVs are replaced one by one (each atomically); measurements.json is written last.
+    # A stale one must not describe new audio if this run stops half-way: remove it first.
+    (out / MEASUREMENTS_NAME).unlink(missing_ok=True)
     refs: dict[int, Path] = {}
     files = []
     for g in gens:
@@ -1232,7 +1235,7 @@ def main(argv: list[str]) -> int:
             return run_evaluate(_parser_evaluate().parse_args(rest))
         print(f"waveform-mdn: {cmd!r} is not handled by waveform_mdn.generate", file=sys.stderr)
         return 2
-    except (GenerationError, FileNotFoundError, KeyError, *_data_errors()) as e:
+    except (GenerationError, FileNotFoundError, KeyError, ValueError, *_data_errors()) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"waveform-mdn {cmd}: error: {msg}", file=sys.stderr)
         return 1
