@@ -437,3 +437,12 @@ def test_batch_loader_prefetch_stop_and_errors():
     split = BatchLoader(_Data(), IndexBatchSampler(100, 10, shuffle=True, group=3), prefetch=0, split=10)
     items = list(split)
     assert [len(x) for x in items[:1]] == [3] and all(len(p["target"]) == 10 for x in items for p in x)
+
+
+def test_fit_on_a_path_that_is_not_prepared_data_is_a_clear_error(tmp_path, capsys):
+    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+                     "--data.path", str(tmp_path / "nope"),
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope'}: not a prepared dataset (no meta.json)" in err

@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"waveform-mdn fit: {e}", file=sys.stderr)
         return 3
+    except FileNotFoundError as e:  # e.g. --data.path is not a prepared dataset
+        print(f"waveform-mdn fit: error: {e}", file=sys.stderr)
+        return 2
     except SystemExit as e:  # --help, --print_config, argument errors
         if e.code is None:
             return 0
