@@ -156,3 +156,12 @@ BAD_CASES = {
                   r"bad\.phn: sequence bad has 200 samples, shorter than the window \+ 1 \(241\)"),
     "wrong_rate": (_labels(_GOOD_SEGS, sr=8000, fmt="WAV"), r"bad\.wav: sample rate 8000 Hz, expected 16000 Hz"),
 }
+
+
+def bad_corpus(tmp_path: Path, case: str) -> Path:
+    """``tmp_path/corpus`` with good utterances plus the bad one of ``BAD_CASES[case]``."""
+    d = tmp_path / "corpus"
+    d.mkdir()
+    write_good(d)
+    BAD_CASES[case][0](d)
+    return d

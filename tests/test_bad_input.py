@@ -7,19 +7,12 @@ import re
 
 import numpy as np
 import pytest
-from prep_helpers import BAD_CASES, read_prepared, write_audio, write_good, write_phn
+from prep_helpers import BAD_CASES, bad_corpus, read_prepared, write_audio, write_good, write_phn
 
 from data_prep.audio import AudioError
 from data_prep.corpus import CorpusError
 from data_prep.prepare import PrepareError, Selection, SplitRule, prepare
 
-
-def _corpus(tmp_path, case):
-    d = tmp_path / "corpus"
-    d.mkdir()
-    write_good(d)
-    BAD_CASES[case][0](d)
-    return d
 
 
 def _kw(case):
@@ -28,7 +21,7 @@ def _kw(case):
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_error_names_file(tmp_path, case):
-    d = _corpus(tmp_path, case)
+    d = bad_corpus(tmp_path, case)
     with pytest.raises((AudioError, CorpusError, PrepareError)) as info:
         prepare(d, tmp_path / "out", **_kw(case))
     msg = str(info.value)
@@ -40,7 +33,7 @@ def test_bad_input_error_names_file(tmp_path, case):
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_skipped_and_listed(tmp_path, case):
-    d = _corpus(tmp_path, case)
+    d = bad_corpus(tmp_path, case)
     meta = prepare(d, tmp_path / "out", skip_bad=True, split=SplitRule(mode="none"), **_kw(case))
     assert len(meta["skipped"]) == 1 and re.search(BAD_CASES[case][1], meta["skipped"][0])
     meta2, seqs, wave, *_ = read_prepared(tmp_path / "out")
@@ -70,13 +63,13 @@ def test_empty_selection_and_empty_corpus(tmp_path):
 
 
 def test_short_sequence_ok_with_zero_pad(tmp_path):
-    d = _corpus(tmp_path, "too_short")
+    d = bad_corpus(tmp_path, "too_short")
     meta = prepare(d, tmp_path / "out", pad="zero", progress=False, split=None)
     assert meta["skipped"] == [] and meta["summary"]["train"]["sequences"] + meta["summary"]["valid"]["sequences"] == 2
 
 
 def test_phone_map_makes_unknown_label_usable(tmp_path):
-    d = _corpus(tmp_path, "unknown_phone")
+    d = bad_corpus(tmp_path, "unknown_phone")
     meta = prepare(d, tmp_path / "out", phone_map={"brth": "pau"}, progress=False, split=None)
     assert meta["skipped"] == [] and meta["phone_map"] == {"brth": "pau"}
 

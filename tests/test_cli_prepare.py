@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from prep_helpers import BAD_CASES, signal, write_audio, write_good
+from prep_helpers import BAD_CASES, bad_corpus, signal, write_audio, write_good
 
 from waveform_mdn.cli import main
 
@@ -23,17 +23,10 @@ def _run(capsys, *argv):
     return rc, out.out, out.err
 
 
-def _bad_corpus(tmp_path, case):
-    d = tmp_path / "corpus"
-    d.mkdir()
-    write_good(d)
-    BAD_CASES[case][0](d)
-    return d
-
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_exit_code_2(tmp_path, capsys, case):
-    d = _bad_corpus(tmp_path, case)
+    d = bad_corpus(tmp_path, case)
     extra = ["--no-resample"] if case == "wrong_rate" else []
     rc, out, err = _run(capsys, "prepare", d, tmp_path / "out", "--quiet", *extra)
     assert rc == 2
@@ -151,7 +144,7 @@ def test_entry_point_subprocess(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert (out / "meta.json").is_file() and "train" in p.stdout
-    d = _bad_corpus(tmp_path, "overlap")
+    d = bad_corpus(tmp_path, "overlap")
     p = subprocess.run([str(ENTRY), "prepare", str(d), str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and re.search(BAD_CASES["overlap"][1], p.stderr) and "Traceback" not in p.stderr
