@@ -18,6 +18,46 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message names the file."""
 
 
+class ResamplerUnavailableError(RuntimeError):
+    """torchaudio (the resampler) cannot be loaded: an install problem, not a bad file.
+
+    Raised only when a file at another sample rate needs resampling; a corpus at the
+    target rate never imports torchaudio.
+    """
+
+
+def _installed_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def resample_int16(data: np.ndarray, from_rate: int, to_rate: int, path: str | Path = "") -> np.ndarray:
+    """float32 samples at ``from_rate`` -> int16 at ``to_rate`` (``torchaudio.functional.resample``).
+
+    torchaudio's compiled extension only loads beside the torch build it was made for; a
+    mismatched pair (e.g. torchaudio 2.11.1 with torch 2.11.0) raises
+    :class:`ResamplerUnavailableError` with the versions and the fix, not an OSError.
+    """
+    import torch
+
+    try:
+        import torchaudio.functional as AF
+
+        y = AF.resample(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), from_rate, to_rate)
+    except (ImportError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ResamplerUnavailableError(
+            f"{path}: resampling {from_rate} Hz -> {to_rate} Hz needs torchaudio, which could not be "
+            f"loaded ({first}); installed: torch {_installed_version('torch')}, "
+            f"torchaudio {_installed_version('torchaudio')}; install the pinned pair: pip install -e ."
+        ) from None
+    return np.clip(np.round(y.numpy() * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def sniff(path: str | Path) -> str:
     """'nist', 'riff', or 'other', from the first bytes of the file."""
     with open(path, "rb") as f:
@@ -136,9 +176,5 @@ def read_audio(
                 f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz "
                 "(allow resampling, or convert the corpus first)"
             )
-        import torch
-        import torchaudio.functional as AF
-
-        y = AF.resample(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), sr, sample_rate)
-        data = np.clip(np.round(y.numpy() * 32768.0), -32768, 32767).astype(np.int16)
+        data = resample_int16(data, sr, sample_rate, path)
     return np.ascontiguousarray(data, dtype=np.int16), sr

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .audio import AudioError, audio_info
+from .audio import AudioError, ResamplerUnavailableError, audio_info
 from .corpus import CorpusError, discover
 from .phones import PHONE_SETS, parse_phone_map
 from .prepare import PrepareError, Selection, SplitRule, format_summary, prepare, resolve_corpus
@@ -134,7 +134,7 @@ def run_corpus_info(a: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS = (PrepareError, CorpusError, AudioError, OSError)  # OSError: e.g. OUT not writable
+ERRORS = (PrepareError, CorpusError, AudioError, ResamplerUnavailableError, OSError)  # OSError: e.g. OUT not writable
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,26 @@ COMMANDS = {
     "generate": ("waveform_mdn.generate", "sample waveforms from a checkpoint"),
     "evaluate": ("waveform_mdn.generate", "measure WAV files against references"),
     "compare": ("waveform_mdn.compare", "compare runs: table, plots, Markdown report"),
+    "versions": (None, "print the installed versions of torch, torchaudio, Lightning, ... on one line"),
 }
+
+VERSIONED = ("torch", "torchaudio", "pytorch-lightning", "librosa", "soundfile", "numpy")
+
+
+def versions_line() -> str:
+    """The installed versions of the packages whose mismatch breaks an install, on one line
+    (read from the package metadata: nothing is imported, so a broken torchaudio still shows)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "missing"
+
+    py = ".".join(map(str, sys.version_info[:3]))
+    return "versions: python " + py + " " + " ".join(f"{n} {ver(n)}" for n in VERSIONED)
+
 
 USAGE = "usage: waveform-mdn COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
     f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
@@ -35,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"waveform-mdn: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    if cmd == "versions":
+        print(versions_line())
+        return 0
     module = importlib.import_module(COMMANDS[cmd][0])
     # data_prep.cli parses the subcommand itself; the others get the rest with the
     # subcommand first (LightningCLI wants "fit ..."), and return an exit code.
