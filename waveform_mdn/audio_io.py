@@ -1,0 +1,101 @@
+"""Audio conversion, normalisation and atomic writes: the one implementation of each.
+
+* :func:`int16_to_float` / :func:`float_to_int16`: 16-bit PCM <-> float audio (full scale
+  1.0; ``x / 32768``, and back with rounding and clipping).
+* :class:`Normalisation`: the training signal is ``(audio - mean) / std`` (mean and std of
+  the training split, in float audio units); ``denormalise`` undoes it.
+* :func:`atomic_path`: write to a temporary file beside the target, rename on success,
+  remove on failure; :func:`write_wav`, :func:`write_json` and :func:`write_text` use it,
+  so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+FULL_SCALE = 32768.0  #: int16 value of float 1.0
+
+
+def int16_to_float(x):
+    """int16 PCM (numpy or torch) -> float32 audio in [-1, 1); float input is passed through as float32."""
+    if isinstance(x, torch.Tensor):
+        return x.float() / FULL_SCALE if x.dtype == torch.int16 else x.float()
+    x = np.asarray(x)
+    return x.astype(np.float32) / np.float32(FULL_SCALE) if x.dtype == np.int16 else x.astype(np.float32)
+
+
+def float_to_int16(x) -> tuple[np.ndarray, int]:
+    """float audio -> (int16 PCM, number of samples outside [-1, 1] that were clipped).
+
+    NaN becomes 0 and +-inf the full-scale bounds (counted as clipped)."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    clipped = int(np.count_nonzero(np.abs(x) > 1.0))
+    pcm = np.clip(np.round(np.clip(x, -2.0, 2.0) * FULL_SCALE), -32768, 32767).astype(np.int16)
+    return pcm, clipped
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``normalised = (audio - mean) / std``, with audio in float units (full scale 1.0)."""
+
+    mean: float
+    std: float
+
+    def normalise(self, raw):
+        """int16 PCM or float audio (numpy or torch) -> the normalised training signal (float32)."""
+        return (int16_to_float(raw) - self.mean) / self.std
+
+    def denormalise(self, x):
+        """Normalised signal -> float audio (not clipped)."""
+        return x * self.std + self.mean
+
+    @property
+    def silence(self) -> float:
+        """The normalised value of digital silence (raw 0)."""
+        return (0.0 - self.mean) / self.std
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on an
+    exception it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> int:
+    """16-bit PCM WAV of float ``audio`` (full scale 1.0), written atomically; returns how
+    many samples were clipped to [-1, 1]."""
+    import soundfile as sf
+
+    pcm, clipped = float_to_int16(audio)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), pcm, int(sample_rate), subtype="PCM_16", format="WAV")
+    return clipped
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Indented JSON (no NaN allowed), written atomically."""
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
