@@ -266,3 +266,44 @@ def test_epoch_falls_back_to_point_index(tmp_path):
     assert m["epoch_source"] == "point index" and m["min_epoch"] == 3
     assert res["runs"][0]["epochs"] == 6
     assert "point indices" in (tmp_path / "r" / "report.md").read_text()
+
+
+def _write_events(log_dir: Path, calls: list[tuple[int, dict[str, float]]], jumps=None) -> None:
+    """One ``SummaryWriter.add_scalar`` per value, as Lightning's TensorBoardLogger writes a
+    ``log_metrics`` call: the metrics, then ``epoch``, all at the call's step. Records are
+    1 ms apart; ``jumps`` maps a record number to a clock jump (s) before it is written."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    wall, n = 1_000_000.0, 0
+    for step, values in calls:
+        for tag, value in values.items():
+            wall += 0.001 + (jumps or {}).get(n, 0.0)
+            writer.add_scalar(tag, value, step, walltime=wall)
+            n += 1
+    writer.close()
+
+
+def test_epochs_come_from_the_logged_epoch_not_from_wall_times(tmp_path):
+    """Epochs 1 and 2 log at the same step (epoch 2 made no optimiser step), and so do
+    epochs 3 and 4. Epoch 2's metrics were written 1 ms after epoch 1's `epoch` record (3 ms
+    before their own); the clock was set back an hour just before epoch 4's `epoch` record.
+    The epoch of each point is the one written in the same call, whatever the wall times."""
+    from pytorch_lightning.core.saving import save_hparams_to_yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_hparams_to_yaml(run / "hparams.yaml", _hp_mlp())
+    val = {e: {"val/nll": -0.5 - 0.1 * e, "val/mse": 0.5 - 0.01 * e, "val/mse_sample": 1.0 - 0.1 * e}
+           for e in range(5)}
+    val[2]["val/nll"] = -2.0  # the minimum, in epoch 2
+    steps = [9, 19, 19, 29, 29]
+    _write_events(run, [(steps[e], {**val[e], "epoch": e}) for e in range(5)], jumps={19: -3600.0})
+    res = compare_runs([run], tmp_path / "report")
+    for tag in ("val/nll", "val/mse", "val/mse_sample"):
+        got = res["runs"][0]["curves"][tag]
+        assert got["epoch"] == [0, 1, 2, 3, 4], tag
+        assert got["step"] == steps
+        assert got["value"] == pytest.approx([val[e][tag] for e in range(5)])
+    m = res["runs"][0]["metrics"]["val/nll"]
+    assert (m["min"], m["min_epoch"]) == (pytest.approx(-2.0), 2)
