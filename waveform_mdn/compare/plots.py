@@ -1,0 +1,118 @@
+"""The two figures of a comparison: ``curves.png`` (nll / mse / mse_sample against epoch,
+every run, validation solid and training dashed) and ``generated.png`` (mean audio
+measurements per run next to natural speech). Written with :func:`figures.save_figure`."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..contract import METRICS
+from ..figures import save_figure
+from .measurements import REF_KEYS
+from .runs import Run
+from .tables import NATURAL
+
+COLORS = [f"C{i}" for i in range(10)]
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def spread_epochs(epochs: list[int]) -> list[float]:
+    """Epochs as x positions; n points logged in the same epoch (validation several times
+    per epoch, step-level training values) are spread over it: e, e + 1/n, ..."""
+    count: dict[int, int] = defaultdict(int)
+    for e in epochs:
+        count[e] += 1
+    seen: dict[int, int] = defaultdict(int)
+    xs = []
+    for e in epochs:
+        xs.append(e + seen[e] / count[e])
+        seen[e] += 1
+    return xs
+
+
+def _plot_metric(ax, runs: list[Run], metric: str) -> None:
+    positive = True
+    for i, run in enumerate(runs):
+        color = COLORS[i % len(COLORS)]
+        for split, style in (("val", "-"), ("train", "--")):
+            curve = run.curves.get(f"{split}/{metric}")
+            if curve is None:
+                continue
+            xs_all = spread_epochs(curve.epochs)
+            pts = [(x, v) for x, v in zip(xs_all, curve.values) if math.isfinite(v)]
+            if not pts:
+                continue
+            positive &= all(v > 0 for _, v in pts)
+            xs, ys = zip(*pts)
+            val = split == "val"
+            ax.plot(xs, ys, style, color=color, lw=1.6 if val else 1.0, alpha=1.0 if val else 0.55,
+                    marker="." if val and len(xs) < 60 else None,
+                    label=f"{run.name} ({run.model}, K={run.hparams.components})" if val else None)
+            best = curve.summary()["min"]
+            if val and best is not None:
+                ax.plot([xs_all[curve.values.index(best)]], [best], "o", ms=8, mfc="none", color=color)
+    if metric != "nll" and positive and ax.has_data():
+        ax.set_yscale("log")
+    ax.set_title(metric + (" (nats/sample, normalised signal)" if metric == "nll" else " (normalised signal)"),
+                 fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.grid(True, alpha=0.3, which="both")
+
+
+def plot_curves(runs: list[Run], path: Path) -> None:
+    from matplotlib.lines import Line2D
+
+    fig = _new_figure(15, 4.6)
+    axes = fig.subplots(1, 3, sharex=True)
+    for ax, metric in zip(axes, METRICS):
+        _plot_metric(ax, runs, metric)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--", alpha=0.55),
+                Line2D([], [], color="k", ls="", marker="o", mfc="none")]
+    labels += ["validation", "training", "validation minimum"]
+    axes[0].legend(handles, labels, fontsize=8)
+    fig.suptitle("Validation (solid) and training (dashed) curves")
+    save_figure(fig, path, dpi=110)
+
+
+def plot_generated(rows: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
+    """One panel per single-signal measurement: each row's mean (bars; points for dB
+    levels). Returns False (nothing written) when no row has any of them."""
+    keys = [k for k in REF_KEYS if any(m.get(k) is not None for _, m in rows)]
+    if not keys:
+        return False
+    fig = _new_figure(3.2 * len(keys), 3.8)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    colors = ["0.55" if name == NATURAL else COLORS[i % len(COLORS)] for i, (name, _) in enumerate(rows)]
+    xs = list(range(len(rows)))
+    for ax, k in zip(axes, keys):
+        vals = [m.get(k) for _, m in rows]
+        if all(v is None or v >= 0 for v in vals):
+            ax.bar(xs, [v if v is not None else 0.0 for v in vals], color=colors)
+        else:  # levels in dB: points, bars from 0 would mislead
+            for x, v, c in zip(xs, vals, colors):
+                if v is not None:
+                    ax.plot([x], [v], "o", ms=9, color=c)
+            ax.set_xlim(-0.6, len(rows) - 0.4)
+        for x, v in zip(xs, vals):
+            if v is None:
+                ax.text(x, 0.5, "n/a", ha="center", va="center", fontsize=8, transform=ax.get_xaxis_transform())
+        ax.set_xticks(xs, [name for name, _ in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_title(k, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle("Generated audio (mean over files) vs natural speech")
+    save_figure(fig, path, dpi=110)
+    return True

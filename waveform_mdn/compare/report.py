@@ -1,0 +1,219 @@
+"""The report directory: ``report.md``, ``table.csv``, ``summary.json``, ``curves.png``,
+``generated.png``, written into a temporary directory beside REPORT_DIR and renamed into
+place (:func:`compare_runs`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..audio_io import write_json, write_text
+from .measurements import attach_generated, natural_means
+from .plots import plot_curves, plot_generated
+from .runs import CompareError, Run, check_same_data, default_names, load_run
+from .tables import (NATURAL, csv_text, fmt, generated_rows, generated_table, hparam_diffs, link,
+                     md_table, text_table, validation_table)
+
+#: Every file the report holds; stale ones from an earlier report are removed.
+OUTPUT_FILES = ("report.md", "table.csv", "summary.json", "curves.png", "generated.png")
+
+VALIDATION_TEXT = (
+    "Minimum over validation epochs, with the epoch of the minimum in parentheses (0-based, "
+    "Lightning's `epoch`); final = last validation point. NLL in nats per sample, MSE on the "
+    "normalised signal. `mse` is the point prediction (MLP output, MDN mixture mean), `mse_sample` "
+    "the MSE of a value drawn from the predicted distribution (what the 2014 report calls the MDN's "
+    "MSE). How to read them: `docs/comparison.md` in the waveform-mdn repository.")
+GENERATED_TEXT = (
+    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics.py`); the "
+    "*natural speech* row measures the reference recordings (distinct references over all runs). "
+    "`clipped` is the total number of clipped samples.")
+
+
+def _runs_section(runs: list[Run]) -> list[str]:
+    rows = [[r.name, r.model, r.hparams.head, str(r.hparams.components), f"`{r.hparams.data_fingerprint}`",
+             f"{fmt(r.hparams.norm_mean)} / {fmt(r.hparams.norm_std)}", f"`{r.version_dir.resolve()}`",
+             ", ".join(p.name for p in r.checkpoints) or "none"] for r in runs]
+    md = ["## Runs", "", md_table(["name", "model", "head", "K", "data fingerprint", "norm mean / std",
+                                    "event dir", "checkpoints"], rows, numeric_from=99), ""]
+    md += [f"- {r.name}: `{r.given}` → {r.version_note}." for r in runs if r.version_note]
+    return md + [""]
+
+
+def _validation_section(runs: list[Run], header: list[str], rows: list[list[str]]) -> list[str]:
+    md = ["## Validation results", "", VALIDATION_TEXT, "", md_table(header, rows, numeric_from=2),
+          "", "![validation and training curves](curves.png)", ""]
+    notes = [f"- {r.name}: {n}" for r in runs for n in r.notes]
+    if notes:
+        md += ["Notes:", ""] + notes + [""]
+    diffs = hparam_diffs(runs)
+    md += ["## Hyperparameters that differ", ""]
+    md.append(md_table(["key"] + [r.name for r in runs], diffs, numeric_from=99) if diffs
+              else "None: the runs have identical hyperparameters.")
+    return md + [""]
+
+
+def _generated_section(runs: list[Run], gen_rows, natural, have_plot: bool) -> list[str]:
+    md = ["## Generated audio", ""]
+    if gen_rows:
+        header, rows = generated_table(gen_rows, natural)
+        md += [GENERATED_TEXT, "", md_table(header, rows, numeric_from=1), ""]
+        if have_plot:
+            md += ["![generated audio measurements](generated.png)", ""]
+    missing = [f"- {r.name}: no generated audio" for r in runs if not r.generated]
+    return md + (missing + [""] if missing else [])
+
+
+def _wav_item(path: Path | None, out_dir: Path, what: str = "") -> str:
+    if path is None:
+        return "(entry without a wav path)"
+    if path.exists():
+        return f"{what}[{path.name}]({link(path, out_dir)})"
+    return f"{what}`{path}` (missing)"
+
+
+def _wav_section(gen_rows, out_dir: Path) -> list[str]:
+    if not gen_rows:
+        return []
+    md = ["### WAV files", ""]
+    refs: dict[str, Path] = {}
+    for label, _, m in gen_rows:
+        meta = [f"measurements: [{m.file.name}]({link(m.file, out_dir)})"]
+        if m.checkpoint:
+            meta.append(f"checkpoint: `{m.checkpoint}`")
+        if m.settings:
+            meta.append("settings: " + ", ".join(f"`{k}={v}`" for k, v in m.settings.items()))
+        md += [f"#### {label}", "", "; ".join(meta), ""]
+        for f in m.files:
+            item = _wav_item(f.wav, out_dir)
+            if f.reference is not None:
+                refs.setdefault(str(f.reference.resolve()), f.reference)
+                item += _wav_item(f.reference, out_dir, " — reference ")
+            md.append(f"- {item}")
+        md.append("")
+    if refs:
+        md += ["#### Reference recordings", ""] + [f"- {_wav_item(r, out_dir)}" for r in refs.values()] + [""]
+    return md
+
+
+def markdown(runs: list[Run], out_dir: Path, table: tuple[list[str], list[list[str]]],
+             data_warning: list[str], gen_rows, natural, have_gen_plot: bool, title: str) -> str:
+    md = [f"# {title}", "",
+          f"Written by `waveform-mdn compare` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. "
+          "Files: [table.csv](table.csv), [summary.json](summary.json).", ""]
+    if data_warning:
+        md += ["> **Warning.** " + data_warning[0], ">"] + ["> " + ln for ln in data_warning[1:]] + [""]
+    md += _runs_section(runs) + _validation_section(runs, *table)
+    md += _generated_section(runs, gen_rows, natural, have_gen_plot) + _wav_section(gen_rows, out_dir)
+    return "\n".join(md).rstrip() + "\n"
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON data: non-finite floats become null, paths strings."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def _run_summary(r: Run) -> dict[str, Any]:
+    hp = r.hparams
+    return {
+        "name": r.name, "run_dir": r.given, "version_dir": r.version_dir, "version_note": r.version_note,
+        "model": r.model, "head": hp.head, "components": hp.components, "data_fingerprint": hp.data_fingerprint,
+        "norm_mean": hp.norm_mean, "norm_std": hp.norm_std, "hparams_files": hp.files,
+        "checkpoints": r.checkpoints, "epochs": r.n_epochs,
+        "metrics": {tag: c.summary() for tag, c in r.curves.items()},
+        "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": c.values} for tag, c in r.curves.items()},
+        "notes": r.notes,
+        "generated": [{
+            "measurements": m.file, "checkpoint": m.checkpoint, "settings": m.settings,
+            "n_files": m.n_files, "clipped_total": m.clipped_total, "means": m.means(),
+            "wavs": [f.wav for f in m.files], "references": [f.reference for f in m.files],
+        } for m in r.generated],
+    }
+
+
+def publish(staging: Path, out_dir: Path, produced: list[str]) -> None:
+    """Move the staged files into ``out_dir``: one rename of the whole directory when
+    ``out_dir`` does not exist yet, else one atomic rename per file, report.md last."""
+    if not out_dir.exists():
+        try:
+            os.rename(staging, out_dir)
+            return
+        except OSError:
+            out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sorted(produced, key=lambda n: n == "report.md"):
+        os.replace(staging / name, out_dir / name)
+    for name in OUTPUT_FILES:
+        if name not in produced and (out_dir / name).is_file():
+            (out_dir / name).unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_arguments(paths: list[Path], names: Sequence[str] | None, out_dir: Path) -> list[str]:
+    if not paths:
+        raise CompareError("no run directories given")
+    names = [str(n).strip() for n in (default_names(paths) if names is None else names)]
+    if len(names) != len(paths):
+        raise CompareError(f"{len(names)} names given for {len(paths)} runs")
+    if len(set(names)) != len(names):
+        raise CompareError(f"run names must be distinct: {', '.join(names)}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CompareError(f"--out {out_dir} exists and is not a directory")
+    return names
+
+
+def _write_files(staging: Path, out_dir: Path, runs: list[Run], summary: dict[str, Any],
+                 table, data_warning: list[str], title: str) -> list[str]:
+    gen_rows = generated_rows(runs)
+    natural = summary["natural_speech"]
+    plot_curves(runs, staging / "curves.png")
+    plot_rows = [(label, m.means()) for label, _, m in gen_rows] + ([(NATURAL, natural["means"])] if natural else [])
+    have_gen_plot = bool(gen_rows) and plot_generated(plot_rows, staging / "generated.png")
+    write_text(staging / "table.csv", csv_text(runs))
+    write_json(staging / "summary.json", summary)
+    write_text(staging / "report.md", markdown(runs, out_dir, table, data_warning, gen_rows, natural,
+                                               have_gen_plot, title))
+    return ["curves.png"] + (["generated.png"] if have_gen_plot else []) + ["table.csv", "summary.json", "report.md"]
+
+
+def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence[str] | None = None, *,
+                 generated: Sequence[str | Path | None] | None = None, allow_different_data: bool = False,
+                 title: str = "Run comparison") -> dict[str, Any]:
+    """Compare training runs and write the report into ``out_dir``.
+
+    ``run_dirs``: version dirs or dirs holding ``version_*``; ``names``: labels (default:
+    directory names); ``generated``: per run (in order) a directory holding
+    ``measurements.json`` or the file itself, ``None``/``"-"`` to search the run dir.
+
+    Returns the summary (as in ``summary.json``) plus ``"table"`` (the printed text table)
+    and ``"outputs"`` (paths written). Raises :class:`CompareError` /
+    :class:`DataMismatchError` before anything is written.
+    """
+    paths, out_dir = [Path(p) for p in run_dirs], Path(out_dir)
+    names = _check_arguments(paths, names, out_dir)
+    runs = [load_run(n, p) for n, p in zip(names, paths)]
+    data_warning = check_same_data(runs, allow_different_data)
+    attach_generated(runs, generated, out_dir)
+    table = validation_table(runs)
+    natural = natural_means([m for _, _, m in generated_rows(runs)])
+    summary = json_safe({"title": title, "same_data": not data_warning,
+                         "runs": [_run_summary(r) for r in runs], "natural_speech": natural})
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        produced = _write_files(staging, out_dir, runs, summary, table, data_warning, title)
+        publish(staging, out_dir, produced)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**summary, "table": text_table(*table), "outputs": {n: str(out_dir / n) for n in produced}}
