@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from waveform_mdn.audio_io import float_to_int16
+
 
 class AudioError(ValueError):
     """Audio that cannot be used; the message names the file."""
@@ -55,7 +57,7 @@ def resample_int16(data: np.ndarray, from_rate: int, to_rate: int, path: str | P
             f"loaded ({first}); installed: torch {_installed_version('torch')}, "
             f"torchaudio {_installed_version('torchaudio')}; install the pinned pair: pip install -e ."
         ) from None
-    return np.clip(np.round(y.numpy() * 32768.0), -32768, 32767).astype(np.int16)
+    return float_to_int16(y.numpy())[0]
 
 
 def sniff(path: str | Path) -> str:

@@ -11,7 +11,9 @@ from pathlib import Path
 from .audio import AudioError, ResamplerUnavailableError, audio_info
 from .corpus import CorpusError, discover
 from .phones import PHONE_SETS, parse_phone_map
-from .prepare import PrepareError, Selection, SplitRule, format_summary, prepare, resolve_corpus
+from . import PrepareError
+from .prepare import format_summary, prepare, resolve_corpus
+from .selection import Selection, SplitRule
 
 
 def _csv(value: str) -> list[str]:

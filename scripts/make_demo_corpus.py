@@ -10,7 +10,7 @@ Requirements (generation only; nothing in CI runs this script)::
     apt-get install -y --no-install-recommends festival \\
         festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
-plus Python 3.11 with numpy and soundfile.  Usage::
+plus this package installed (``pip install -e .``).  Usage::
 
     python scripts/make_demo_corpus.py            # rewrite data_prep/demo_corpus
     python scripts/make_demo_corpus.py --out DIR  # write somewhere else
@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,17 +36,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from data_prep.phones import TIMIT61
+from waveform_mdn.audio_io import atomic_directory
+
 SAMPLE_RATE = 16000
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "data_prep" / "demo_corpus"
 
-# The 61 TIMIT phone symbols.
-TIMIT_PHONES = frozenset(
-    "aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng epi er "
-    "ey f g gcl h# hh hv ih ix iy jh k kcl l m n ng nx ow oy p pau pcl q r s sh "
-    "t tcl th uh uw ux v w y z zh".split()
-)
+TIMIT_PHONES = frozenset(TIMIT61)
 
 # Festival "radio" phones that are not TIMIT symbols, and what they become.
 # Every other radio phone is already a TIMIT symbol.  A leading or trailing
@@ -322,254 +318,9 @@ def check_corpus(root: Path) -> dict[str, list[tuple[str, int]]]:
 # ---------------------------------------------------------------------------
 # NOTICE and README
 # ---------------------------------------------------------------------------
-NOTICE_TEXT = """\
-Demo corpus: synthesised speech in the TIMIT layout
-====================================================
-
-Every audio file in this directory was synthesised by the Festival Speech
-Synthesis System (Debian package festival 2.5) using the voices listed below,
-by scripts/make_demo_corpus.py in this repository.  It is not TIMIT and
-contains no TIMIT material.  Regenerate it with
-
-    python scripts/make_demo_corpus.py
-
-(needs: apt-get install festival festvox-kallpc16k festvox-kdlpc16k
-festvox-us-slt-hts, plus numpy and soundfile).
-
-Modifications (marked as required by the licences below)
--------------------------------------------------------
-- The output of cmu_us_slt_arctic_hts (32 kHz) was resampled to 16 kHz by
-  Festival (utt.wave.resample).  All audio is stored as 16-bit NIST SPHERE.
-- .PHN and .WRD labels are Festival's own target timings (Segment and Word
-  relations), not hand or forced alignments.  Measured against acoustic
-  transitions they are within a median of 7-19 ms (90th percentile under
-  27 ms), depending on the voice.
-- Phone mapping from Festival's "radio" phone set to TIMIT's 61 symbols:
-  brth -> pau; then repeated labels merged; the leading and the trailing
-  pau -> h#; an internal pau stays pau.  All other radio phones are already
-  TIMIT symbols and are kept unchanged.  The last segment is stretched or cut
-  to the end of the audio.  Festival never produces TIMIT's closures
-  (bcl dcl gcl pcl tcl kcl), ix, ux, ax-h, eng, q or epi.
-- Word clitics that Festival models as separate words with no phones (the
-  's of "man's") are joined to the preceding word in .WRD.
-
-Sentences
----------
-The texts are Harvard sentences (IEEE Recommended Practice for Speech Quality
-Measurements, IEEE Transactions on Audio and Electroacoustics 17, 1969,
-lists 1-3), which are in the public domain.  They are not TIMIT's prompts.
-
-Speakers / voices
------------------
-  TRAIN/DR1/MKAL0  voice kal_diphone            (Debian festvox-kallpc16k)
-  TRAIN/DR2/FSLT0  voice cmu_us_slt_arctic_hts  (Debian festvox-us-slt-hts)
-  TEST/DR3/MKED0   voice ked_diphone            (Debian festvox-kdlpc16k)
-
-The licences of the software and voices used follow, as shipped in
-/usr/share/doc/<package>/copyright.
-
-----------------------------------------------------------------------------
-festival (Festival Speech Synthesis System)
-----------------------------------------------------------------------------
-Copyright (C) 1996-2017 Centre for Speech Technology Research,
-                        University of Edinburgh, UK
-All rights reserved.
-
-Permission is hereby granted, free of charge, to use and distribute
-this software and its documentation without restriction, including
-without limitation the rights to use, copy, modify, merge, publish,
-distribute, sublicense, and/or sell copies of this work, and to
-permit persons to whom this work is furnished to do so, subject to
-the following conditions:
- 1. The code must retain the above copyright notice, this list of
-    conditions and the following disclaimer.
- 2. Any modifications must be clearly marked as such.
- 3. Original authors' names are not deleted.
- 4. The authors' names are not used to endorse or promote products
-    derived from this software without specific prior written
-    permission.
-
-THE UNIVERSITY OF EDINBURGH AND THE CONTRIBUTORS TO THIS WORK DISCLAIM
-ALL WARRANTIES WITH REGARD TO THIS SOFTWARE, INCLUDING ALL IMPLIED
-WARRANTIES OF MERCHANTABILITY AND FITNESS, IN NO EVENT SHALL THE
-UNIVERSITY OF EDINBURGH NOR THE CONTRIBUTORS BE LIABLE FOR ANY SPECIAL,
-INDIRECT OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES WHATSOEVER RESULTING
-FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN ACTION OF CONTRACT,
-NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR IN CONNECTION
-WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
-
-The lexicons used by these voices (festlex-cmu, derived from CMUDICT 0.4,
-and festlex-poslex) are Copyright (c) 1996,1997 Centre for Speech
-Technology Research, University of Edinburgh, UK, under the same licence
-as above; CMUDICT falls under a similar free licence with no commercial
-restrictions.
-
-----------------------------------------------------------------------------
-kal_diphone (festvox-kallpc16k)
-----------------------------------------------------------------------------
-                    Alan W Black and Kevin Lenzo
-                         Copyright (c) 1998
-                        All Rights Reserved.
-
-  Permission is hereby granted, free of charge, to use and distribute
-  this software and its documentation without restriction, including
-  without limitation the rights to use, copy, modify, merge, publish,
-  distribute, sublicense, and/or sell copies of this work, and to
-  permit persons to whom this work is furnished to do so, subject to
-  the following conditions:
-   1. The code must retain the above copyright notice, this list of
-      conditions and the following disclaimer.
-   2. Any modifications must be clearly marked as such.
-   3. Original authors' names are not deleted.
-   4. The authors' names are not used to endorse or promote products
-      derived from this software without specific prior written
-      permission.
-
-  THE UNIVERSITY OF EDINBURGH AND THE CONTRIBUTORS TO THIS WORK
-  DISCLAIM ALL WARRANTIES WITH REGARD TO THIS SOFTWARE, INCLUDING
-  ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS, IN NO EVENT
-  SHALL THE UNIVERSITY OF EDINBURGH NOR THE CONTRIBUTORS BE LIABLE
-  FOR ANY SPECIAL, INDIRECT OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
-  WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN
-  AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION,
-  ARISING OUT OF OR IN CONNECTION WITH THE USE OR PERFORMANCE OF
-  THIS SOFTWARE.
-
-Note this voice contains a file Copyright CSTR, University of Edinburgh
-under the same licence as the above.
-
-----------------------------------------------------------------------------
-ked_diphone (festvox-kdlpc16k)
-----------------------------------------------------------------------------
-                Centre for Speech Technology Research
-                     University of Edinburgh, UK
-                         Copyright (c) 1997
-                        All Rights Reserved.
-
-  Permission is hereby granted, free of charge, to use and distribute
-  this software and its documentation without restriction, including
-  without limitation the rights to use, copy, modify, merge, publish,
-  distribute, sublicense, and/or sell copies of this work, and to
-  permit persons to whom this work is furnished to do so, subject to
-  the following conditions:
-   1. The code must retain the above copyright notice, this list of
-      conditions and the following disclaimer.
-   2. Any modifications must be clearly marked as such.
-   3. Original authors' names are not deleted.
-   4. The authors' names are not used to endorse or promote products
-      derived from this software without specific prior written
-      permission.
-
-  THE UNIVERSITY OF EDINBURGH AND THE CONTRIBUTORS TO THIS WORK
-  DISCLAIM ALL WARRANTIES WITH REGARD TO THIS SOFTWARE, INCLUDING
-  ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS, IN NO EVENT
-  SHALL THE UNIVERSITY OF EDINBURGH NOR THE CONTRIBUTORS BE LIABLE
-  FOR ANY SPECIAL, INDIRECT OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
-  WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN
-  AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION,
-  ARISING OUT OF OR IN CONNECTION WITH THE USE OR PERFORMANCE OF
-  THIS SOFTWARE.
-
-----------------------------------------------------------------------------
-cmu_us_slt_arctic_hts (festvox-us-slt-hts)
-----------------------------------------------------------------------------
-Upstream: festvox_us_slt_arctic_hts, http://festvox.org/packed/festival/2.1/
-(recordings of the CMU ARCTIC database by SLT, a female US English speaker)
-
-Voice data and README: Copyright 2003 Carnegie Mellon University
-  (licence EST-2003 below)
-festvox/*.scm voice definition files: Copyright 1998-2000 Carnegie Mellon
-  University, Alan W Black, Kevin Lenzo (licence EST-2000 below);
-  cmu_us_slt_arctic_hts.scm: Copyright 2002 Nagoya Institute of Technology,
-  Carnegie Mellon University (licence EST-2000 below)
-hts/feat.list: Copyright 2001-2010 Nagoya Institute of Technology,
-  Department of Computer Science; 2001-2008 Tokyo Institute of Technology,
-  Interdisciplinary Graduate School of Science and Engineering
-  (licence BSD-3-clause below)
-
-License EST-2003:
-                       All Rights Reserved.
-
- Permission to use, copy, modify,  and licence this software and its
- documentation for any purpose, is hereby granted without fee,
- subject to the following conditions:
-  1. The code must retain the above copyright notice, this list of
-     conditions and the following disclaimer.
-  2. Any modifications must be clearly marked as such.
-  3. Original authors' names are not deleted.
-
- THE AUTHORS OF THIS WORK DISCLAIM ALL WARRANTIES WITH REGARD TO
- THIS SOFTWARE, INCLUDING ALL IMPLIED WARRANTIES OF MERCHANTABILITY
- AND FITNESS, IN NO EVENT SHALL THE AUTHORS BE LIABLE FOR ANY
- SPECIAL, INDIRECT OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
- WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN
- AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION,
- ARISING OUT OF OR IN CONNECTION WITH THE USE OR PERFORMANCE OF
- THIS SOFTWARE.
-
-License EST-2000:
-                         All Rights Reserved.
-
- Permission is hereby granted, free of charge, to use and
- distribute this software and its documentation without
- restriction, including without limitation the rights to use,
- copy, modify, merge, publish, distribute, sublicense, and/or
- sell copies of this work, and to permit persons to whom this
- work is furnished to do so, subject to the following conditions:
-
-   1. The source code must retain the above copyright notice,
-      this list of conditions and the following disclaimer.
-
-   2. Any modifications to the source code must be clearly
-      marked as such.
-
-   3. Original authors' names are not deleted.
-
-   4. The authors' names are not used to endorse or promote
-      products derived from this software without specific prior
-      written permission.
-
- THE COPYRIGHT HOLDERS AND THE CONTRIBUTORS TO THIS WORK DISCLAIM
- ALL WARRANTIES WITH REGARD TO THIS SOFTWARE, INCLUDING
- ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS, IN NO
- EVENT SHALL THE COPYRIGHT HOLDERS NOR THE CONTRIBUTORS
- BE LIABLE FOR ANY SPECIAL, INDIRECT OR CONSEQUENTIAL DAMAGES OR
- ANY DAMAGES WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR
- PROFITS, WHETHER IN AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER
- TORTUOUS ACTION, ARISING OUT OF OR IN CONNECTION WITH THE USE OR
- PERFORMANCE OF THIS SOFTWARE.
-
-License BSD-3-clause:
- All rights reserved.
-
- Redistribution and use in source and binary forms, with or
- without modification, are permitted provided that the following
- conditions are met:
-
- - Redistributions of source code must retain the above copyright
-   notice, this list of conditions and the following disclaimer.
- - Redistributions in binary form must reproduce the above
-   copyright notice, this list of conditions and the following
-   disclaimer in the documentation and/or other materials provided
-   with the distribution.
- - Neither the name of the HTS working group nor the names of its
-   contributors may be used to endorse or promote products derived
-   from this software without specific prior written permission.
-
- THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND
- CONTRIBUTORS "AS IS" AND ANY EXPRESS OR IMPLIED WARRANTIES,
- INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF
- MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE
- DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT OWNER OR CONTRIBUTORS
- BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL,
- EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED
- TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,
- DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON
- ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY,
- OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY
- OUT OF THE USE OF THIS SOFTWARE, EVEN IF ADVISED OF THE
- POSSIBILITY OF SUCH DAMAGE.
-"""
+# NOTICE is maintained by hand in the shipped corpus (licences and provenance do not
+# depend on a run) and copied into every generated corpus.
+NOTICE = DEFAULT_OUT / "NOTICE"
 
 
 def readme_text(stats: dict[str, list[tuple[str, int]]], phones: set[str]) -> str:
@@ -629,78 +380,67 @@ so the 39-phone folding loses nothing here that it keeps on TIMIT.
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
+def synthesise_speaker(spk: Speaker, festival: str, scratch: Path, stage: Path) -> set[str]:
+    """Festival reads the speaker's sentences; their audio and labels are checked and
+    written under ``stage`` in the TIMIT layout. Returns the phone labels used."""
+    jobs = []
+    for utt in spk.utterances:
+        base = scratch / f"{spk.speaker_id}_{utt}"
+        jobs.append((SENTENCES[utt], base.with_suffix(".riff.wav"), base.with_suffix(".lab")))
+    scm = scratch / f"{spk.speaker_id}.scm"
+    scm.write_text(build_scheme(spk.voice, jobs))
+    t1 = time.monotonic()
+    run_festival(festival, scm)
+    print(f"{spk.speaker_id}: festival ({spk.voice}) {time.monotonic() - t1:.1f} s", file=sys.stderr)
+
+    phones: set[str] = set()
+    spk_dir = stage / spk.split / spk.dialect / spk.speaker_id
+    spk_dir.mkdir(parents=True)
+    for utt, (text, riff, lab) in zip(spk.utterances, jobs):
+        if not riff.is_file():
+            raise GenerationError(f"festival did not write {riff}")
+        data, rate = sf.read(str(riff), dtype="int16")
+        if rate != SAMPLE_RATE or data.ndim != 1 or len(data) == 0:
+            raise GenerationError(
+                f"{riff}: expected mono {SAMPLE_RATE} Hz audio, got {rate} Hz, shape {data.shape}")
+        n = len(data)
+        segs, words = parse_labfile(lab)
+        try:
+            phn = make_phn(segs, n)
+            wrd = make_wrd(words, n)
+        except GenerationError as exc:
+            raise GenerationError(f"{spk.speaker_id}/{utt}: {exc}") from exc
+        expected = sentence_words(text)
+        if [w for _, _, w in wrd] != expected:
+            raise GenerationError(
+                f"{spk.speaker_id}/{utt}: festival's words "
+                f"{[w for _, _, w in wrd]} differ from the text {expected}")
+        phones.update(lab for _, _, lab in phn)
+        dest = spk_dir / utt
+        sf.write(str(dest.with_suffix(".WAV")), data, SAMPLE_RATE, format="NIST", subtype="PCM_16")
+        _write_lines(dest.with_suffix(".PHN"), phn)
+        _write_lines(dest.with_suffix(".WRD"), wrd)
+        _write_lines(dest.with_suffix(".TXT"), [(0, n, text)])
+    return phones
+
+
 def generate(out: Path, festival: str) -> None:
+    """Build the corpus in a hidden directory beside ``out``; it replaces ``out`` only
+    when every file is written and checked."""
     t0 = time.monotonic()
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(stage, 0o755)
-        with tempfile.TemporaryDirectory(prefix="demo_corpus_festival-") as scratch_s:
-            scratch = Path(scratch_s)
-            phones: set[str] = set()
-            for spk in SPEAKERS:
-                jobs = []
-                for utt in spk.utterances:
-                    base = scratch / f"{spk.speaker_id}_{utt}"
-                    jobs.append((SENTENCES[utt], base.with_suffix(".riff.wav"),
-                                 base.with_suffix(".lab")))
-                scm = scratch / f"{spk.speaker_id}.scm"
-                scm.write_text(build_scheme(spk.voice, jobs))
-                t1 = time.monotonic()
-                run_festival(festival, scm)
-                print(f"{spk.speaker_id}: festival ({spk.voice}) "
-                      f"{time.monotonic() - t1:.1f} s", file=sys.stderr)
-
-                spk_dir = stage / spk.split / spk.dialect / spk.speaker_id
-                spk_dir.mkdir(parents=True)
-                for utt, (text, riff, lab) in zip(spk.utterances, jobs):
-                    if not riff.is_file():
-                        raise GenerationError(f"festival did not write {riff}")
-                    data, rate = sf.read(str(riff), dtype="int16")
-                    if rate != SAMPLE_RATE or data.ndim != 1 or len(data) == 0:
-                        raise GenerationError(
-                            f"{riff}: expected mono {SAMPLE_RATE} Hz audio, got "
-                            f"{rate} Hz, shape {data.shape}")
-                    n = len(data)
-                    segs, words = parse_labfile(lab)
-                    try:
-                        phn = make_phn(segs, n)
-                        wrd = make_wrd(words, n)
-                    except GenerationError as exc:
-                        raise GenerationError(f"{spk.speaker_id}/{utt}: {exc}") from exc
-                    expected = sentence_words(text)
-                    if [w for _, _, w in wrd] != expected:
-                        raise GenerationError(
-                            f"{spk.speaker_id}/{utt}: festival's words "
-                            f"{[w for _, _, w in wrd]} differ from the text {expected}")
-                    phones.update(lab for _, _, lab in phn)
-                    dest = spk_dir / utt
-                    sf.write(str(dest.with_suffix(".WAV")), data, SAMPLE_RATE,
-                             format="NIST", subtype="PCM_16")
-                    _write_lines(dest.with_suffix(".PHN"), phn)
-                    _write_lines(dest.with_suffix(".WRD"), wrd)
-                    _write_lines(dest.with_suffix(".TXT"), [(0, n, text)])
-
+    notice = NOTICE.read_bytes()  # before ``out`` (which may hold it) is replaced
+    with atomic_directory(out) as stage, \
+            tempfile.TemporaryDirectory(prefix="demo_corpus_festival-") as scratch:
+        phones: set[str] = set()
+        for spk in SPEAKERS:
+            phones |= synthesise_speaker(spk, festival, Path(scratch), stage)
         stats = check_corpus(stage)
         for spk in SPEAKERS:
             if len(stats.get(spk.speaker_id, [])) != len(spk.utterances):
                 raise GenerationError(f"{spk.speaker_id}: wrong utterance count")
-        (stage / "NOTICE").write_text(NOTICE_TEXT, encoding="ascii")
+        (stage / "NOTICE").write_bytes(notice)
         (stage / "README.md").write_text(readme_text(stats, phones), encoding="ascii")
-
-        # Swap into place: the old corpus is moved aside, then removed.
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / out.name)
-        os.rename(stage, out)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
     total = sum(n for utts in stats.values() for _, n in utts)
     print(f"wrote {out}: {sum(len(u) for u in stats.values())} utterances, "
           f"{total / SAMPLE_RATE:.1f} s of audio, in {time.monotonic() - t0:.1f} s",

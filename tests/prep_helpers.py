@@ -73,11 +73,12 @@ def timit_corpus(root: Path, speakers=(("TRAIN", "DR1", "FABC0"), ("TRAIN", "DR2
 
 
 def read_prepared(out: Path):
-    """(meta, sequences, wave, phones, segments) of a prepared directory."""
+    """(meta, sequences, wave, phones, segments) of a prepared directory; ``phones`` (the
+    phone id of every sample) is spread from the segment table, which covers every sample."""
     meta = json.loads((out / "meta.json").read_text())
     seqs = json.loads((out / "sequences.json").read_text())
-    return (meta, seqs, np.load(out / "wave.npy"), np.load(out / "phones.npy"),
-            np.load(out / "segments.npy"))
+    segs = np.load(out / "segments.npy")
+    return (meta, seqs, np.load(out / "wave.npy"), np.repeat(segs[:, 2], segs[:, 1] - segs[:, 0]), segs)
 
 
 def parse_phn(path: Path):

@@ -148,3 +148,17 @@ def test_entry_point_subprocess(tmp_path):
     p = subprocess.run([str(ENTRY), "prepare", str(d), str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and re.search(BAD_CASES["overlap"][1], p.stderr) and "Traceback" not in p.stderr
+
+
+def test_prepare_of_a_16k_corpus_never_imports_torch(tmp_path):
+    """In a fresh interpreter: ``prepare`` starts and runs without torch (importing it would
+    add about a second and 600 MB of resident memory); only resampling needs it."""
+    code = (
+        "import sys; from waveform_mdn.cli import main; "
+        f"rc = main(['prepare', 'demo', {str(tmp_path / 'out')!r}, '--quiet', '--speakers', 'MKAL0']); "
+        "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio'))); "
+        "sys.exit(rc)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "LOADED []" in res.stdout

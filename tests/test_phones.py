@@ -17,7 +17,7 @@ from data_prep.corpus import CorpusError, Utterance
 from data_prep.phones import (
     DELETED39, FOLD39, MERGE, TIMIT39, TIMIT61, PhoneSet, UnknownPhoneError, parse_phone_map,
 )
-from data_prep.prepare import _load_utterance
+from data_prep.sequences import load_utterance
 
 
 def test_inventories():
@@ -77,7 +77,7 @@ def _load(tmp: Path, segs, phone_set="timit61", phone_map=None):
     write_audio(tmp / "u.wav", x, fmt="WAV")
     write_phn(tmp / "u.phn", segs)
     u = Utterance(id="u", audio=str(tmp / "u.wav"), labels=str(tmp / "u.phn"), label_format="phn", layout="plain")
-    wave, table = _load_utterance(u, PhoneSet(phone_set, phone_map), 16000, True)
+    wave, table = load_utterance(u, PhoneSet(phone_set, phone_map), 16000, True)
     return x, wave, table
 
 

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prep_helpers import parse_phn
 
+from data_prep import FORMAT_VERSION
 from data_prep.phones import PhoneSet
-from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
+from waveform_mdn.data import NextSampleDataset, NotPreparedError, PreparedDataset, phone_context
 
 N_PH = 6  # phone ids 0..5, NO_PHONE = 6
 
@@ -54,10 +55,9 @@ def write_prepared(d: Path, spec) -> np.ndarray:
         pos += s["length"]
     seg = np.array(segs, dtype=np.int64)
     np.save(d / "wave.npy", wave)
-    np.save(d / "phones.npy", np.repeat(seg[:, 2], seg[:, 1] - seg[:, 0]).astype(np.uint8))
     np.save(d / "segments.npy", seg)
     (d / "sequences.json").write_text(json.dumps(records))
-    meta = {"format_version": 1, "sample_rate": 16000, "phones": [f"p{i}" for i in range(N_PH)], "window": 240,
+    meta = {"format_version": FORMAT_VERSION, "sample_rate": 16000, "phones": [f"p{i}" for i in range(N_PH)], "window": 240,
             "normalisation": {"mean": spec["mean"], "std": spec["std"]}}
     (d / "meta.json").write_text(json.dumps(meta))
     return wave
@@ -160,6 +160,21 @@ def test_bad_arguments(demo_prepared):
         NextSampleDataset(demo_prepared, window=0)
     with pytest.raises(FileNotFoundError, match="no meta.json"):
         PreparedDataset(Path(demo_prepared).parent)
+
+
+def test_a_dataset_of_format_1_must_be_prepared_again(tmp_path):
+    """Format 1 stored a per-sample phones.npy (the segment table already says it); a
+    dataset of that format is refused with the one-line advice, not read half-right."""
+    spec = {"seqs": [{"length": 50, "rows": [(0, 20, 1, 6, 2), (20, 50, 2, 1, 6)], "split": "train"}],
+            "seed": 0, "mean": 0.0, "std": 0.1}
+    write_prepared(tmp_path, spec)
+    assert PreparedDataset(tmp_path).normalisation.std == 0.1  # the current format opens
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    np.save(tmp_path / "phones.npy", np.repeat([1, 2], [20, 30]).astype(np.uint8))
+    with pytest.raises(NotPreparedError, match=r"meta\.json: format_version 1 is not supported \(this "
+                       r"waveform-mdn reads version 2\); prepare the data again$"):
+        PreparedDataset(tmp_path)
 
 
 # ------------------------------------------------------------ against the source audio

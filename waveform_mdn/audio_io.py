@@ -7,12 +7,15 @@
 * :func:`atomic_path`: write to a temporary file beside the target, rename on success,
   remove on failure; :func:`write_wav`, :func:`write_json` and :func:`write_text` use it,
   so a reader never sees a half-written file.
+* :func:`atomic_directory`: the same for a whole directory (a prepared dataset, the demo
+  corpus): built in a hidden temporary directory, swapped into place when complete.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -94,6 +97,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty hidden directory ``.NAME.tmp-<pid>`` beside ``path`` (a stale one left
+    by an interrupted run is replaced). On success it takes the place of ``path``: an existing
+    ``path`` is moved aside, removed once the new one is in place, and put back if the move
+    fails. On an exception it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            path.rename(old)
+            try:
+                tmp.rename(path)
+            except BaseException:
+                old.rename(path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> int:

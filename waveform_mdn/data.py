@@ -32,23 +32,32 @@ import torch
 
 from data_prep import FORMAT_VERSION
 
+from .audio_io import Normalisation
+
 PAD_MODES = ("skip", "zero")
 CONTEXT_MODES = ("target", "window_start")
 SPLITS = ("train", "valid")
 
 
+class NotPreparedError(FileNotFoundError):
+    """No prepared dataset that this version can read (no ``meta.json``, or another format
+    version); the message names the path and how to make one. A FileNotFoundError, so that
+    ``fit`` and ``generate`` report it in one line."""
+
+
 class PreparedDataset:
     """A prepared dataset directory, opened read-only.
 
-    ``wave`` and ``phone_ids`` are memory-mapped numpy arrays; ``segments`` (int64
-    ``[S, 5]``: start, end, phone, prev_phone, next_phone, global offsets) is loaded.
+    ``wave`` is a memory-mapped int16 array; ``segments`` (int64 ``[S, 5]``: start, end,
+    phone, prev_phone, next_phone, global offsets) is loaded; ``normalisation`` (a
+    :class:`~waveform_mdn.audio_io.Normalisation`) holds the training split's mean and std.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         meta_path = self.path / "meta.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(
+            raise NotPreparedError(
                 f"{self.path}: not a prepared dataset (no meta.json); "
                 "create one with `waveform-mdn prepare CORPUS_DIR OUT_DIR`"
             )
@@ -56,25 +65,38 @@ class PreparedDataset:
             self.meta = json.load(f)
         version = self.meta.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(
+            raise NotPreparedError(
                 f"{meta_path}: format_version {version!r} is not supported "
                 f"(this waveform-mdn reads version {FORMAT_VERSION}); prepare the data again"
             )
         self.wave = np.load(self.path / "wave.npy", mmap_mode="r")
-        self.phone_ids = np.load(self.path / "phones.npy", mmap_mode="r")
         self.segments = np.load(self.path / "segments.npy")
         with open(self.path / "sequences.json") as f:
             self.sequences: list[dict] = json.load(f)
-        if len(self.wave) != len(self.phone_ids):
-            raise ValueError(f"{self.path}: wave.npy and phones.npy differ in length")
         self.phones: list[str] = list(self.meta["phones"])
         self.no_phone = len(self.phones)
         self.n_phone_ids = self.no_phone + 1
         self.sample_rate = int(self.meta["sample_rate"])
         self.window = int(self.meta.get("window", 240))
         self._wave_tensor: torch.Tensor | None = None
-        self.mean = float(self.meta["normalisation"]["mean"])
-        self.std = float(self.meta["normalisation"]["std"])
+        norm = self.meta["normalisation"]
+        self.normalisation = Normalisation(float(norm["mean"]), float(norm["std"]))
+
+    @property
+    def mean(self) -> float:
+        return self.normalisation.mean
+
+    @property
+    def std(self) -> float:
+        return self.normalisation.std
+
+    def normalise(self, raw: np.ndarray | torch.Tensor):
+        """int16 samples (or float in [-1, 1]) to the normalised training signal."""
+        return self.normalisation.normalise(raw)
+
+    def denormalise(self, x):
+        """Normalised signal back to float audio in [-1, 1] (not clipped)."""
+        return self.normalisation.denormalise(x)
 
     def wave_tensor(self) -> torch.Tensor:
         """The whole int16 waveform as a tensor in RAM (2 bytes per sample), loaded once and
@@ -98,18 +120,6 @@ class PreparedDataset:
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, not {split!r}")
         return [i for i, s in enumerate(self.sequences) if split is None or s["split"] == split]
-
-    def normalise(self, raw: np.ndarray | torch.Tensor):
-        """int16 samples (or float in [-1, 1]) to the normalised training signal."""
-        if isinstance(raw, torch.Tensor):
-            x = raw.float() / 32768.0 if raw.dtype == torch.int16 else raw.float()
-        else:
-            x = raw.astype(np.float32) / 32768.0 if raw.dtype == np.int16 else raw.astype(np.float32)
-        return (x - self.mean) / self.std
-
-    def denormalise(self, x):
-        """Normalised signal back to float audio in [-1, 1] (not clipped)."""
-        return x * self.std + self.mean
 
     def sequence_wave(self, i: int) -> np.ndarray:
         """Raw int16 samples of sequence ``i``."""
@@ -212,6 +222,7 @@ class NextSampleDataset(torch.utils.data.Dataset):
         self._wave = prepared.wave_tensor() if in_memory else None
         self.segments = torch.from_numpy(np.ascontiguousarray(prepared.segments, dtype=np.int64))
         self._offsets = torch.arange(-self.window, 0, dtype=torch.int64)
+        self._scale, self._offset = prepared.normalisation.int16_scale_offset
 
     def __len__(self) -> int:
         return self._len
@@ -240,11 +251,9 @@ class NextSampleDataset(torch.utils.data.Dataset):
                 outside = pos < seq_start[short, None]
                 part = self._gather(torch.where(outside, t[short, None], pos))
                 raw[short] = part.masked_fill(outside, 0)
-        target_raw = self._gather(t)
-        p = self.prepared
-        batch = {
-            "window": (raw.float() * (1.0 / 32768.0) - p.mean) / p.std,
-            "target": (target_raw.float() * (1.0 / 32768.0) - p.mean) / p.std,
+        batch = {  # the dataset's normalisation as one multiply-add on a fresh float copy
+            "window": raw.float().mul_(self._scale).add_(self._offset),
+            "target": self._gather(t).float().mul_(self._scale).add_(self._offset),
         }
         batch.update(phone_context(self.segments, t, seq_start, self.context, self.window))
         return batch
