@@ -1,82 +1,69 @@
-"""LightningDataModule over a prepared dataset.
+"""LightningDataModule over a prepared dataset, with an exactly resumable training loader.
 
 Batches are gathered whole by :meth:`waveform_mdn.data.NextSampleDataset.get_batch`
-(vectorised indexing into the flat waveform): the samplers below yield one ``LongTensor``
-of example indices per batch, so there is no per-example Python call and no collation.
-By default (``num_workers=0``) a :class:`BatchLoader` gathers them in a background thread
-of the training process, ``prefetch`` batches ahead, which hides the gather behind the
-training step without the per-batch inter-process copy of worker processes; with
-``num_workers > 0`` a ``DataLoader(batch_size=None)`` with worker processes is used.
+(vectorised indexing into the flat waveform): :class:`IndexBatchSampler` yields one
+``LongTensor`` of example indices per batch (no per-example Python call, no collation) and
+:class:`BatchLoader` gathers them in the training thread, in one background thread, or in
+DataLoader worker processes.
 
-Training (:class:`IndexBatchSampler` with ``shuffle=True``)
-    Each epoch draws a permutation from ``seed + epoch`` (the same on every rank, whatever
-    the global RNG), so a resumed run sees exactly the batches it would have seen. Under
-    DDP every rank takes a strided share of the permutation, cut to the same length on all
-    ranks (at most ``world_size - 1`` examples per epoch are left out); the global batch
-    is ``batch_size x world_size``.
-Validation (``shuffle=False``)
-    Examples in storage order; under DDP each rank gets a contiguous share **without
-    padding**, split into the same number of batches on every rank (batch sizes may
-    differ by one example). The model sums NLL and squared errors and counts examples,
-    and reduces sums and counts across ranks, so validation metrics equal a
-    single-process run exactly (no duplicated samples). ``val_stride=n`` validates on
-    every n-th example only (an even spread, the same subset under DDP).
-Grouping (``group_batches=k``)
-    The training loader hands the model ``k`` consecutive mini-batches at once (a list of
-    batch dicts cut from one gather); the model takes one optimizer step per mini-batch,
-    so the batches and updates are those of ``k=1`` while Lightning's per-batch cost is
-    paid once per group. Single process only.
+Training: each epoch draws a permutation from ``seed + epoch`` (the same on every rank,
+whatever the global RNG); under DDP every rank takes a strided share of it, cut to the same
+length on all ranks (at most ``world_size - 1`` examples per epoch are left out); the global
+batch is ``batch_size x world_size``.
 
-The samplers subclass ``DistributedSampler`` only so that Lightning does not replace them
-with its own (which would pad with duplicates); they shard by themselves.
+Exact resume, mid-epoch too: the training loader is *stateful*. ``state_dict()`` is the
+epoch and the number of batches handed out in it; Lightning saves it in every checkpoint
+and calls ``load_state_dict()`` on resume, and the interrupted epoch then continues at the
+next batch: a resumed run sees exactly the batches of the uninterrupted one.
+
+Validation: storage order; under DDP each rank gets a contiguous share **without padding**,
+in the same number of batches on every rank, so the metrics equal a single process's.
+``val_stride=n`` validates on every n-th example only.
+
+Lightning never sees a ``torch.utils.data.DataLoader`` here, so it neither swaps the sampler
+for a ``DistributedSampler`` (which pads with duplicates) nor wraps the loader.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 from .data import NextSampleDataset, PreparedDataset
 
-
-def _dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+Batch = dict[str, torch.Tensor]
 
 
-class IndexBatchSampler(DistributedSampler):
+def free_core_for_gathering() -> bool:
+    """True when torch's intra-op threads leave a core of this process free for a gatherer thread."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return torch.get_num_threads() < cores
+
+
+class IndexBatchSampler:
     """Yields ``LongTensor`` batches of example indices (see the module docstring)."""
 
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        shuffle: bool,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-        group: int = 1,
-        stride: int = 1,
-    ):
-        # no super().__init__(): it needs a dataset and an initialised process group
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None, stride: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
-        r, w = _dist_info()
+        joined = dist.is_available() and dist.is_initialized()
+        r, w = (dist.get_rank(), dist.get_world_size()) if joined else (0, 1)
         self.n = int(n)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
-        self.group = int(group)
         self.stride = int(stride)  # evaluation only: every stride-th example
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, not {stride}")
@@ -88,6 +75,7 @@ class IndexBatchSampler(DistributedSampler):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before every training epoch."""
         self.epoch = int(epoch)
 
     # -- training: shuffled, strided shares of equal length -------------------------
@@ -96,7 +84,7 @@ class IndexBatchSampler(DistributedSampler):
         g.manual_seed(self.seed + self.epoch)
         perm = torch.randperm(self.n, generator=g)
         per_rank = self.n // self.num_replicas
-        return perm[self.rank : per_rank * self.num_replicas : self.num_replicas].contiguous()
+        return perm[self.rank : per_rank * self.num_replicas : self.num_replicas]
 
     # -- validation: contiguous shares, same number of batches on every rank --------
     def _eval_bounds(self, rank: int) -> tuple[int, int]:
@@ -106,109 +94,166 @@ class IndexBatchSampler(DistributedSampler):
         largest = max(b - a for a, b in (self._eval_bounds(r) for r in range(self.num_replicas)))
         return max(math.ceil(largest / self.batch_size), 1)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def batches(self, start: int = 0) -> Iterator[torch.Tensor]:
+        """The batches of the current epoch from batch number ``start`` on."""
         if self.shuffle:
             idx = self._train_indices()
             stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
-            step = self.batch_size * self.group  # `group` consecutive mini-batches at once
-            for i in range(0, stop, step):
-                yield idx[i : min(i + step, stop)]
+            for i in range(start * self.batch_size, stop, self.batch_size):
+                yield idx[i : min(i + self.batch_size, stop)]
         else:
             a, b = self._eval_bounds(self.rank)
             positions = torch.arange(a, b, dtype=torch.int64) * self.stride
-            yield from positions.tensor_split(self._eval_n_batches())
+            yield from positions.tensor_split(self._eval_n_batches())[start:]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.batches(0)
 
     def __len__(self) -> int:
         if self.shuffle:
             per_rank = self.n // self.num_replicas
-            n_batches = per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
-            return math.ceil(n_batches / self.group)
+            return per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
         return self._eval_n_batches()
 
+    def layout(self) -> dict[str, int]:
+        """What must be equal for a saved position to mean the same batches."""
+        return {"n": self.n, "batch_size": self.batch_size, "seed": self.seed, "world_size": self.num_replicas,
+                "shuffle": int(self.shuffle), "drop_last": int(self.drop_last), "stride": self.stride}
 
-class _End:
-    pass
+
+class _FromBatch:
+    """The sampler's batches from ``start`` on: what a DataLoader with workers iterates."""
+
+    def __init__(self, sampler: IndexBatchSampler):
+        self.sampler = sampler
+        self.start = 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.sampler.batches(self.start)
 
 
-class _Failed:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
+_END = object()
+
+
+def _in_thread(make_batches: Iterator[Batch], depth: int) -> Iterator[Batch]:
+    """``make_batches`` run in a background thread, ``depth`` batches ahead.
+
+    torch's indexing kernels release the GIL, so the gathering overlaps the training step.
+    Closing the generator early (``limit_train_batches``) stops the thread.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for batch in make_batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer
+            put(e)
+
+    thread = threading.Thread(target=work, name="waveform-mdn-batches", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
 
 
 class BatchLoader:
-    """Iterable of ``dataset.get_batch(idx)`` for each ``idx`` of ``sampler``.
+    """Iterable of ``dataset.get_batch(idx)`` for each ``idx`` of ``sampler``; resumable.
 
-    With ``split`` set, each item is a list of mini-batches of ``split`` examples cut from
-    one gather (``group_batches``). With ``prefetch > 0`` a background thread gathers up to ``prefetch`` batches ahead
-    (torch's indexing kernels release the GIL, so gathering overlaps the training step);
-    with ``prefetch == 0`` batches are gathered on demand. Exposes ``sampler`` (Lightning
-    calls its ``set_epoch``) and ``len()``. Abandoning an iteration (``limit_*_batches``)
-    stops the thread.
+    ``prefetch``: batches gathered ahead by a background thread (0: on demand, in the
+    training thread; None: a thread only when torch's intra-op threads leave a core free
+    for it, see :func:`free_core_for_gathering`). ``workers`` > 0: DataLoader worker
+    processes instead. ``state_dict()`` / ``load_state_dict()`` save and restore the
+    position (epoch, batches handed out); Lightning calls them for the training loader.
+    Exposes ``sampler`` (Lightning calls its ``set_epoch``) and ``len()`` (a whole epoch,
+    also after a restore: Lightning counts the batches done before the checkpoint).
     """
 
     def __init__(
-        self, dataset, sampler: IndexBatchSampler, prefetch: int = 2, pin_memory: bool = False,
-        split: int | None = None,
+        self, dataset, sampler: IndexBatchSampler, prefetch: int | None = 2, pin_memory: bool = False,
+        workers: int = 0, worker_kwargs: dict[str, Any] | None = None,
     ):
         self.dataset = dataset
         self.sampler = sampler
-        self.prefetch = int(prefetch)
+        self.prefetch = prefetch
         self.pin_memory = bool(pin_memory)
-        self.split = split
-        self.batch_sampler = None  # DataLoader-like attributes read by Lightning
+        self.batch_sampler = None  # read by Lightning's DataLoader checks
+        self._from = _FromBatch(sampler)
+        self._workers = None
+        if workers > 0:
+            self._workers = DataLoader(dataset, batch_size=None, sampler=self._from, num_workers=workers,
+                                       pin_memory=self.pin_memory, **(worker_kwargs or {}))
+        self._position = (sampler.epoch, 0)  # (epoch, batches handed out in it)
+        self._resume_at: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def _get(self, idx: torch.Tensor) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        batch = self.dataset.get_batch(idx)
-        if self.pin_memory:
-            batch = {k: v.pin_memory() for k, v in batch.items()}
-        if self.split is None:
-            return batch
-        parts = {k: v.split(self.split) for k, v in batch.items()}
-        return [{k: parts[k][i] for k in batch} for i in range(len(parts["target"]))]
+    def state_dict(self) -> dict[str, Any]:
+        epoch, done = self._position
+        return {"epoch": epoch, "batches": done, "layout": self.sampler.layout()}
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]]:
-        if self.prefetch <= 0:
-            for idx in self.sampler:
-                yield self._get(idx)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("layout") != self.sampler.layout():
+            warnings.warn(
+                f"the checkpoint's batch order {state.get('layout')} differs from this run's "
+                f"{self.sampler.layout()}: the interrupted epoch restarts from its first batch"
+            )
             return
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-        indices = iter(self.sampler)  # drawn here: the epoch's order is fixed before the thread starts
+        self._resume_at = (int(state["epoch"]), int(state["batches"]))
 
-        def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+    def _start(self) -> int:
+        """The batch to start this epoch at (0, or the restored position once)."""
+        resume, self._resume_at = self._resume_at, None
+        if resume is not None and resume[0] == self.sampler.epoch:
+            return resume[1]
+        return 0
 
-        def work() -> None:
-            try:
-                for idx in indices:
-                    if not put(self._get(idx)):
-                        return
-                put(_End())
-            except BaseException as e:  # handed to the consumer
-                put(_Failed(e))
+    def _gather(self, indices: Iterator[torch.Tensor]) -> Iterator[Batch]:
+        for idx in indices:
+            batch = self.dataset.get_batch(idx)
+            yield {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
 
-        thread = threading.Thread(target=work, name="waveform-mdn-batches", daemon=True)
-        thread.start()
+    def _source(self, start: int) -> Iterator[Batch]:
+        if self._workers is not None:
+            self._from.start = start
+            return iter(self._workers)
+        depth = self.prefetch if self.prefetch is not None else (2 if free_core_for_gathering() else 0)
+        indices = self.sampler.batches(start)  # drawn now: the epoch's order is fixed here
+        gathered = self._gather(indices)
+        return _in_thread(gathered, depth) if depth > 0 else gathered
+
+    def __iter__(self) -> Iterator[Batch]:
+        # a generator: nothing runs before the first next(), i.e. after Lightning's
+        # set_epoch() and load_state_dict()
+        start = self._start()
+        epoch = self.sampler.epoch
+        self._position = (epoch, start)
+        source = self._source(start)
         try:
-            while True:
-                item = q.get()
-                if isinstance(item, _End):
-                    return
-                if isinstance(item, _Failed):
-                    raise item.exc
-                yield item
+            for done, batch in enumerate(source, start + 1):
+                self._position = (epoch, done)  # counted before the step: a checkpoint after it resumes past it
+                yield batch
         finally:
-            stop.set()
-            thread.join(timeout=5.0)
+            if hasattr(source, "close"):  # stops the gathering thread of an abandoned epoch
+                source.close()
 
 
 class WaveformDataModule(pl.LightningDataModule):
@@ -221,11 +266,10 @@ class WaveformDataModule(pl.LightningDataModule):
         pad: Literal["skip", "zero"] | None = None,
         context: Literal["target", "window_start"] = "target",
         batch_size: int = 128,
-        group_batches: int = 1,
         val_batch_size: int = 4096,
         val_stride: int = 1,
         num_workers: int = 0,
-        prefetch: int = 2,
+        prefetch: int | None = None,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int | None = None,
@@ -240,22 +284,14 @@ class WaveformDataModule(pl.LightningDataModule):
             pad: "skip" or "zero" for the first window of each sequence (null: as prepared).
             context: phone context at the "target" sample, or at the "window_start" (2014).
             batch_size: training examples per step and per device.
-            group_batches: training mini-batches handed to the model together; it still takes
-                one optimizer step per mini-batch of batch_size (same batches, same updates),
-                but Lightning's fixed per-batch cost is paid once per group. Worth 4 on a
-                CPU at batch 128; single process only (not with DDP). trainer settings
-                counted in batches (limit_train_batches, val_check_interval) then count
-                groups.
             val_batch_size: validation examples per step (does not change the metrics).
-            val_stride: validate on every n-th example only (1: all of them); a fixed,
-                evenly spread subset, the same under DDP. Unlike trainer.limit_val_batches,
-                which keeps the first batches in storage order (the start of the first
-                sequences).
-            num_workers: DataLoader worker processes; 0 (default): gather in the training
-                process, in a background thread (see prefetch). Worker processes pay an
-                inter-process copy per batch, which costs more than the gather at small batches.
-            prefetch: with num_workers 0: batches gathered ahead by a background thread
-                (0: gather on demand, in the training loop's thread).
+            val_stride: validate on every n-th example only (an even spread, the same under
+                DDP; trainer.limit_val_batches instead keeps the first batches in storage order).
+            num_workers: DataLoader worker processes (they pay an inter-process copy per
+                batch); 0 (default): gather in the training process (see prefetch).
+            prefetch: with num_workers 0: batches gathered ahead by a background thread; 0:
+                on demand, in the training thread; null (default): a thread only when torch's
+                intra-op threads (``num_threads``) leave a core free for it (no competing threads).
             pin_memory: pin host memory (null: when training on a GPU).
             persistent_workers: keep workers alive between epochs (with num_workers > 0).
             prefetch_factor: batches prefetched per worker (null: PyTorch's default).
@@ -272,9 +308,6 @@ class WaveformDataModule(pl.LightningDataModule):
         self.pad = pad
         self.context = context
         self.batch_size = batch_size
-        if group_batches < 1:
-            raise ValueError(f"group_batches must be >= 1, not {group_batches}")
-        self.group_batches = group_batches
         self.val_batch_size = val_batch_size
         self.val_stride = val_stride
         self.num_workers = num_workers
@@ -332,37 +365,22 @@ class WaveformDataModule(pl.LightningDataModule):
 
     def _rank_world(self) -> tuple[int | None, int | None]:
         trainer = getattr(self, "trainer", None)
-        if trainer is not None:
-            return trainer.global_rank, trainer.world_size
-        return None, None
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
 
-    def _loader(
-        self, dataset: NextSampleDataset, sampler: IndexBatchSampler, split: int | None = None
-    ) -> DataLoader | BatchLoader:
-        pin = self.pin_memory
-        if pin is None:
-            trainer = getattr(self, "trainer", None)
-            pin = bool(trainer is not None and trainer.accelerator is not None
-                       and type(trainer.accelerator).__name__ == "CUDAAccelerator")
-        if self.num_workers == 0 or split is not None:
-            if self.num_workers > 0:
-                raise ValueError("group_batches > 1 needs num_workers 0 (batches are gathered in a thread)")
-            return BatchLoader(dataset, sampler, prefetch=self.prefetch, pin_memory=pin, split=split)
-        kwargs: dict[str, Any] = {}
-        if self.num_workers > 0:
-            kwargs["persistent_workers"] = self.persistent_workers
-            if self.prefetch_factor is not None:
-                kwargs["prefetch_factor"] = self.prefetch_factor
-        return DataLoader(
-            dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers, pin_memory=pin, **kwargs
-        )
+    def _loader(self, dataset: NextSampleDataset, sampler: IndexBatchSampler) -> BatchLoader:
+        pin, trainer = self.pin_memory, getattr(self, "trainer", None)
+        if pin is None:  # on a GPU
+            pin = trainer is not None and type(trainer.accelerator).__name__ == "CUDAAccelerator"
+        worker_kwargs: dict[str, Any] = {"persistent_workers": self.persistent_workers}
+        if self.prefetch_factor is not None:
+            worker_kwargs["prefetch_factor"] = self.prefetch_factor
+        return BatchLoader(dataset, sampler, prefetch=self.prefetch, pin_memory=pin,
+                           workers=self.num_workers, worker_kwargs=worker_kwargs)
 
     def train_sampler(self) -> IndexBatchSampler:
         rank, world = self._rank_world()
-        return IndexBatchSampler(
-            len(self.train_dataset), self.batch_size, shuffle=True, seed=self.seed,
-            drop_last=self.drop_last, rank=rank, world_size=world, group=self.group_batches,
-        )
+        return IndexBatchSampler(len(self.train_dataset), self.batch_size, shuffle=True, seed=self.seed,
+                                 drop_last=self.drop_last, rank=rank, world_size=world)
 
     def val_sampler(self) -> IndexBatchSampler:
         rank, world = self._rank_world()
@@ -370,23 +388,19 @@ class WaveformDataModule(pl.LightningDataModule):
                                  world_size=world, stride=self.val_stride)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # a batch is a dict of tensors (or a list of them): skip Lightning's generic traversal
-        parts = batch if isinstance(batch, list) else [batch]
-        if not all(isinstance(p, dict) and all(isinstance(v, torch.Tensor) for v in p.values()) for p in parts):
+        # a batch is a dict of tensors: skip Lightning's generic traversal
+        if not (isinstance(batch, dict) and all(isinstance(v, torch.Tensor) for v in batch.values())):
             return super().transfer_batch_to_device(batch, device, dataloader_idx)
-        if all(v.device == device for p in parts for v in p.values()):
+        if all(v.device == device for v in batch.values()):
             return batch
-        non_blocking = device.type == "cuda"
-        moved = [{k: v.to(device, non_blocking=non_blocking) for k, v in p.items()} for p in parts]
-        return moved if isinstance(batch, list) else moved[0]
+        return {k: v.to(device, non_blocking=device.type == "cuda") for k, v in batch.items()}
 
-    def train_dataloader(self) -> DataLoader | BatchLoader:
+    def train_dataloader(self) -> BatchLoader:
         if self.train_dataset is None:
             self.setup("fit")
-        split = self.batch_size if self.group_batches > 1 else None
-        return self._loader(self.train_dataset, self.train_sampler(), split=split)
+        return self._loader(self.train_dataset, self.train_sampler())
 
-    def val_dataloader(self) -> DataLoader | BatchLoader:
+    def val_dataloader(self) -> BatchLoader:
         if self.valid_dataset is None:
             self.setup("validate")
         return self._loader(self.valid_dataset, self.val_sampler())

@@ -1,0 +1,174 @@
+"""Exact resume, mid-epoch too: the training loader saves and restores its position.
+
+Unit level: a :class:`BatchLoader` restored from ``state_dict()`` hands out exactly the rest
+of the interrupted epoch (whatever the gathering thread had already prepared), and only for
+that epoch. End to end: ``waveform-mdn fit`` killed with SIGKILL at a step inside an epoch,
+then resumed with ``--ckpt_path last``, ends with the metrics and the weights of the
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from test_training import REPO, scalars, synthetic_prepared
+from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler
+
+
+class _Indices:
+    """A dataset whose batch is its example indices: the order is visible."""
+
+    def get_batch(self, idx):
+        return {"target": idx.clone()}
+
+    __getitem__ = get_batch  # what DataLoader worker processes call
+
+
+def _epoch(loader: BatchLoader, epoch: int, stop: int | None = None) -> list[list[int]]:
+    loader.sampler.set_epoch(epoch)
+    out = []
+    for i, batch in enumerate(loader):
+        out.append(batch["target"].tolist())
+        if stop is not None and i + 1 == stop:
+            break
+    return out
+
+
+@pytest.mark.parametrize("prefetch,workers", [(0, 0), (3, 0), (2, 1)])
+def test_restored_loader_continues_the_interrupted_epoch(prefetch, workers):
+    def loader():
+        return BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=prefetch,
+                           workers=workers, worker_kwargs={"persistent_workers": False})
+
+    straight = loader()
+    whole = {e: _epoch(straight, e) for e in (0, 1, 2)}
+    assert len(whole[1]) == len(straight) == 21 and whole[1] != whole[2]
+    first = loader()
+    _epoch(first, 0)
+    done = _epoch(first, 1, stop=8)  # the thread has gathered further ahead: not counted
+    state = first.state_dict()
+    assert (state["epoch"], state["batches"]) == (1, 8)
+
+    resumed = loader()
+    resumed.load_state_dict(state)
+    rest = _epoch(resumed, 1)
+    assert done + rest == whole[1]  # nothing repeated, nothing skipped
+    assert len(resumed) == 21  # a whole epoch: Lightning counts the batches done before
+    assert _epoch(resumed, 2) == whole[2]  # the next epoch starts at its first batch
+    assert resumed.state_dict()["batches"] == 21
+
+    other = loader()
+    other.load_state_dict(state)
+    assert _epoch(other, 2) == whole[2]  # a saved position is only for its own epoch
+
+
+def test_a_different_batch_order_restarts_the_epoch_with_a_warning():
+    a = BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=0)
+    _epoch(a, 0, stop=3)
+    b = BatchLoader(_Indices(), IndexBatchSampler(1003, 64, shuffle=True, seed=7), prefetch=0)
+    with pytest.warns(UserWarning, match="restarts from its first batch"):
+        b.load_state_dict(a.state_dict())
+    assert _epoch(b, 0) == _epoch(BatchLoader(_Indices(), b.sampler, prefetch=0), 0)
+
+
+# -- end to end: SIGKILL inside an epoch, then --ckpt_path last --------------------------------
+class KillAtStep(pl.Callback):
+    """SIGKILL this process at the end of optimizer step ``step`` (before a checkpoint of that
+    step is written: ModelCheckpoint runs after the other callbacks)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+EPOCH = 10  # batches per epoch (trainer.limit_train_batches)
+EVERY = 5  # checkpoint.every_n_train_steps: mid-epoch checkpoints at steps 15 and 25
+# ModelCheckpoint defers a step's save to the end of validation before the first validation
+# (val/nll unknown) and on the last batch of an epoch (fresh val/nll follows): saves land at
+# 10, 15, 20, 25, 30; a kill at step 16-19 or 26-29 resumes from 15 or 25, mid-epoch
+KILL_WINDOWS = {"epoch 1": range(16, 20), "last epoch": range(26, 30)}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return synthetic_prepared(tmp_path_factory.mktemp("resume_data"), n_utts=4)
+
+
+def _fit(args: list[str], out: Path, name: str, tiny: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "waveform_mdn.train", "fit", "--config", str(REPO / f"recipes/demo/conf/{name}.yaml"),
+           "--data.path", str(tiny), "--data.batch_size", "32", "--data.val_batch_size", "2048",
+           "--data.val_stride", "1", "--model.hidden", "[32, 32]", "--num_threads", "1",
+           "--trainer.max_epochs", "3", "--trainer.limit_train_batches", str(EPOCH),
+           "--trainer.enable_progress_bar", "false", "--audio.every_n_epochs", "0",
+           "--checkpoint.every_n_train_steps", str(EVERY), "--trainer.logger.init_args.save_dir", str(out),
+           *args, *extra]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _ckpt(out: Path, name: str) -> dict:
+    return torch.load(out / name / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module", params=[("mdn", "epoch 1"), ("mlp", "last epoch")], ids=lambda p: "-".join(p))
+def killed_and_resumed(request, tiny, tmp_path_factory):
+    name, window = request.param
+    tmp = tmp_path_factory.mktemp(f"resume_{name}")
+    kill_at = random.choice(KILL_WINDOWS[window])
+    straight = _fit([], tmp / "straight", name, tiny)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = _fit(["--trainer.callbacks+=test_resume.KillAtStep", "--trainer.callbacks.step", str(kill_at)],
+                  tmp / "killed", name, tiny)
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-3000:])
+    saved = _ckpt(tmp / "killed", name)
+    loader = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert saved["global_step"] % EPOCH == EVERY and loader["batches"] == EVERY, (kill_at, saved["global_step"])
+    resumed = _fit(["--ckpt_path", "last"], tmp / "killed", name, tiny)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return name, tmp / "straight", tmp / "killed", kill_at
+
+
+def _curves(out: Path, name: str, tags) -> dict[str, dict[int, float]]:
+    # the resumed run writes a second event file; a step logged twice keeps the later value
+    return {t: dict(scalars(out / name / "run", t)) for t in tags}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_validation(killed_and_resumed):
+    name, straight, killed, kill_at = killed_and_resumed
+    a, b = _ckpt(straight, name), _ckpt(killed, name)
+    assert a["global_step"] == b["global_step"] == 3 * EPOCH
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), (k, kill_at)
+    tags = ["val/nll", "val/mse", "val/mse_sample", "lr-Adam"]
+    want, got = _curves(straight, name, tags), _curves(killed, name, tags)
+    for t in tags:
+        assert want[t] and got[t].keys() == want[t].keys(), (t, kill_at)
+        for step, value in want[t].items():
+            assert got[t][step] == pytest.approx(value, rel=1e-6, abs=1e-9), (t, step, kill_at)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_same_training_metrics(killed_and_resumed):
+    # the epoch's running sums must be in the checkpoint too, or the interrupted epoch's
+    # train/* average only the batches after the resume
+    name, straight, killed, kill_at = killed_and_resumed
+    tags = ["train/nll", "train/mse", "train/mse_sample"]
+    want, got = _curves(straight, name, tags), _curves(killed, name, tags)
+    for t in tags:
+        assert want[t] and got[t].keys() == want[t].keys(), (t, kill_at)
+        for step, value in want[t].items():
+            assert got[t][step] == pytest.approx(value, rel=1e-6, abs=1e-9), (t, step, kill_at)
