@@ -6,7 +6,8 @@ folders: most utterances are hard links to demo files, and a share of them are t
 utterances joined into one new file, so that the corpus has about TIMIT's duration
 (6,300 utterances, 5.4 hours). Then runs the preparation in a child process and reports
 its wall time and peak resident memory (``ru_maxrss`` of that child) against the size of
-the prepared arrays (``wave.npy + phones.npy + segments.npy``).
+the prepared arrays (every ``.npy`` written: ``wave.npy + segments.npy`` since format 2,
+which dropped ``phones.npy``).
 
 Goals: under 60 s, and peak memory under 2x the prepared arrays.
 
@@ -117,9 +118,9 @@ def run_measured(args: list[str], package: str = "data_prep") -> tuple[float, in
     return wall, ru.ru_maxrss * 1024, p.returncode, out.decode()
 
 
-def baseline_rss() -> int:
+def baseline_rss(package: str = "data_prep") -> int:
     """Peak RSS of a child that only imports the preparation code."""
-    p = subprocess.Popen([sys.executable, "-c", "import data_prep.cli, data_prep.prepare, numpy, tqdm"])
+    p = subprocess.Popen([sys.executable, "-c", f"import {package}.cli, {package}.prepare, numpy, tqdm"])
     _, _, ru = os.wait4(p.pid, 0)
     return ru.ru_maxrss * 1024
 
@@ -149,14 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {info['utterances']:,} utterances, {info['speakers']} speakers, "
               f"{info['hours']:.2f} h ({info['joined']} joined files) in {t_build:.1f} s at {corpus}",
               flush=True)
-        base = baseline_rss()
+        base = baseline_rss(a.package)
         wall, rss, rc, log = run_measured(["prepare", str(corpus), str(out), "--quiet", *a.extra.split()],
                                           a.package)
         if rc != 0:
             print(log)
             print(f"prepare failed with exit code {rc}")
             return 1
-        arrays = sum((out / f).stat().st_size for f in ("wave.npy", "phones.npy", "segments.npy"))
+        arrays = sum(f.stat().st_size for f in out.glob("*.npy"))
         ratio = rss / arrays
         mib = 1 << 20
         rows = [
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             ("audio", f"{info['hours']:.2f} h", ""),
             ("prepare wall time", f"{wall:.1f} s", f"< {GOAL_SECONDS:.0f} s: {'PASS' if wall < GOAL_SECONDS else 'FAIL'}"),
             ("peak RSS (child)", f"{rss / mib:,.0f} MiB", f"(import alone: {base / mib:,.0f} MiB)"),
-            ("prepared arrays", f"{arrays / mib:,.0f} MiB", "wave.npy + phones.npy + segments.npy"),
+            ("prepared arrays", f"{arrays / mib:,.0f} MiB", " + ".join(sorted(f.name for f in out.glob("*.npy")))),
             ("peak RSS / arrays", f"{ratio:.2f}", f"< {GOAL_RATIO:.0f}: {'PASS' if ratio < GOAL_RATIO else 'FAIL'}"),
             ("cores", f"{os.cpu_count()}", f"load average {os.getloadavg()[0]:.1f}"),
         ]

@@ -30,6 +30,66 @@ def test_demo_corpus_timit_layout(demo_corpus):
     assert all(sniff(u.audio) == "nist" for u in utts)
 
 
+FAKE_FESTIVAL = r"""#!{python}
+# Stands in for `festival -b FILE.scm`: each (demo-synth TEXT WAV LAB) call writes noise as
+# RIFF and Festival-style labels (pau, two phones a word, a breath after the first, pau;
+# then the words).
+import re, sys
+import numpy as np, soundfile as sf
+for text, wav, lab in re.findall(r'\(demo-synth "([^"]*)" "([^"]*)" "([^"]*)"\)', open(sys.argv[2]).read()):
+    words = [w.strip(".,") for w in text.split()]
+    segs, rows, t = [("pau", 0.1)], [], 0.1
+    for i, w in enumerate(words):
+        if i == 1:
+            segs.append(("brth", t + 0.05))
+            t += 0.05
+        rows.append(f"W\t{{w}}\t{{t:f}}\t{{t + 0.2:f}}")
+        segs += [("s", t + 0.1), ("aa", t + 0.2)]
+        t += 0.2
+    segs.append(("pau", t + 0.1))
+    n = round((t + 0.1) * 16000)
+    sf.write(wav, np.random.default_rng(len(text)).normal(0, 3000, n).astype(np.int16), 16000, format="WAV")
+    with open(lab, "w") as f:
+        f.write("".join(f"S\t{{p}}\t{{e:f}}\n" for p, e in segs) + "\n".join(rows) + "\nE\n")
+"""
+
+
+def _demo_script():
+    import importlib.util
+    import sys
+
+    from data_prep import DEMO_CORPUS
+
+    path = DEMO_CORPUS.parent.parent / "scripts" / "make_demo_corpus.py"
+    spec = importlib.util.spec_from_file_location("make_demo_corpus", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_corpus_script_writes_a_readable_corpus_with_the_shipped_notice(tmp_path, demo_corpus):
+    """scripts/make_demo_corpus.py with a stand-in Festival: a TIMIT-layout corpus whose
+    NOTICE is the shipped one; a failing Festival leaves that corpus as it was."""
+    import sys
+
+    fake = tmp_path / "festival"
+    fake.write_text(FAKE_FESTIVAL.format(python=sys.executable))
+    fake.chmod(0o755)
+    out = tmp_path / "corpora" / "demo"
+    script = _demo_script()
+    assert script.main(["--out", str(out), "--festival", str(fake)]) == 0
+    assert (out / "NOTICE").read_bytes() == (demo_corpus / "NOTICE").read_bytes()
+    utts, problems = discover(out)
+    assert problems == [] and len(utts) == 36 and {u.layout for u in utts} == {"timit"}
+    labels = {lab for u in utts for _, _, lab in parse_phn(u.labels)}
+    assert labels == {"h#", "s", "aa", "pau"}  # the breath -> pau, the edges -> h#
+    before = sorted((p.relative_to(out), p.stat().st_size) for p in out.rglob("*"))
+    assert script.main(["--out", str(out), "--festival", "/bin/false"]) == 1
+    assert sorted((p.relative_to(out), p.stat().st_size) for p in out.rglob("*")) == before
+    assert [p.name for p in out.parent.iterdir()] == ["demo"]  # no staging directory left
+
+
 @pytest.mark.parametrize("lower", [False, True])
 @pytest.mark.parametrize("fmt", ["NIST", "WAV"])
 def test_timit_any_case_any_header(tmp_path, lower, fmt):

@@ -289,42 +289,31 @@ def test_interrupted_write_leaves_nothing(demo_corpus, tmp_path, monkeypatch, ex
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_failed_overwrite_keeps_existing(demo_corpus, tmp_path, monkeypatch):
+def _failing(real, fails_on: str, message: str):
+    """``real`` (np.save or Path.rename), raising OSError(message) when its first argument's
+    name contains ``fails_on``."""
+    def wrapper(first, *a, **k):
+        if fails_on in Path(first).name:
+            raise OSError(message)
+        return real(first, *a, **k)
+    return wrapper
+
+
+@pytest.mark.parametrize("owner, name, fails_on, message", [
+    (np, "save", "segments.npy", "disk full"),  # while writing the arrays
+    (Path, "rename", ".tmp-", "rename failed"),  # at the last step, moving the new directory into place
+])
+def test_failed_overwrite_keeps_existing(demo_corpus, tmp_path, monkeypatch, owner, name, fails_on, message):
     out = tmp_path / "OUT"
     _prep(demo_corpus, out, selection=Selection(speakers=["MKAL0"]))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-
-    # 1. fails while writing the arrays
-    real_save = np.save
-
-    def bad_save(path, *a, **k):
-        if str(path).endswith("segments.npy"):
-            raise OSError("disk full")
-        return real_save(path, *a, **k)
-
-    monkeypatch.setattr(np, "save", bad_save)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(owner, name, _failing(getattr(owner, name), fails_on, message))
+    with pytest.raises(OSError, match=message):
         _prep(demo_corpus, out, selection=Selection(speakers=["FSLT0"]), overwrite=True)
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert _leftovers(tmp_path) == []
-
-    # 2. fails at the last step, moving the new directory into place
-    real_rename = Path.rename
-
-    def bad_rename(self, target):
-        if ".tmp-" in self.name:
-            raise OSError("rename failed")
-        return real_rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", bad_rename)
-    with pytest.raises(OSError, match="rename failed"):
-        _prep(demo_corpus, out, selection=Selection(speakers=["FSLT0"]), overwrite=True)
-    monkeypatch.undo()
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert _leftovers(tmp_path) == []
-
-    # 3. and it works when nothing fails
+    # and it works when nothing fails
     _prep(demo_corpus, out, selection=Selection(speakers=["FSLT0"]), overwrite=True)
     _, seqs, *_ = _check_format(out)
     assert {s["speaker"] for s in seqs} == {"FSLT0"} and _leftovers(tmp_path) == []
