@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 AUDIO_EXTS = {".wav", ".sph", ".flac", ".nist"}
@@ -43,9 +43,6 @@ class Utterance:
     utt_type: str | None = None
     corpus_split: str | None = None
     extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def _utt_type(stem: str) -> str | None:

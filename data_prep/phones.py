@@ -104,9 +104,6 @@ class PhoneSet:
     def __len__(self) -> int:
         return len(self.symbols)
 
-    def to_json(self) -> dict:
-        return {"name": self.name, "extra_map": self.extra_map}
-
 
 def parse_phone_map(items: list[str] | None) -> dict[str, str]:
     """``["brth=pau", "sil=h#"]`` -> ``{"brth": "pau", "sil": "h#"}``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from waveform_mdn.audio_io import atomic_directory
@@ -114,7 +114,7 @@ def prepare(
     if not any(s.split == "train" for s in seqs):
         raise PrepareError("the split leaves no training data")
     source = {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})}
-    meta = _write_dataset(out, seqs, opts, {"selection": selection.to_json(), "split": split.to_json(),
+    meta = _write_dataset(out, seqs, opts, {"selection": asdict(selection), "split": asdict(split),
                                             "source": source, "skipped": skipped})
     meta["elapsed_s"] = time.time() - t0
     return meta
@@ -143,7 +143,7 @@ def _choose_utterances(corpus: Path, selection: Selection) -> list[Utterance]:
     if not chosen:
         raise PrepareError(
             f"{corpus}: the selection matched no utterances "
-            f"({json.dumps({k: v for k, v in selection.to_json().items() if v is not None})}; "
+            f"({json.dumps({k: v for k, v in asdict(selection).items() if v is not None})}; "
             f"{len(utts)} utterances in the corpus)"
         )
     return chosen

@@ -41,9 +41,6 @@ class Selection:
             and (self.corpus_split is None or u.corpus_split == self.corpus_split.lower())
         )
 
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
 
 @dataclass
 class SplitRule:
@@ -59,9 +56,6 @@ class SplitRule:
     valid: float = 1
     unit: str = "utterance"
     seed: int = 0
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 def assign_split(seqs: list[SequenceAudio], rule: SplitRule) -> None:

@@ -3,6 +3,7 @@ normalisation on train only, phone filter, 39 fold, resampling, atomic writes.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -144,7 +145,7 @@ def test_selections(demo_corpus, tmp_path, sel, expect):
         assert {s["speaker"] for s in seqs} == expect["speakers"]
     if "types" in expect:
         assert {s["utt_type"] for s in seqs} == expect["types"]
-    assert meta["selection"] == sel.to_json()
+    assert meta["selection"] == dataclasses.asdict(sel)
 
 
 def test_empty_selection_is_an_error(demo_corpus, tmp_path):
