@@ -1,0 +1,74 @@
+"""More than one machine: ``waveform-mdn fit`` under ``torchrun`` as 2 nodes x 1 process on
+localhost (two torchrun launches, c10d rendezvous, gloo, loopback only). Its validation
+metrics must equal a single-process validation of the weights it saved (the method of
+tests/test_ddp.py), and both launches must have joined one 2-process job."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_training import REPO, scalars, synthetic_prepared
+from waveform_mdn import train
+from waveform_mdn.data import NextSampleDataset
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(node_rank: int, port: int, fit_args: list[str], log: Path) -> subprocess.Popen:
+    """One "node": the command docs/training.md shows, on the loopback interface only."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--node_rank", str(node_rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}",
+           "--rdzv_id", "waveform-mdn-test", "--local_addr", "127.0.0.1", "--max_restarts", "0",
+           "-m", "waveform_mdn.cli", "fit", *fit_args]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path):
+    tiny = synthetic_prepared(tmp_path, n_utts=4)
+    assert len(NextSampleDataset(tiny, "valid")) % 2 == 1  # uneven shards: a padding sampler would duplicate one
+    common = ["--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path", str(tiny),
+              "--data.val_batch_size", "700", "--data.val_stride", "1", "--trainer.enable_progress_bar", "false"]
+    fit = [*common, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "1",
+           "--trainer.num_nodes", "2", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "12",
+           "--data.batch_size", "32", "--model.hidden", "[32, 32]", "--audio.every_n_epochs", "0",
+           "--trainer.logger.init_args.save_dir", str(tmp_path / "nodes")]
+    port = _free_port()
+    logs = [tmp_path / f"node{r}.log" for r in (0, 1)]
+    nodes = [_torchrun(r, port, fit, logs[r]) for r in (0, 1)]
+    try:
+        codes = [p.wait(timeout=400) for p in nodes]
+    finally:
+        for p in nodes:
+            if p.poll() is None:
+                p.kill()
+    text = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n".join(t[-3000:] for t in text)
+    both = "\n".join(text)
+    assert "distributed_backend=gloo" in both and "Starting with 2 processes" in both, both[-3000:]
+    assert "MEMBER: 1/2" in both and "MEMBER: 2/2" in both, both[-3000:]  # one process per launch, one job
+
+    run = tmp_path / "nodes" / "mdn" / "run"
+    nodes_metrics = {t: scalars(run, t)[-1][1] for t in ("val/nll", "val/mse")}
+    assert [s for s, _ in scalars(run, "val/nll")] == [11]  # 12 steps of a global batch of 2 x 32
+    rc = train.main(["validate", *common, "--model.hidden", "[32, 32]", "--ckpt_path", str(run / "checkpoints/last.ckpt"),
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "single")])
+    assert rc == 0
+    single = {t: scalars(tmp_path / "single" / "mdn" / "run", t)[-1][1] for t in ("val/nll", "val/mse")}
+    assert single["val/nll"] == pytest.approx(nodes_metrics["val/nll"], rel=1e-5, abs=1e-6)
+    assert single["val/mse"] == pytest.approx(nodes_metrics["val/mse"], rel=1e-5, abs=1e-7)
