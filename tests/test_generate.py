@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waveform_mdn import generate as G
+from waveform_mdn.audio_io import write_wav
 from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
 from waveform_mdn.models import WaveformPredictor
 
@@ -93,7 +94,7 @@ def test_teacher_forced_generation_equals_forward_pass(prepared, head, fields, c
     for k, i in enumerate(seqs):
         ds = NextSampleDataset(prepared, split=None, sequences=[i], context=context, pad="skip")
         batch = ds.get_batch(torch.arange(N_STEPS))
-        expect = forward_on(model, batch["window"], {f: batch[f] for f in G._CONTEXT_KEYS}).mean
+        expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
         assert expect.abs().max() > 0.05 and expect.std() > 1e-3  # not near-constant, not near-zero
         torch.testing.assert_close(pred[k, W:], expect, atol=2e-5, rtol=2e-5)
 
@@ -108,7 +109,7 @@ def test_teacher_forced_zero_pad_with_silence_prime(prepared):
     assert given_ is None
     pred = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, teacher=ref, mode="mean")
     batch = NextSampleDataset(prepared, split=None, sequences=[1], pad="zero").get_batch(torch.arange(n))
-    expect = forward_on(model, batch["window"], {f: batch[f] for f in G._CONTEXT_KEYS}).mean
+    expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
     torch.testing.assert_close(pred[0], expect, atol=2e-5, rtol=2e-5)
 
 
@@ -290,7 +291,7 @@ def test_real_prime_needs_a_reference(prepared):
 def test_write_wav_is_atomic_and_counts_clipping(tmp_path):
     x = np.array([0.0, 0.5, -1.5, 2.0, 1.0, -1.0], dtype=np.float32)
     path = tmp_path / "a.wav"
-    assert G.write_wav(path, x, 16000) == 2
+    assert write_wav(path, x, 16000) == 2
     data, sr = sf.read(str(path), dtype="int16")
     info = sf.info(str(path))
     assert sr == 16000 and info.subtype == "PCM_16"
@@ -383,7 +384,7 @@ def test_unknown_heads_fall_back_to_their_own_sampler(prepared):
     ctx = G.sequence_contexts(items, n, "target", W)
     pred = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean")
     batch = NextSampleDataset(prepared, split=None, sequences=[1]).get_batch(torch.arange(300))
-    expect = forward_on(model, batch["window"], {f: batch[f] for f in G._CONTEXT_KEYS}).mean
+    expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
     torch.testing.assert_close(pred[1, W:], expect, atol=2e-5, rtol=2e-5)
     a = G.generate(model, ctx, n, given=ref[:, :W], seed=4)
     b = G.generate(model, ctx, n, given=ref[:, :W], seed=4)

@@ -2,7 +2,7 @@
 
 ``prepare`` and ``corpus-info`` come from :mod:`data_prep.cli`; ``fit`` (and ``validate``)
 from :mod:`waveform_mdn.train` (LightningCLI); ``generate`` from
-:mod:`waveform_mdn.generate`; ``compare`` from :mod:`waveform_mdn.compare`. Each module is
+:mod:`waveform_mdn.generation.cli`; ``compare`` from :mod:`waveform_mdn.compare`. Each module is
 imported only when its subcommand runs, so ``prepare`` starts quickly.
 """
 
@@ -16,8 +16,8 @@ COMMANDS = {
     "corpus-info": ("data_prep.cli", "summary of a corpus or a prepared dataset"),
     "fit": ("waveform_mdn.train", "train a model (LightningCLI; --config, --print_config)"),
     "validate": ("waveform_mdn.train", "validate a checkpoint (LightningCLI)"),
-    "generate": ("waveform_mdn.generate", "sample waveforms from a checkpoint"),
-    "evaluate": ("waveform_mdn.generate", "measure WAV files against references"),
+    "generate": ("waveform_mdn.generation.cli", "sample waveforms from a checkpoint"),
+    "evaluate": ("waveform_mdn.generation.cli", "measure WAV files against references"),
     "compare": ("waveform_mdn.compare", "compare runs: table, plots, Markdown report"),
     "versions": (None, "print the installed versions of torch, torchaudio, Lightning, ... on one line"),
 }

@@ -36,26 +36,38 @@ Registered heads
     normalised signal, whose std is 1). The NLL is ``-MixtureSameFamily.log_prob``,
     which sums log-probabilities with log-sum-exp.
 
-Fast path for generation
-------------------------
-Building ``torch.distributions`` objects costs tens of microseconds; one generation step
-should not. Every head therefore also offers plain-tensor functions:
+One sampler per head
+--------------------
+Training metrics and generation call the same plain-tensor functions (no
+``torch.distributions`` object is built for the registered heads):
 
 * ``head.params(features) -> tuple[Tensor, ...]`` raw parameters in float32 (the head's
   projection runs in float32 even under bf16 autocast)
   (gaussian: ``(mean [B], scale [B])``; mixture: ``(logits [B,K], means [B,K], scales [B,K])``).
-* ``head.sample_from_params(params, generator=None, temperature=1.0) -> Tensor [B]``:
-  one draw per row, using ``generator`` if given (reproducible streams). ``temperature``
-  multiplies the scales (and divides the mixture logits); ``temperature=0`` gives the
-  most probable component's mean (the mean, for the Gaussian).
-* ``head.mean_from_params(params) -> Tensor [B]``: the point prediction (the mean).
+* ``head.draw_noise(shape, generator=None) -> Tensor [*shape, head.noise_size()]``: the
+  random numbers of ``shape`` draws, taken from ``generator`` (gaussian: one standard
+  normal; mixture: ``K`` Gumbel(0, 1), then one standard normal; default: one uniform).
+* ``head.sample_from_noise(params, noise, temperature_weights=1.0, temperature_scales=1.0)
+  -> Tensor [B]``: the draw that this noise gives. ``temperature_weights`` divides the
+  mixture logits (0: the most probable component); ``temperature_scales`` multiplies the
+  scales (0: no Gaussian noise, the chosen component's mean).
+* ``head.sample_from_params(params, generator=None, temperature=1.0)``: both of the above
+  (``temperature`` for weights and scales alike).
+* ``head.mean_from_params(params, temperature_weights=1.0) -> Tensor [B]``: the mean of
+  the tempered distribution (mixture: ``sum softmax(logits / T) * means``; ``T = 0``: the
+  most probable component's mean). ``head.mode_from_params(params)``: the most probable
+  component's mean (the mean, for the Gaussian).
 * ``head.distribution_from_params(params)``: the full Distribution when needed.
+
+A head that defines only ``params`` and ``distribution_from_params`` (like the Laplace
+example above) samples by inverting its CDF (``Distribution.icdf``) at one uniform number
+per draw, so it is reproducible from a generator and usable for generation unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +75,8 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
 
 HEADS: dict[str, type["Head"]] = {}
+_TINY = 1e-20  #: uniform numbers are kept in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
+_EPS32 = 1e-7
 
 def register_head(name: str) -> Callable[[type["Head"]], type["Head"]]:
     """Class decorator: make a :class:`Head` subclass available under ``name``."""
@@ -93,6 +107,9 @@ class Head(nn.Module):
     Subclasses set ``n_outputs`` (or override :meth:`output_size`) and implement
     :meth:`params` and :meth:`distribution_from_params`. The defaults of the other methods
     go through the Distribution; override them where a faster or exact form exists.
+    ``params`` reads the features only through :meth:`project` (a linear map): generation
+    evaluates the trunk's tanh as ``2 sigmoid(2a) - 1`` and folds the affine part into a
+    copy of ``proj``.
     """
 
     name: str = "?"
@@ -114,8 +131,8 @@ class Head(nn.Module):
         the scale floor)."""
         if torch.is_autocast_enabled(features.device.type):
             with torch.autocast(features.device.type, enabled=False):
-                return self.proj(features.float())
-        return self.proj(features).float()
+                return F.linear(features.float(), self.proj.weight, self.proj.bias)
+        return F.linear(features, self.proj.weight, self.proj.bias).float()
 
     # -- the interface --------------------------------------------------------------
     def params(self, features: Tensor) -> tuple[Tensor, ...]:
@@ -136,15 +153,54 @@ class Head(nn.Module):
         """Per-example training loss, shape ``[B]`` (default: the NLL)."""
         return self.nll(params, target)
 
-    def mean_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
+        """Shape of one draw from ``params`` (``[B]``)."""
+        return self.distribution_from_params(params).batch_shape
+
+    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+        """The point prediction (the mean); ``temperature_weights`` matters to mixtures only."""
         return self.distribution_from_params(params).mean
+
+    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+        """The most probable value (the Distribution's ``mode``, else its mean)."""
+        d = self.distribution_from_params(params)
+        try:
+            return d.mode
+        except NotImplementedError:
+            return d.mean
+
+    def noise_size(self) -> int:
+        """Random numbers per draw (the last dimension of :meth:`draw_noise`)."""
+        return 1
+
+    def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> Tensor:
+        """Noise of ``shape`` draws, ``[*shape, noise_size()]`` (default: one uniform
+        number in (0, 1) per draw, for :meth:`sample_from_noise`'s inverse CDF)."""
+        u = torch.rand(*shape, 1, generator=generator, device=device)
+        return u.clamp_(min=_TINY, max=1.0 - _EPS32)
+
+    def sample_from_noise(self, params: tuple[Tensor, ...], noise: Tensor, temperature_weights: float = 1.0,
+                          temperature_scales: float = 1.0) -> Tensor:
+        """The draw that ``noise`` (from :meth:`draw_noise`) gives. Default: the inverse
+        CDF at the uniform number, moved away from the mean by ``temperature_scales``."""
+        d = self.distribution_from_params(params)
+        if temperature_scales == 0:
+            return d.mean
+        try:
+            x = d.icdf(noise[..., 0])
+        except NotImplementedError:
+            raise NotImplementedError(f"{type(self).__name__} has no icdf: override draw_noise and "
+                                      "sample_from_noise") from None
+        return x if temperature_scales == 1 else d.mean + temperature_scales * (x - d.mean)
 
     def sample_from_params(
         self, params: tuple[Tensor, ...], generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
-        if generator is not None or temperature != 1.0:
-            raise NotImplementedError(f"{type(self).__name__} samples only through torch.distributions")
-        return self.distribution_from_params(params).sample()
+        """One draw per row, from ``generator`` if given (the global generator otherwise)."""
+        device = params[0].device
+        noise = self.draw_noise(self.batch_shape(params), generator, device)
+        return self.sample_from_noise(params, noise, temperature, temperature)
 
     # -- hooks used by the LightningModule (no-ops for heads that predict everything) --
     def observe_training_mse(self, mse: float) -> None:
@@ -188,15 +244,25 @@ class GaussianHead(Head):
     def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
         return (target.float() - params[0]).square()
 
-    def mean_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
+        return params[0].shape
+
+    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
         return params[0]
 
-    def sample_from_params(self, params, generator=None, temperature: float = 1.0) -> Tensor:
+    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+        return params[0]
+
+    def draw_noise(self, shape, generator=None, device=None) -> Tensor:
+        """One standard normal number per draw."""
+        return torch.randn(*shape, 1, generator=generator, device=device)
+
+    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
+                          temperature_scales: float = 1.0) -> Tensor:
         mean, scale = params
-        if temperature == 0:
+        if temperature_scales == 0:
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + (temperature * scale) * noise
+        return torch.addcmul(mean, scale, noise[..., 0], value=temperature_scales)
 
     def observe_training_mse(self, mse: float) -> None:
         if math.isfinite(mse) and mse > 0:
@@ -234,10 +300,8 @@ class MixtureHead(Head):
         return 3 * self.components
 
     def params(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out = self.project(features)
-        logits, means, raw = out.split(self.components, dim=-1)
-        scales = F.softplus(raw) + self.min_scale
-        return logits, means, scales
+        logits, means, raw = self.project(features).tensor_split(3, dim=-1)
+        return logits, means, F.softplus(raw).add_(self.min_scale)
 
     def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
         logits, means, scales = params
@@ -247,18 +311,48 @@ class MixtureHead(Head):
             validate_args=False,
         )
 
-    def mean_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
-        logits, means, _ = params
-        return (torch.softmax(logits, dim=-1) * means).sum(-1)
+    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
+        return params[0].shape[:-1]
 
-    def sample_from_params(self, params, generator=None, temperature: float = 1.0) -> Tensor:
+    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+        """Mean of the mixture with weights ``softmax(logits / T)``; ``T = 0``: the most
+        probable component's mean."""
+        logits, means, _ = params
+        if temperature_weights == 0:
+            return self.mode_from_params(params)
+        if temperature_weights != 1:
+            logits = logits / temperature_weights
+        return torch.linalg.vecdot(torch.softmax(logits, dim=-1), means)
+
+    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+        """The most probable component's mean."""
+        logits, means, _ = params
+        return means.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
+
+    def noise_size(self) -> int:
+        return self.components + 1
+
+    def draw_noise(self, shape, generator=None, device=None) -> Tensor:
+        """``K`` Gumbel(0, 1) numbers (the component, by Gumbel-max), then one standard
+        normal (the offset within the component), per draw."""
+        u = torch.rand(*shape, self.components, generator=generator, device=device)
+        gumbel = u.clamp_(min=_TINY, max=1.0 - _EPS32).log_().neg_().log_().neg_()
+        z = torch.randn(*shape, 1, generator=generator, device=device)
+        return torch.cat([gumbel, z], dim=-1)
+
+    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
+                          temperature_scales: float = 1.0) -> Tensor:
+        """Component ``argmax(logits / T_w + gumbel)`` (drawn with ``softmax(logits / T_w)``),
+        then its mean plus ``T_s`` times its scale times the normal number."""
         logits, means, scales = params
-        if temperature == 0:
+        if temperature_weights == 0:
             k = logits.argmax(-1, keepdim=True)
-            return means.gather(-1, k).squeeze(-1)
-        # Gumbel-max: argmax(logits / T + Gumbel) draws a component with softmax(logits / T)
-        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-        gumbel = -torch.log(-torch.log(u.clamp_(min=1e-20, max=1.0 - 1e-7)))
-        k = (logits / temperature + gumbel).argmax(-1, keepdim=True)
-        noise = torch.randn(k.shape, generator=generator, device=means.device, dtype=means.dtype)
-        return (means.gather(-1, k) + temperature * scales.gather(-1, k) * noise).squeeze(-1)
+        else:
+            gumbel = noise[..., : self.components]
+            k = (logits.add(gumbel) if temperature_weights == 1 else
+                 gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+        mean = means.gather(-1, k)
+        if temperature_scales == 0:
+            return mean.squeeze(-1)
+        return mean.addcmul_(scales.gather(-1, k), noise[..., self.components :],
+                             value=temperature_scales).squeeze(-1)

@@ -1,0 +1,242 @@
+"""The generation engine: one loop, one step per sample, for many streams at once.
+
+Step ``t`` of every stream: the window (the ``W`` samples before ``t``, a view of one
+preallocated buffer) and the context part of the first layer give the head's parameters
+(:class:`~.network.StepNetwork`); the head's own function turns them into the value
+(``sample_from_noise`` with the stream's noise, ``mean_from_params``, ``mode_from_params``:
+the functions training metrics use too); the value, made finite and clipped, is written
+into the buffer, where the next windows read it. The random numbers come from
+:class:`~.noise.StreamNoise`: per stream, by seed and step index only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .inputs import CONTEXT_KEYS, GenerationError
+from .network import ContextBias, StepNetwork, predictor_of
+from .noise import StreamNoise
+
+MODES = ("sample", "mean", "mode")
+BIAS_BYTES = 1 << 20  #: context-bias rows prepared per chunk: about this much (stays in cache)
+FAR = 3.0e38  #: the clip bounds when there are none
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What one step makes of the head's parameters.
+
+    ``mode``: ``"sample"`` (a draw from the tempered predictive distribution), ``"mean"``
+    (its mean) or ``"mode"`` (the most probable component's mean). ``temperature_weights``
+    divides the mixture logits (0: the most probable component, in "sample" and "mean");
+    ``temperature_scales`` multiplies the scales (0: no Gaussian noise).
+    """
+
+    mode: str = "sample"
+    temperature_weights: float = 1.0
+    temperature_scales: float = 1.0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise GenerationError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if not (self.temperature_weights >= 0 and self.temperature_scales >= 0):
+            raise GenerationError("temperatures must be >= 0")
+
+    def step_function(self, head: nn.Module) -> Callable[[tuple[Tensor, ...], Tensor | None], Tensor]:
+        """``(params, noise) -> value [N]``: the head's own sampler, mean or mode."""
+        tw, ts = float(self.temperature_weights), float(self.temperature_scales)
+        if self.mode == "sample":
+            return lambda params, noise: head.sample_from_noise(params, noise, tw, ts)
+        if self.mode == "mean":
+            return lambda params, noise: head.mean_from_params(params, tw)
+        return lambda params, noise: head.mode_from_params(params)
+
+
+@dataclass
+class GenerationStats:
+    """What happened during :func:`generate` (filled in when passed as ``stats=``)."""
+
+    clipped: list[int] = field(default_factory=list)
+    nonfinite_replaced: list[int] = field(default_factory=list)
+    steps: int = 0
+    streams: int = 0
+    seconds: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.steps * self.streams / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class _Streams:
+    """The sample buffer of ``N`` streams: column ``W + t`` holds sample ``t``, columns
+    ``0 .. W-1`` the prime; positions ``0 .. start-1`` are given, not generated. With
+    teacher forcing the buffer holds the teacher and ``predictions`` what the model made."""
+
+    samples: Tensor
+    window: int
+    start: int
+    clip: tuple[float, float]
+    predictions: Tensor | None = None
+    clipped: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+    nonfinite: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def n(self) -> int:
+        return self.samples.shape[1] - self.window
+
+    def result(self) -> Tensor:
+        return self.predictions if self.predictions is not None else self.samples[:, self.window :].clone()
+
+    def account(self, c0: int, raw: Tensor) -> None:
+        """Count the non-finite and out-of-range values of steps ``c0 ..`` (``raw [m, N]``)."""
+        lo, hi = self.clip
+        finite = torch.isfinite(raw)
+        self.nonfinite += (~finite).sum(0).cpu()
+        self.clipped += (finite & ((raw < lo) | (raw > hi))).sum(0).cpu()
+        if self.predictions is not None:
+            self.predictions[:, c0 : c0 + len(raw)] = torch.nan_to_num(raw, 0.0, hi, lo).clamp_(lo, hi).t()
+
+
+def _streams(N: int, W: int, n: int, device, prime, given, teacher, clip) -> _Streams:
+    f32 = dict(device=device, dtype=torch.float32)
+    buf = torch.zeros(N, W + n, **f32)
+    if prime is not None:
+        if tuple(prime.shape) != (N, W):
+            raise GenerationError(f"prime must be [N, W] = [{N}, {W}], not {list(prime.shape)}")
+        buf[:, :W] = prime.to(**f32)
+    if teacher is not None:
+        if teacher.dim() != 2 or teacher.shape[0] != N or teacher.shape[1] < n:
+            raise GenerationError(f"teacher must be [N, n_samples] = [{N}, {n}]")
+        buf[:, W:] = teacher[:, :n].to(**f32)
+    P = 0 if given is None else min(int(given.shape[1]), n)
+    if given is not None:
+        if given.dim() != 2 or given.shape[0] != N:
+            raise GenerationError(f"given must be [N, P] with N = {N}")
+        buf[:, W : W + P] = given[:, :P].to(**f32)
+    preds = None
+    if teacher is not None:
+        preds = torch.empty(N, n, **f32)
+        preds[:, :P] = buf[:, W : W + P]
+    lo_hi = (float(clip[0]), float(clip[1])) if clip is not None else (-FAR, FAR)
+    zeros = torch.zeros(N, dtype=torch.int64)
+    return _Streams(buf, W, P, lo_hi, preds, zeros, zeros.clone())
+
+
+def _check_contexts(net: nn.Module, contexts: dict[str, Tensor], n: int, n_streams: int) -> dict[str, Tensor]:
+    ctx = {k: torch.as_tensor(v) for k, v in contexts.items() if v is not None and k in CONTEXT_KEYS}
+    needed = list(net.phone_fields) + (["position"] if net.use_position else [])
+    missing = [k for k in needed if k not in ctx]
+    if missing:
+        raise GenerationError(f"contexts lack the fields {missing} this model uses")
+    for k, v in ctx.items():
+        if v.dim() != 2 or v.shape[0] != n_streams or v.shape[1] < n:
+            raise GenerationError(f"contexts[{k!r}] must be [N, n_samples] = [{n_streams}, {n}], not {list(v.shape)}")
+    return {k: ctx[k][:, :n].t() for k in needed}
+
+
+def stream_seeds(seed: int | Sequence[int], n_streams: int) -> list[int]:
+    """One int: stream ``k`` gets ``seed + k``; or one seed per stream."""
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed) + k for k in range(n_streams)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n_streams:
+        raise GenerationError(f"{len(seeds)} seeds for {n_streams} streams")
+    return seeds
+
+
+def generate(
+    model: nn.Module,
+    contexts: dict[str, Tensor],
+    n_samples: int,
+    *,
+    prime: Tensor | None = None,
+    given: Tensor | None = None,
+    teacher: Tensor | None = None,
+    mode: str = "sample",
+    temperature_weights: float = 1.0,
+    temperature_scales: float = 1.0,
+    seed: int | Sequence[int] = 0,
+    clip: tuple[float, float] | None = None,
+    gaussian_variance: str = "valid",
+    device: str | torch.device | None = None,
+    chunk: int | None = None,
+    fold_tanh: bool = True,
+    stats: GenerationStats | None = None,
+) -> Tensor:
+    """Generate ``N`` streams of ``n_samples`` normalised samples, one step at a time.
+
+    ``contexts``: phone context per position, ``[N, n_samples]`` tensors (only the fields
+    the model uses; see :func:`~.inputs.sequence_contexts`). ``prime``: ``[N, W]`` samples
+    before position 0 (default zeros; :func:`~.inputs.make_prime`). ``given``: ``[N, P]``
+    samples at positions ``0 .. P-1``, copied, not generated. ``teacher``: ``[N, n]``
+    teacher forcing: the windows hold these and the result is the model's value at every
+    position. ``mode`` and the temperatures: see :class:`Sampling`. ``seed``: see
+    :func:`stream_seeds`. ``clip``: ``(lo, hi)`` bounds of what is fed back and returned
+    (counted in ``stats.clipped``). ``gaussian_variance``: noise of the Gaussian head
+    (:func:`~.network.gaussian_scale`). ``device``: default the model's. ``chunk``: steps
+    per chunk (any value gives the same result). ``fold_tanh``: see
+    :class:`~.network.StepNetwork`. Uses the calling thread's torch settings; changes none.
+
+    Returns ``[N, n_samples]`` float32 on ``device``. Never NaN or inf: a non-finite value is
+    replaced (0, or the clip bound for +-inf) and counted in ``stats.nonfinite_replaced``.
+    """
+    sampling = Sampling(mode, temperature_weights, temperature_scales)
+    net = predictor_of(model)
+    dev = torch.device(device) if device is not None else net.window_proj.weight.device
+    W, n = int(net.window), int(n_samples)
+    some = next(iter(contexts.values()), None) if contexts else None
+    N = int(some.shape[0]) if some is not None else (int(prime.shape[0]) if prime is not None else 1)
+    ctx = _check_contexts(net, contexts, n, N)
+    seeds = stream_seeds(seed, N)
+    t_start = time.perf_counter()
+    with torch.inference_mode():
+        streams = _streams(N, W, n, dev, prime, given, teacher, clip)
+        step = StepNetwork(net, N, dev, fold_tanh, gaussian_variance)
+        bias = ContextBias(net, ctx, n, N, step.input_scale, dev)
+        noise = StreamNoise(step.head, seeds, dev) if sampling.mode == "sample" else None
+        _run(step, bias, noise, sampling.step_function(step.head), streams, chunk)
+    if stats is not None:
+        stats.clipped, stats.nonfinite_replaced = streams.clipped.tolist(), streams.nonfinite.tolist()
+        stats.steps, stats.streams, stats.seeds = max(n - streams.start, 0), N, seeds
+        stats.seconds = time.perf_counter() - t_start
+    return streams.result()
+
+
+def _chunk_size(n_streams: int, hidden: int, requested: int | None) -> int:
+    if requested is not None:
+        return max(1, int(requested))
+    return int(min(4096, max(16, BIAS_BYTES // (4 * n_streams * hidden))))
+
+
+def _run(step: StepNetwork, bias: ContextBias, noise: StreamNoise | None, value, streams: _Streams,
+         chunk: int | None) -> None:
+    """The loop: every step of every stream, in chunks of steps (noise, context rows,
+    accounting per chunk)."""
+    buf, W, n = streams.samples, streams.window, streams.n
+    lo, hi = streams.clip
+    feed = streams.predictions is None
+    guard = torch.empty(buf.shape[0], device=buf.device)
+    params = step.params
+    C = _chunk_size(buf.shape[0], bias.hidden, chunk)
+    for c0 in range(streams.start, n, C):
+        c1 = min(c0 + C, n)
+        windows = buf[:, c0 : c1 + W - 1].unfold(1, W, 1).unbind(1)  # window of step t: a view
+        slots = buf[:, W + c0 : W + c1].unbind(1)
+        rows = bias.rows(c0, c1).unbind(0)
+        noises = noise.take(c1 - c0).unbind(0) if noise is not None else itertools.repeat(None)
+        values = []
+        for window, row, z, slot in zip(windows, rows, noises, slots):
+            x = value(params(window, row), z)
+            values.append(x)
+            if feed:  # what is fed back (and kept) is finite and inside the clip range
+                torch.clamp(torch.nan_to_num(x, 0.0, hi, lo, out=guard), lo, hi, out=slot)
+        streams.account(c0, torch.stack(values))
