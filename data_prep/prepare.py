@@ -2,10 +2,11 @@
 
 ``prepare(corpus_dir, out_dir, ...)`` checks its options, selects utterances
 (:mod:`data_prep.selection`), reads audio and labels into sequences
-(:mod:`data_prep.sequences`; optionally only the segments of chosen phones), splits
-train/valid (seeded, recorded), and writes the arrays (:mod:`data_prep.write`) with the
-normalisation of the training split into a hidden directory that is renamed into place
-when complete (:func:`waveform_mdn.audio_io.atomic_directory`).
+(:mod:`data_prep.sequences`; optionally only the segments of chosen phones) and appends
+each to the arrays as it is read (:mod:`data_prep.write`), then splits train/valid
+(seeded, recorded) and writes the index, the normalisation of the training split and
+``meta.json``, all in a hidden directory that is renamed into place when complete
+(:func:`waveform_mdn.audio_io.atomic_directory`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from waveform_mdn.audio_io import atomic_directory
 
@@ -25,7 +27,7 @@ from .phones import PhoneSet, UnknownPhoneError
 from .selection import Selection, SplitRule, assign_split
 from .sequences import SequenceAudio, load_utterance, sequences_of
 from .sequences import segment_table  # noqa: F401  (kept importable from here for generation)
-from .write import write_arrays
+from .write import DatasetWriter, StoredSequence
 
 
 @dataclass
@@ -107,15 +109,21 @@ def prepare(
     opts = Options(pset, window, pad, sample_rate, resample, skip_bad, progress)
     _check_options(opts, selection, split, out, overwrite)
     chosen = _choose_utterances(corpus, selection)
-    seqs, skipped = _read_sequences(chosen, opts, _filter_ids(pset, selection), selection.max_sequences)
-    if not seqs:
-        raise PrepareError(f"{corpus}: no usable sequences in the selection ({len(skipped)} skipped)")
-    assign_split(seqs, split)
-    if not any(s.split == "train" for s in seqs):
-        raise PrepareError("the split leaves no training data")
-    source = {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})}
-    meta = _write_dataset(out, seqs, opts, {"selection": asdict(selection), "split": asdict(split),
-                                            "source": source, "skipped": skipped})
+    filter_ids = _filter_ids(pset, selection)
+    with atomic_directory(out) as tmp, DatasetWriter(tmp) as writer:
+        seqs, skipped = _read_sequences(chosen, opts, filter_ids, selection.max_sequences, writer.add)
+        if not seqs:
+            raise PrepareError(f"{corpus}: no usable sequences in the selection ({len(skipped)} skipped)")
+        assign_split(seqs, split)
+        if not any(s.split == "train" for s in seqs):
+            raise PrepareError("the split leaves no training data")
+        records, norm = writer.finish(seqs)
+        source = {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})}
+        meta = _meta(records, norm, opts, {"selection": asdict(selection), "split": asdict(split),
+                                           "source": source, "skipped": skipped})
+        # meta.json last: a directory without it is never taken for a prepared dataset
+        with open(tmp / "meta.json", "w") as f:
+            json.dump(meta, f, indent=1)
     meta["elapsed_s"] = time.time() - t0
     return meta
 
@@ -160,16 +168,18 @@ def _filter_ids(pset: PhoneSet, selection: Selection) -> set[int] | None:
 
 
 def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int] | None,
-                    max_sequences: int | None) -> tuple[list[SequenceAudio], list[str]]:
-    """(sequences of the chosen utterances, messages of what was skipped): a bad utterance
-    stops the preparation, or with ``skip_bad`` is skipped; short phone-filter segments are
-    always skipped."""
+                    max_sequences: int | None, store: Callable[[SequenceAudio], StoredSequence],
+                    ) -> tuple[list[StoredSequence], list[str]]:
+    """Read the chosen utterances and ``store`` each sequence at once (memory holds one
+    utterance); returns (what ``store`` kept, messages of what was skipped). A bad
+    utterance stops the preparation, or with ``skip_bad`` is skipped; short phone-filter
+    segments are always skipped."""
     if opts.progress:
         from tqdm import tqdm
 
         chosen = tqdm(chosen, desc="reading", unit="utt", file=sys.stderr, disable=None)
     min_len = opts.window + 1 if opts.pad == "skip" else 2
-    seqs: list[SequenceAudio] = []
+    seqs: list[StoredSequence] = []
     skipped: list[str] = []
     for u in chosen:
         try:
@@ -180,8 +190,10 @@ def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int]
             skipped.append(str(e))
             continue
         for s in sequences_of(u, wave, table, filter_ids):
+            if max_sequences is not None and len(seqs) >= max_sequences:
+                return seqs, skipped
             if len(s.wave) >= min_len:
-                seqs.append(s)
+                seqs.append(store(s))
                 continue
             msg = (f"{u.labels}: sequence {s.id} has {len(s.wave)} samples, shorter than "
                    f"the window + 1 ({min_len}); use --pad zero or --skip-bad")
@@ -189,34 +201,26 @@ def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int]
                 raise CorpusError(msg)
             skipped.append(msg)
         if max_sequences is not None and len(seqs) >= max_sequences:
-            return seqs[:max_sequences], skipped
+            return seqs, skipped
     return seqs, skipped
 
 
-def _write_dataset(out: Path, seqs: list[SequenceAudio], opts: Options, described: dict) -> dict:
-    """Write the arrays and then ``meta.json`` (last: a directory without it is never taken
-    for a prepared dataset) into a hidden directory that replaces ``out`` when complete.
-    ``described``: the ``selection``, ``split``, ``source`` and ``skipped`` entries of meta."""
+def _meta(records: list[dict], norm, opts: Options, described: dict) -> dict:
+    """``meta.json``; ``described``: its ``selection``, ``split``, ``source`` and ``skipped``."""
     pset = opts.phone_set
-    with atomic_directory(out) as tmp:
-        records, norm = write_arrays(tmp, seqs)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "sample_rate": opts.sample_rate,
-            "phone_set": pset.name,
-            "phone_map": pset.extra_map,
-            "phones": pset.symbols,
-            "window": opts.window,
-            "pad": opts.pad,
-            "normalisation": {"mean": norm.mean, "std": norm.std, "computed_on": "train"},
-            "selection": described["selection"],
-            "split": {**described["split"],
-                      "valid_sequences": [r["id"] for r in records if r["split"] == "valid"]},
-            "source": described["source"],
-            "summary": summarise(records, opts.sample_rate, opts.window, opts.pad),
-            "skipped": described["skipped"],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        with open(tmp / "meta.json", "w") as f:
-            json.dump(meta, f, indent=1)
-    return meta
+    return {
+        "format_version": FORMAT_VERSION,
+        "sample_rate": opts.sample_rate,
+        "phone_set": pset.name,
+        "phone_map": pset.extra_map,
+        "phones": pset.symbols,
+        "window": opts.window,
+        "pad": opts.pad,
+        "normalisation": {"mean": norm.mean, "std": norm.std, "computed_on": "train"},
+        "selection": described["selection"],
+        "split": {**described["split"], "valid_sequences": [r["id"] for r in records if r["split"] == "valid"]},
+        "source": described["source"],
+        "summary": summarise(records, opts.sample_rate, opts.window, opts.pad),
+        "skipped": described["skipped"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import PrepareError
 from .corpus import Utterance
-from .sequences import SequenceAudio
+from .write import StoredSequence
 
 
 @dataclass
@@ -58,7 +58,7 @@ class SplitRule:
     seed: int = 0
 
 
-def assign_split(seqs: list[SequenceAudio], rule: SplitRule) -> None:
+def assign_split(seqs: list[StoredSequence], rule: SplitRule) -> None:
     """Set ``split`` of every sequence to ``"train"`` or ``"valid"`` by ``rule``."""
     if rule.mode == "none":
         return
@@ -78,7 +78,7 @@ def assign_split(seqs: list[SequenceAudio], rule: SplitRule) -> None:
         s.split = "valid" if key(s) in valid else "train"
 
 
-def _units_by_group(seqs: list[SequenceAudio], rule: SplitRule, key) -> dict[str, list[str]]:
+def _units_by_group(seqs: list[StoredSequence], rule: SplitRule, key) -> dict[str, list[str]]:
     """Split units (utterance or sequence ids, in order) per speaker, or all in one group."""
     if rule.mode == "per_speaker":
         groups: dict[str, list[str]] = {}

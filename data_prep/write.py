@@ -1,11 +1,17 @@
 """Writing the arrays of a prepared dataset (``wave.npy``, ``segments.npy``,
-``sequences.json``; format in ``docs/prepared-format.md``) and the training split's
-normalisation, streamed sequence by sequence so that memory stays near one copy of the
-segment table plus one utterance."""
+``sequences.json``; format in ``docs/prepared-format.md``).
+
+:class:`DatasetWriter` appends each sequence's samples to ``wave.npy`` as soon as it is
+read, so that memory holds one utterance and the (small) segment table, never the corpus.
+What the split and the normalisation need is kept per sequence (:class:`StoredSequence`:
+place, length, exact integer sums); :meth:`DatasetWriter.finish` writes the rest once the
+split is known.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,71 +19,93 @@ import numpy as np
 from waveform_mdn.audio_io import FULL_SCALE, Normalisation
 
 from . import PrepareError
+from .corpus import Utterance
 from .sequences import SequenceAudio
 
 
-class _TrainStats:
-    """Exact integer sums of the raw int16 training samples (no float64 copy, no BLAS dot,
-    which made this the slowest part of the preparation on a busy machine)."""
+@dataclass
+class StoredSequence:
+    """A sequence written into ``wave.npy``: where, its integer sums over the raw int16
+    samples (exact; no float64 copy), and its split (set by the split rule)."""
 
-    def __init__(self):
-        self.total = self.total_sq = self.count = 0
+    id: str
+    utt: Utterance
+    start: int
+    length: int
+    seg_start: int
+    seg_count: int
+    total: int
+    total_sq: int
+    split: str = "train"
 
-    def add(self, wave: np.ndarray) -> None:
-        self.total += int(wave.sum(dtype=np.int64))
-        self.total_sq += int(np.square(wave, dtype=np.int32).sum(dtype=np.int64))
-        self.count += len(wave)
-
-    def normalisation(self) -> Normalisation:
-        """Mean and standard deviation of the float signal (full scale 1.0)."""
-        mean = self.total / self.count / FULL_SCALE
-        std = float(np.sqrt(max(self.total_sq / self.count / FULL_SCALE**2 - mean * mean, 0.0)))
-        if not std > 0:
-            raise PrepareError("the training split is silent (standard deviation 0): cannot normalise")
-        return Normalisation(mean, std)
-
-
-def _record(s: SequenceAudio, start: int, seg_start: int) -> dict:
-    """The ``sequences.json`` entry of one sequence."""
-    u = s.utt
-    return {
-        "id": s.id, "utterance": u.id, "speaker": u.speaker, "sex": u.sex,
-        "dialect": u.dialect, "utt_type": u.utt_type, "corpus_split": u.corpus_split,
-        "split": s.split, "start": start, "length": len(s.wave), "seg_start": seg_start,
-        "seg_count": len(s.segments), "source": u.audio,
-    }
+    def record(self) -> dict:
+        """The ``sequences.json`` entry."""
+        u = self.utt
+        return {
+            "id": self.id, "utterance": u.id, "speaker": u.speaker, "sex": u.sex,
+            "dialect": u.dialect, "utt_type": u.utt_type, "corpus_split": u.corpus_split,
+            "split": self.split, "start": self.start, "length": self.length, "seg_start": self.seg_start,
+            "seg_count": self.seg_count, "source": u.audio,
+        }
 
 
-def write_arrays(directory: Path, seqs: list[SequenceAudio | None]) -> tuple[list[dict], Normalisation]:
-    """Write the arrays of ``seqs`` into ``directory``; returns (``sequences.json`` records,
-    normalisation of the training split). Each entry of ``seqs`` is set to ``None`` once
-    written, so that its audio can be freed."""
-    n = sum(len(s.wave) for s in seqs)
-    segments = np.empty((sum(len(s.segments) for s in seqs), 5), dtype=np.int64)
-    records, stats = [], _TrainStats()
-    pos = seg_pos = 0
-    # a plain sequential write, not a memory map: the dirty pages of a memory map count in
-    # the resident memory of this process (as much again as the array)
-    with open(directory / "wave.npy", "wb") as wave:
-        _npy_header(wave, "<i2", n)  # little-endian, as written below
-        for i, s in enumerate(seqs):
-            wave.write(np.ascontiguousarray(s.wave, dtype="<i2"))
-            segments[seg_pos : seg_pos + len(s.segments)] = s.segments + [pos, pos, 0, 0, 0]
-            if s.split == "train":
-                stats.add(s.wave)
-            records.append(_record(s, pos, seg_pos))
-            pos += len(s.wave)
-            seg_pos += len(s.segments)
-            seqs[i] = None
-    norm = stats.normalisation()
-    np.save(directory / "segments.npy", segments)
-    with open(directory / "sequences.json", "w") as f:
-        json.dump(records, f)
-    return records, norm
+def train_normalisation(stored: list[StoredSequence]) -> Normalisation:
+    """Mean and standard deviation of the float signal (full scale 1.0) over the training split."""
+    train = [s for s in stored if s.split == "train"]
+    count = sum(s.length for s in train)
+    mean = sum(s.total for s in train) / count / FULL_SCALE
+    std = float(np.sqrt(max(sum(s.total_sq for s in train) / count / FULL_SCALE**2 - mean * mean, 0.0)))
+    if not std > 0:
+        raise PrepareError("the training split is silent (standard deviation 0): cannot normalise")
+    return Normalisation(mean, std)
 
 
-def _npy_header(f, dtype, n: int) -> None:
-    """The ``.npy`` header of a 1-D array of ``n`` items; the data follow it as raw bytes."""
-    np.lib.format.write_array_header_1_0(
-        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n,)}
-    )
+class DatasetWriter:
+    """``with DatasetWriter(directory) as w``: ``w.add(sequence)`` for each sequence, then
+    ``w.finish(stored)``. ``wave.npy`` is a plain sequential write, not a memory map (the
+    dirty pages of a memory map count in the resident memory of this process); its header
+    is written first with length 0 and rewritten in place (numpy pads the header so that
+    the length can grow without moving the data)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._wave = open(directory / "wave.npy", "wb")
+        self._header_bytes = self._write_header(0)
+        self._tables: list[np.ndarray] = []
+        self._samples = self._segments = 0
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._wave.close()
+
+    def _write_header(self, n: int) -> int:
+        self._wave.seek(0)
+        np.lib.format.write_array_header_1_0(self._wave, {"descr": "<i2", "fortran_order": False, "shape": (n,)})
+        return self._wave.tell()
+
+    def add(self, s: SequenceAudio) -> StoredSequence:
+        """Append ``s`` to the arrays; returns what is kept of it."""
+        self._wave.write(np.ascontiguousarray(s.wave, dtype="<i2"))  # little-endian, as the header says
+        self._tables.append(s.segments + np.array([self._samples, self._samples, 0, 0, 0]))
+        stored = StoredSequence(
+            s.id, s.utt, self._samples, len(s.wave), self._segments, len(s.segments),
+            int(s.wave.sum(dtype=np.int64)), int(np.square(s.wave, dtype=np.int32).sum(dtype=np.int64)),
+        )
+        self._samples += len(s.wave)
+        self._segments += len(s.segments)
+        return stored
+
+    def finish(self, stored: list[StoredSequence]) -> tuple[list[dict], Normalisation]:
+        """Complete ``wave.npy``, write ``segments.npy`` and ``sequences.json`` (with each
+        sequence's split); returns the records and the training split's normalisation."""
+        norm = train_normalisation(stored)
+        if self._write_header(self._samples) != self._header_bytes:
+            raise AssertionError("the .npy header changed size")
+        self._wave.close()
+        np.save(self.directory / "segments.npy", np.concatenate(self._tables).astype(np.int64, copy=False))
+        records = [s.record() for s in stored]
+        with open(self.directory / "sequences.json", "w") as f:
+            json.dump(records, f)
+        return records, norm
