@@ -307,3 +307,155 @@ def test_epochs_come_from_the_logged_epoch_not_from_wall_times(tmp_path):
         assert got["value"] == pytest.approx([val[e][tag] for e in range(5)])
     m = res["runs"][0]["metrics"]["val/nll"]
     assert (m["min"], m["min_epoch"]) == (pytest.approx(-2.0), 2)
+
+
+# --------------------------------------------------------------- a real tiny Lightning run
+VAL_NLL = [-0.5, -0.9, -0.7, -1.1, -1.0, -1.05]  # validated at epochs 1, 3, 5: minimum at epoch 3
+
+
+def _fit_tiny_run(save_dir: Path) -> tuple[Path, Path]:
+    """A real Trainer run of a one-parameter module logging the metric tags at epoch level,
+    into a TensorBoardLogger and a CSVLogger at once. Returns both version dirs."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    class Tiny(pl.LightningModule):
+        def __init__(self, head="mixture", components=2, data_fingerprint=FP, norm_mean=0.001,
+                     norm_std=0.05):
+            super().__init__()
+            self.save_hyperparameters()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            loss = (self.w - batch).pow(2).mean()
+            self.log("train/nll", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            e = self.current_epoch
+            self.log("val/nll", VAL_NLL[e] + 0.01 * batch_idx)  # mean over the 3 batches: + 0.01
+            self.log("val/mse", (self.w - batch).pow(2).mean())
+            self.log("val/mse_sample", 0.3 - 0.02 * (e - 2) ** 2 + 0.001 * e)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.arange(6.0).reshape(6, 1) / 6, batch_size=2)
+    loggers = [TensorBoardLogger(str(save_dir), name="tb", default_hp_metric=False),
+               CSVLogger(str(save_dir), name="csv")]
+    trainer = pl.Trainer(max_epochs=len(VAL_NLL), check_val_every_n_epoch=2, logger=loggers,
+                         accelerator="cpu", devices=1,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, log_every_n_steps=1)
+    trainer.fit(Tiny(), data, data)
+    return Path(loggers[0].log_dir), Path(loggers[1].log_dir)
+
+
+def _expected_from_event_files(version_dir: Path, tag: str) -> dict:
+    """min / epoch of the min / final / epochs, read with TensorBoard's EventAccumulator
+    (this run logs one epoch per step, so the epoch at a metric's step is unambiguous)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(version_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    epoch_at: dict[int, set] = {}
+    for e in acc.Scalars("epoch"):
+        epoch_at.setdefault(e.step, set()).add(int(e.value))
+    assert all(len(v) == 1 for v in epoch_at.values())
+    values = np.array([e.value for e in acc.Scalars(tag)])
+    steps = [e.step for e in acc.Scalars(tag)]
+    best = int(np.argmin(values))
+    return {"min": values[best], "min_epoch": min(epoch_at[steps[best]]), "final": values[-1],
+            "epochs": max(max(v) for v in epoch_at.values()) + 1}
+
+
+def _expected_from_metrics_csv(version_dir: Path, tag: str) -> dict:
+    rows = [r for r in csv.DictReader((version_dir / "metrics.csv").open()) if r.get(tag)]
+    values = np.array([float(r[tag]) for r in rows])
+    best = int(np.argmin(values))
+    return {"min": values[best], "min_epoch": int(rows[best]["epoch"]), "final": values[-1],
+            "epochs": max(int(r["epoch"]) for r in rows) + 1}
+
+
+def test_table_matches_event_files_and_metrics_csv_of_a_real_run(tmp_path):
+    tb_dir, csv_dir = _fit_tiny_run(tmp_path / "logs")
+    res = compare_runs([tb_dir, csv_dir], tmp_path / "report", names=["tb", "csv"])
+    tb, from_csv = res["runs"]
+    for run, expected in ((tb, _expected_from_event_files), (from_csv, _expected_from_metrics_csv)):
+        for tag in ("val/nll", "val/mse", "val/mse_sample", "train/nll"):
+            want = expected(Path(run["version_dir"]), tag)
+            got = run["metrics"][tag]
+            assert got["min"] == pytest.approx(want["min"], rel=1e-6), (run["name"], tag)
+            assert got["min_epoch"] == want["min_epoch"], (run["name"], tag)
+            assert got["final"] == pytest.approx(want["final"], rel=1e-6), (run["name"], tag)
+            assert got["epoch_source"] == "epoch scalar"
+        assert run["epochs"] == want["epochs"] == len(VAL_NLL)
+    # known answers: val/nll is VAL_NLL + 0.01 (mean of + 0, 0.01, 0.02 over the 3 batches);
+    # val/mse_sample is 0.3 - 0.02 (e - 2)^2 + 0.001 e: smallest at epoch 5 (0.125)
+    for run in (tb, from_csv):
+        assert run["metrics"]["val/nll"]["min"] == pytest.approx(-1.09, abs=1e-6)
+        assert run["metrics"]["val/nll"]["min_epoch"] == 3
+        assert run["metrics"]["val/mse_sample"]["min_epoch"] == 5
+        assert run["curves"]["val/nll"]["epoch"] == [1, 3, 5]  # not the point indices 0, 1, 2
+        assert run["curves"]["train/nll"]["epoch"] == list(range(len(VAL_NLL)))
+    assert [Path(c).name for c in tb["checkpoints"]] == ["epoch=5-step=18.ckpt"]
+    assert not from_csv["checkpoints"]
+    rows = {r["name"]: r for r in csv.DictReader((tmp_path / "report" / "table.csv").open())}
+    assert float(rows["tb"]["min_val_nll"]) == pytest.approx(-1.09, abs=1e-6)
+    assert rows["tb"]["min_val_nll_epoch"] == rows["csv"]["min_val_nll_epoch"] == "3"
+
+
+def test_audio_means_are_over_all_files_of_measurements_json(runs, tmp_path):
+    """Per-run means equal numpy means over every file of measurements.json (None skipped);
+    the natural speech row averages the distinct references."""
+    rng = np.random.default_rng(7)
+    gen = _write_generated(tmp_path / "gen", tmp_path / "refs", "mixture", kurt=4.0, n=5)
+    file = gen / "measurements.json"
+    data = json.loads(file.read_text())
+    for i, entry in enumerate(data["files"]):
+        for key in ("rms_db", "kurtosis", "periodicity", "lsd_db", "mcd_db", "ref_kurtosis"):
+            entry[key] = float(rng.normal(3.0, 2.0))
+        entry["f0_corr"] = None if i == 1 else float(rng.uniform())
+        entry["clipped"] = int(rng.integers(0, 50))
+    data["files"][4]["reference"] = data["files"][0]["reference"]  # 4 distinct references
+    data["files"][4]["ref_kurtosis"] = data["files"][0]["ref_kurtosis"]
+    file.write_text(json.dumps(data))
+
+    res = compare_runs([runs["mdn"]], tmp_path / "report", generated=[gen])
+    got = res["runs"][0]["generated"][0]
+    files = data["files"]
+    assert got["n_files"] == 5 and got["clipped_total"] == sum(f["clipped"] for f in files)
+    for key in ("rms_db", "kurtosis", "periodicity", "lsd_db", "mcd_db", "f0_mean_hz"):
+        assert got["means"][key] == pytest.approx(np.mean([f[key] for f in files]), rel=1e-12), key
+    assert got["means"]["f0_corr"] == pytest.approx(np.mean([f["f0_corr"] for f in files if f["f0_corr"] is not None]))
+    nat = res["natural_speech"]
+    assert nat["n_files"] == 4
+    assert nat["means"]["kurtosis"] == pytest.approx(np.mean([f["ref_kurtosis"] for f in files[:4]]))
+    md = (tmp_path / "report" / "report.md").read_text().split("## Generated audio")[1]
+    row = next(ln for ln in md.splitlines() if ln.startswith("| mdn |"))
+    assert f"| {np.mean([f['kurtosis'] for f in files]):.4g} |" in row
+
+
+def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
+    """fit may log the data hyperparameters alone (logger.log_hyperparams) while the model's
+    are in LightningCLI's config.yaml under model.init_args: both are read."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["mdn_v0"], run)
+    (run / "hparams.yaml").write_text(yaml.safe_dump({"data_fingerprint": FP, "norm_mean": 0.001,
+                                                      "norm_std": 0.05, "window": 240}))
+    (run / "config.yaml").write_text(yaml.safe_dump({
+        "model": {"class_path": "waveform_mdn.models.WaveformPredictor",
+                  "init_args": {"head": "mixture", "components": 4, "data_fingerprint": None}},
+        "data": {"path": "/data/x", "batch_size": 128}}))
+    hp = compare.read_hparams(run)
+    assert (hp.head, hp.components, hp.data_fingerprint, hp.norm_std) == ("mixture", 4, FP, 0.05)
+    assert hp.model["batch_size"] == 128 and hp.model["window"] == 240
+    res = compare_runs([run, runs["mdn"]], tmp_path / "report", names=["cfg", "mdn"])
+    assert [r["components"] for r in res["runs"]] == [4, 3]
+    diffs = (tmp_path / "report" / "report.md").read_text().split("## Hyperparameters that differ")[1]
+    assert "| components | 4 | 3 |" in diffs
