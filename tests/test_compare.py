@@ -285,28 +285,30 @@ def _write_events(log_dir: Path, calls: list[tuple[int, dict[str, float]]], jump
 
 
 def test_epochs_come_from_the_logged_epoch_not_from_wall_times(tmp_path):
-    """Epochs 1 and 2 log at the same step (epoch 2 made no optimiser step), and so do
-    epochs 3 and 4. Epoch 2's metrics were written 1 ms after epoch 1's `epoch` record (3 ms
-    before their own); the clock was set back an hour just before epoch 4's `epoch` record.
-    The epoch of each point is the one written in the same call, whatever the wall times."""
+    """Validated epochs 0, 2, 3, 5, 6; epochs 2 and 3 log at the same step (epoch 3 made no
+    optimiser step), and so do 5 and 6. Epoch 3's metrics were written 1 ms after epoch 2's
+    `epoch` record (3 ms before their own); the clock was set back an hour just before
+    epoch 6's `epoch` record. The epoch of each point is the one written in the same call,
+    whatever the wall times."""
     from pytorch_lightning.core.saving import save_hparams_to_yaml
 
     run = tmp_path / "run"
     run.mkdir()
     save_hparams_to_yaml(run / "hparams.yaml", _hp_mlp())
-    val = {e: {"val/nll": -0.5 - 0.1 * e, "val/mse": 0.5 - 0.01 * e, "val/mse_sample": 1.0 - 0.1 * e}
-           for e in range(5)}
-    val[2]["val/nll"] = -2.0  # the minimum, in epoch 2
-    steps = [9, 19, 19, 29, 29]
-    _write_events(run, [(steps[e], {**val[e], "epoch": e}) for e in range(5)], jumps={19: -3600.0})
+    epochs, steps = [0, 2, 3, 5, 6], [9, 29, 29, 59, 59]
+    val = [{"val/nll": -0.5 - 0.1 * i, "val/mse": 0.5 - 0.01 * i, "val/mse_sample": 1.0 - 0.1 * i}
+           for i in range(5)]
+    val[2]["val/nll"] = -2.0  # the minimum, in epoch 3
+    _write_events(run, [(steps[i], {**val[i], "epoch": epochs[i]}) for i in range(5)], jumps={19: -3600.0})
     res = compare_runs([run], tmp_path / "report")
     for tag in ("val/nll", "val/mse", "val/mse_sample"):
         got = res["runs"][0]["curves"][tag]
-        assert got["epoch"] == [0, 1, 2, 3, 4], tag
+        assert got["epoch"] == epochs, tag
         assert got["step"] == steps
-        assert got["value"] == pytest.approx([val[e][tag] for e in range(5)])
+        assert got["value"] == pytest.approx([v[tag] for v in val])
     m = res["runs"][0]["metrics"]["val/nll"]
-    assert (m["min"], m["min_epoch"]) == (pytest.approx(-2.0), 2)
+    assert (m["min"], m["min_epoch"], m["epoch_source"]) == (pytest.approx(-2.0), 3, "epoch scalar")
+    assert res["runs"][0]["epochs"] == 7
 
 
 # --------------------------------------------------------------- a real tiny Lightning run
