@@ -24,7 +24,7 @@ from . import DEMO_CORPUS, FORMAT_VERSION, PrepareError
 from .audio import AudioError
 from .corpus import CorpusError, Utterance, discover
 from .phones import PhoneSet, UnknownPhoneError
-from .selection import Selection, SplitRule, assign_split
+from .selection import Selection, SplitRule, assign_split, check_split
 from .sequences import SequenceAudio, load_utterance, sequences_of
 from .sequences import segment_table  # noqa: F401  (kept importable from here for generation)
 from .write import DatasetWriter, StoredSequence
@@ -110,6 +110,7 @@ def prepare(
     _check_options(opts, selection, split, out, overwrite)
     chosen = _choose_utterances(corpus, selection)
     filter_ids = _filter_ids(pset, selection)
+    check_split(chosen, split)
     with atomic_directory(out) as tmp, DatasetWriter(tmp) as writer:
         seqs, skipped = _read_sequences(chosen, opts, filter_ids, selection.max_sequences, writer.add)
         if not seqs:

@@ -58,37 +58,45 @@ class SplitRule:
     seed: int = 0
 
 
-def assign_split(seqs: list[StoredSequence], rule: SplitRule) -> None:
-    """Set ``split`` of every sequence to ``"train"`` or ``"valid"`` by ``rule``."""
+def split_labels(units: list[tuple[str, Utterance]], rule: SplitRule) -> list[str]:
+    """``"train"`` or ``"valid"`` for each (sequence id, utterance), by ``rule``."""
     if rule.mode == "none":
-        return
+        return ["train"] * len(units)
     if rule.mode == "official":
-        for s in seqs:
-            if s.utt.corpus_split is None:
-                raise PrepareError(
-                    f"{s.utt.audio}: the official split needs the TIMIT layout (TRAIN/TEST folders)"
-                )
-            s.split = "valid" if s.utt.corpus_split == "test" else "train"
-        return
+        for _, u in units:
+            if u.corpus_split is None:
+                raise PrepareError(f"{u.audio}: the official split needs the TIMIT layout (TRAIN/TEST folders)")
+        return ["valid" if u.corpus_split == "test" else "train" for _, u in units]
     if rule.unit not in ("utterance", "sequence"):
         raise PrepareError(f"split unit must be 'utterance' or 'sequence', not {rule.unit!r}")
-    key = (lambda s: s.utt.id) if rule.unit == "utterance" else (lambda s: s.id)
-    valid = _draw_valid(_units_by_group(seqs, rule, key), rule)
-    for s in seqs:
-        s.split = "valid" if key(s) in valid else "train"
+    keys = [u.id if rule.unit == "utterance" else sid for sid, u in units]
+    valid = _draw_valid(_units_by_group(units, keys, rule), rule)
+    return ["valid" if k in valid else "train" for k in keys]
 
 
-def _units_by_group(seqs: list[StoredSequence], rule: SplitRule, key) -> dict[str, list[str]]:
-    """Split units (utterance or sequence ids, in order) per speaker, or all in one group."""
+def assign_split(seqs: list[StoredSequence], rule: SplitRule) -> None:
+    """Set ``split`` of every sequence by ``rule``."""
+    for s, label in zip(seqs, split_labels([(s.id, s.utt) for s in seqs], rule)):
+        s.split = label
+
+
+def check_split(chosen: list[Utterance], rule: SplitRule) -> None:
+    """The split's errors that the chosen utterances already show, before any audio is read.
+    Reading can only drop utterances, and a rule that fails on a set of utterances fails
+    on each subset; sequences (``unit="sequence"``) are only known after reading."""
+    if rule.mode in ("none", "official") or rule.unit != "sequence":
+        split_labels([(u.id, u) for u in chosen], rule)
+
+
+def _units_by_group(units: list[tuple[str, Utterance]], keys: list[str], rule: SplitRule) -> dict[str, list[str]]:
+    """Split units (``keys``, first appearance order) per speaker, or all in one group."""
     if rule.mode == "per_speaker":
-        groups: dict[str, list[str]] = {}
-        for s in seqs:
-            units = groups.setdefault(s.utt.speaker or "", [])
-            if key(s) not in units:
-                units.append(key(s))
-        return groups
+        groups: dict[str, dict[str, None]] = {}
+        for (_, u), key in zip(units, keys):
+            groups.setdefault(u.speaker or "", {})[key] = None
+        return {name: list(g) for name, g in groups.items()}
     if rule.mode == "total":
-        return {"": list(dict.fromkeys(key(s) for s in seqs))}
+        return {"": list(dict.fromkeys(keys))}
     raise PrepareError(f"unknown split mode {rule.mode!r}")
 
 

@@ -46,7 +46,7 @@ def test_everything_bad_is_an_error_even_with_skip_bad(tmp_path):
     d.mkdir()
     BAD_CASES["overlap"][0](d)
     with pytest.raises(PrepareError, match=r"corpus: no usable sequences in the selection \(1 skipped\)"):
-        prepare(d, tmp_path / "out", skip_bad=True, progress=False)
+        prepare(d, tmp_path / "out", skip_bad=True, split=SplitRule(mode="none"), progress=False)
     assert not (tmp_path / "out").exists()
 
 

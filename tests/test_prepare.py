@@ -258,7 +258,7 @@ def test_wrong_rate_refused_without_resampling(tmp_path):
     write_audio(d / "u.wav", signal(8000), sr=8000, fmt="WAV")
     write_phn(d / "u.phn", [(0, 8000, "h#")])
     with pytest.raises(Exception, match=r"u\.wav: sample rate 8000 Hz, expected 16000 Hz"):
-        _prep(d, tmp_path / "o", resample=False)
+        _prep(d, tmp_path / "o", resample=False, split=SplitRule(mode="none"))
 
 
 def test_arctic_corpus_prepares(tmp_path):
@@ -355,6 +355,27 @@ def test_split_by_sequence_and_official_needs_timit(tmp_path):
     assert m["summary"]["valid"]["utterances"] == 1
     with pytest.raises(PrepareError, match=r"u1\.wav: the official split needs the TIMIT layout"):
         _prep(d, tmp_path / "o3", split=SplitRule(mode="official"))
+
+
+@pytest.mark.parametrize("split, pattern", [
+    (SplitRule(mode="official"), r"the official split needs the TIMIT layout"),
+    (SplitRule(mode="per_speaker", valid=2), r"speaker \(all\) has 2 utterance\(s\): cannot take 2"),
+    (SplitRule(mode="total", valid=0.1), r"the split takes no validation data"),
+    (SplitRule(unit="phone"), r"split unit must be 'utterance' or 'sequence', not 'phone'"),
+])
+def test_split_errors_come_before_any_audio_is_read(tmp_path, monkeypatch, split, pattern):
+    d = tmp_path / "c"
+    for name in ("u1", "u2"):
+        write_audio(d / f"{name}.wav", signal(3000, seed=len(name)), fmt="WAV")
+        write_phn(d / f"{name}.phn", [(0, 1000, "h#"), (1000, 2000, "aa"), (2000, 3000, "h#")])
+
+    def no_reading(*a, **k):
+        raise AssertionError("audio was read before the split was checked")
+
+    monkeypatch.setattr("data_prep.sequences.read_audio", no_reading)
+    with pytest.raises(PrepareError, match=pattern):
+        _prep(d, tmp_path / "o", split=split)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("valid", [0, 0.01])
