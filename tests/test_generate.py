@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waveform_mdn import generate as G
 from waveform_mdn.audio_io import write_wav
 from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
+from waveform_mdn.heads import Head, register_head
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
@@ -183,6 +185,57 @@ def test_mixture_draws_follow_the_tempered_predictive_distribution(prepared, n_s
     assert _ks_uniform(np.concatenate(u)) > 1e-3
 
 
+def _teacher_forced_params(model, prepared, seq, n):
+    """The head's parameters at positions W .. n-1 of sequence ``seq``, from the forward pass."""
+    items, ref = streams_for(prepared, [seq], n)
+    windows = ref[0].unfold(0, W, 1)[: n - W]
+    t = torch.arange(W, n)
+    ctx = phone_context(torch.from_numpy(items[0].segments), t, torch.zeros_like(t), "target", W)
+    with torch.no_grad():
+        return [p.double() for p in model.net.head.params(model.net.features(windows, **ctx))]
+
+
+@pytest.mark.parametrize("tw", [0.0, 0.5, 1.0, 3.0])
+def test_mean_mode_uses_the_tempered_weights(prepared, tw):
+    """Bug 5: ``mode="mean"`` is the mean of the mixture with weights softmax(logits / T);
+    T = 0 is the most probable component's mean (it used to ignore T)."""
+    model = make_model(prepared, "mixture")
+    n = W + 600
+    y = _teacher_forced(model, prepared, [2], [0], n, mode="mean", temperature_weights=tw)
+    logits, means, _ = (p.numpy() for p in _teacher_forced_params(model, prepared, 2, n))
+    if tw == 0:
+        expect = means[np.arange(len(means)), logits.argmax(1)]
+    else:
+        w = np.exp(logits / tw - (logits / tw).max(1, keepdims=True))
+        expect = (w * means).sum(1) / w.sum(1)
+    np.testing.assert_allclose(y[0, W:].numpy(), expect, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("head", ["mixture", "gaussian"])
+@pytest.mark.parametrize("tw,ts", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (0.5, 2.0), (1.0, 1.0)])
+def test_every_draw_is_the_direct_computation_from_the_streams_noise(prepared, head, tw, ts):
+    """Each generated value equals a direct computation from the forward pass's parameters
+    and the stream's noise (Gumbel-max component with logits / T_w, then mean + T_s * scale
+    * normal), temperature 0 included: T_w = 0 is the most probable component, T_s = 0
+    its mean."""
+    model = make_model(prepared, head)
+    n, seed = W + 600, 31
+    y = _teacher_forced(model, prepared, [1], [seed], n, temperature_weights=tw, temperature_scales=ts)
+    noise = G.StreamNoise(model.net.head, [seed], torch.device("cpu")).take(n)[W:, 0].double().numpy()
+    params = [p.numpy() for p in _teacher_forced_params(model, prepared, 1, n)]
+    rows = np.arange(n - W)
+    if head == "mixture":
+        logits, means, scales = params
+        K = logits.shape[1]
+        k = logits.argmax(1) if tw == 0 else (logits / tw + noise[:, :K]).argmax(1)
+        expect = means[rows, k] + ts * scales[rows, k] * noise[:, K]
+    else:
+        mean, scale = params
+        expect = mean + ts * scale * noise[:, 0]
+    np.testing.assert_allclose(y[0, W:].numpy(), expect, atol=2e-5, rtol=2e-5)
+    assert np.unique(np.round(expect, 4)).size > 100  # not a constant
+
+
 def test_gaussian_noise_uses_the_validation_mse(prepared):
     model = make_model(prepared, "gaussian")
     model.net.head.var.fill_(0.5)  # training MSE
@@ -199,17 +252,65 @@ def test_gaussian_noise_uses_the_validation_mse(prepared):
 
 
 def test_seeds_reproducible_and_independent_of_chunking(prepared):
+    """Bug 2: stream k's draws depend only on its seed and the step index, not on how the
+    steps are cut into chunks (chunks of 300 and 256 used to diverge at step 300)."""
     model = make_model(prepared, "mixture")
     n = 800
     items = [G.sequence_from_prepared(prepared, 0)] * 3
     ctx = G.sequence_contexts(items, n, "target", W)
     a = G.generate(model, ctx, n, seed=7)
-    b = G.generate(model, ctx, n, seed=7, chunk=G.BLOCK)  # other chunk size, same draws
+    for chunk in (300, 256, 1, 777):
+        assert torch.equal(G.generate(model, ctx, n, seed=7, chunk=chunk), a), chunk
     c = G.generate(model, ctx, n, seed=8)
-    assert torch.equal(a, b)
     assert not torch.equal(a[0], a[1])  # streams get seeds 7, 8, 9
     torch.testing.assert_close(a[1], c[0])  # stream 1 of seed 7 is stream 0 of seed 8
     assert torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize("head", ["mixture", "gaussian"])
+def test_stream_noise_is_the_heads_noise_by_seed_and_step(prepared, head):
+    """The noise of stream k, however it is taken, is ``head.draw_noise`` of blocks of
+    ``BLOCK`` steps from a generator seeded with the stream's seed."""
+    h = make_model(prepared, head).net.head
+    seeds = [5, 11, 12]
+    whole = G.StreamNoise(h, seeds, torch.device("cpu")).take(3 * G.BLOCK + 10)
+    noise = G.StreamNoise(h, seeds, torch.device("cpu"))
+    parts = torch.cat([noise.take(m) for m in (300, 1, 255, 0, 222)])
+    assert torch.equal(parts, whole[: len(parts)])
+    for k, s in enumerate(seeds):
+        g = torch.Generator().manual_seed(s)
+        expect = torch.cat([h.draw_noise((G.BLOCK,), g) for _ in range(4)])
+        assert torch.equal(whole[:, k], expect[: len(whole)])
+
+
+def _teacher_forced(model, prepared, seqs, seeds, n, **kw):
+    items, ref = streams_for(prepared, seqs, n)
+    ctx = G.sequence_contexts(items, n, "target", W)
+    return G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, seed=seeds, **kw)
+
+
+@pytest.mark.parametrize("head", ["mixture", "gaussian"])
+def test_64_streams_draw_each_stream_as_it_draws_alone(prepared, head):
+    """Stream k of a batch of 64 draws exactly what it draws alone with the same seed (the
+    same noise, see above): teacher-forced (every step's draw compared) and free-running."""
+    model = make_model(prepared, head)
+    n = W + 400
+    seqs = [k % 4 for k in range(64)]
+    seeds = [1000 + 3 * k for k in range(64)]
+    batch = _teacher_forced(model, prepared, seqs, seeds, n)
+    items = [G.sequence_from_prepared(prepared, i) for i in seqs]
+    prime, _ = G.make_prime("noise", 64, W, prepared.mean, prepared.std, seeds)
+    ctx = G.sequence_contexts(items, n, "target", W)
+    free = G.generate(model, ctx, n, prime=prime, seed=seeds, clip=(-20.0, 20.0))
+    for k in (0, 1, 37, 63):
+        alone = _teacher_forced(model, prepared, [seqs[k]], [seeds[k]], n)
+        # same noise, same component; the values agree to float rounding (a batched matrix
+        # product rounds differently from a single row's)
+        torch.testing.assert_close(batch[k], alone[0], atol=1e-5, rtol=1e-5)
+        one_ctx = {f: v[k : k + 1] for f, v in ctx.items()}
+        free_alone = G.generate(model, one_ctx, n, prime=prime[k : k + 1], seed=[seeds[k]], clip=(-20.0, 20.0))
+        torch.testing.assert_close(free[k], free_alone[0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(batch[0, W:], batch[4, W:])  # same sequence, other seed: other draws
 
 
 # ------------------------------------------------------------------------------ guards
@@ -362,6 +463,35 @@ def test_cli_generate_and_evaluate(prepared, tmp_path, capsys):
     assert rc == 1 and "reference" in capsys.readouterr().err
 
 
+def test_cli_bad_input_is_one_line_naming_the_file_before_any_work(prepared, tmp_path, capsys):
+    """Bug 6: a truncated checkpoint, an ``--out`` that is a file, an ``--out`` that cannot
+    be made: one line on stderr naming the file, exit code 1, no traceback, and nothing
+    generated first (no "[generate]" progress line before the error)."""
+    from waveform_mdn.cli import main as cli_main
+
+    good = _save_ckpt(make_model(prepared, "mixture", gain=1.0), tmp_path / "m.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    base = ["generate", "--data", str(prepared.path), "--utterance", "MKAL0_SA1", "--seconds", "0.05",
+            "--no-measure"]
+    cases = [
+        (["--ckpt", str(truncated), "--out", str(tmp_path / "o1")], truncated),
+        (["--ckpt", str(good), "--out", str(a_file)], a_file),
+        (["--ckpt", str(good), "--out", str(a_file / "sub")], a_file / "sub"),
+    ]
+    for extra, named in cases:
+        capsys.readouterr()
+        rc = cli_main(base + extra)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert rc == 1, err
+        assert len(lines) == 1 and str(named) in lines[0] and "Traceback" not in err, err
+    assert a_file.read_text() == "not a directory"
+    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").glob("*.wav"))
+
+
 def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
     ckpt = _save_ckpt(make_model(prepared, "gaussian", gain=1.0), tmp_path / "m.ckpt")
     other = PreparedDataset(demo_prepared_all)
@@ -374,18 +504,59 @@ def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
     assert meas["notes"] and "lsd_db" not in meas["files"][0]
 
 
-def test_unknown_heads_fall_back_to_their_own_sampler(prepared):
-    """A head the fast path does not know (a future registered head) is sampled through its
-    own ``params`` / ``mean_from_params`` / ``sample_from_params``."""
-    model = make_model(prepared, "mixture")
-    model.net.head.name = "custom"  # instance attribute: the fast path no longer recognises it
+@register_head("test_generate_laplace")
+class LaplaceHead(Head):
+    """A head written as the docs say: ``params`` and ``distribution_from_params`` only."""
+
+    n_outputs = 2
+
+    def params(self, features):
+        loc, raw = self.project(features).unbind(-1)
+        return loc, F.softplus(raw) + self.min_scale
+
+    def distribution_from_params(self, params):
+        return torch.distributions.Laplace(*params, validate_args=False)
+
+
+def test_a_new_head_generates_through_its_own_functions(prepared):
+    """Bug 3: a head the engine knows nothing about is sampled with its own functions and
+    per-stream noise: stream k's output is the same alone and in a batch (it used to draw
+    from one generator for the batch, seeded with the first stream's seed)."""
+    model = make_model(prepared, "test_generate_laplace", gain=1.0)
     n = W + 300
-    items, ref = streams_for(prepared, [0, 1], n)
-    ctx = G.sequence_contexts(items, n, "target", W)
-    pred = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean")
+    pred = _teacher_forced(model, prepared, [0, 1], [0, 1], n, mode="mean")
     batch = NextSampleDataset(prepared, split=None, sequences=[1]).get_batch(torch.arange(300))
-    expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
-    torch.testing.assert_close(pred[1, W:], expect, atol=2e-5, rtol=2e-5)
-    a = G.generate(model, ctx, n, given=ref[:, :W], seed=4)
-    b = G.generate(model, ctx, n, given=ref[:, :W], seed=4)
-    assert torch.equal(a, b) and torch.isfinite(a).all()
+    expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS})
+    torch.testing.assert_close(pred[1, W:], expect.mean, atol=2e-5, rtol=2e-5)
+    seeds = [4, 9, 2]
+    together = _teacher_forced(model, prepared, [0, 1, 2], seeds, n)
+    for k in range(3):
+        alone = _teacher_forced(model, prepared, [k], [seeds[k]], n)
+        torch.testing.assert_close(together[k], alone[0], atol=1e-5, rtol=1e-5)
+    # the draws follow the predictive Laplace (probability integral transform)
+    x = _teacher_forced(model, prepared, [1], [123], W + 2000)
+    batch = NextSampleDataset(prepared, split=None, sequences=[1]).get_batch(torch.arange(2000))
+    d = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS})
+    assert _ks_uniform(d.cdf(x[0, W:]).numpy()) > 1e-3
+
+
+def test_generation_changes_no_process_wide_setting(prepared):
+    """The library leaves torch's thread count and the garbage collector as they are, also
+    during the loop (only the CLI entry point sets them)."""
+    import gc
+
+    seen = []
+
+    class Spy(LaplaceHead):
+        def params(self, features):
+            seen.append((torch.get_num_threads(), gc.isenabled()))
+            return super().params(features)
+
+    model = make_model(prepared, "test_generate_laplace", gain=1.0)
+    model.net.head.__class__ = Spy
+    torch.set_num_threads(2)
+    assert gc.isenabled()
+    items = [G.sequence_from_prepared(prepared, 0)]
+    G.generate(model, G.sequence_contexts(items, 50, "target", W), 50)
+    assert seen and set(seen) == {(2, True)}
+    assert torch.get_num_threads() == 2 and gc.isenabled()

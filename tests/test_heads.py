@@ -1,5 +1,5 @@
 """Output heads and the Predictor: densities against scipy, numerical safety, the plug-in
-registry, the split first layer, and the fast generation path."""
+registry, the split first layer, and each head's sampler (noise -> draw, mean, mode)."""
 
 from __future__ import annotations
 
@@ -145,11 +145,60 @@ def test_gaussian_sampling_uses_ml_variance():
     feats = torch.zeros(100_000, 3)
     params = head.params(feats)
     x = head.sample_from_params(params, generator=torch.Generator().manual_seed(0))
-    assert float((x - params[0]).std()) == pytest.approx(0.2, rel=0.01)
+    assert float((x - params[0]).detach().std()) == pytest.approx(0.2, rel=0.01)
     assert torch.equal(head.sample_from_params(params, temperature=0), params[0])
     head.observe_validation_mse(0.09)
     assert head.use_variance("valid") == pytest.approx(0.09)
     assert float(head.scale) == pytest.approx(0.3)
+
+
+def _mixture_params(n: int, k: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, k, generator=g) * 2, torch.randn(n, k, generator=g),
+            torch.rand(n, k, generator=g) + 0.05)
+
+
+@pytest.mark.parametrize("tw,ts", [(1.0, 1.0), (0.5, 2.0), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (3.0, 0.3)])
+def test_mixture_sample_from_noise_is_gumbel_max_then_normal(tw, ts):
+    """Against a naive loop over the rows in float64: component argmax(logits / T_w + G)
+    (T_w = 0: argmax(logits)), value mean + T_s * scale * z."""
+    head = MixtureHead(1, components=4)
+    params = _mixture_params(300, 4)
+    noise = head.draw_noise((300,), torch.Generator().manual_seed(5))
+    assert noise.shape == (300, 5)
+    x = head.sample_from_noise(params, noise, tw, ts)
+    logits, means, scales = (_np(p) for p in params)
+    nz = _np(noise)
+    for i in range(300):
+        k = int(np.argmax(logits[i])) if tw == 0 else int(np.argmax(logits[i] / tw + nz[i, :4]))
+        assert float(x[i]) == pytest.approx(means[i, k] + ts * scales[i, k] * nz[i, 4], rel=1e-5, abs=1e-6)
+    # sample_from_params is draw_noise then sample_from_noise, from the same generator
+    y = head.sample_from_params(params, generator=torch.Generator().manual_seed(5), temperature=1.0)
+    assert torch.equal(y, head.sample_from_noise(params, noise))
+
+
+def test_mixture_noise_is_gumbel_and_normal():
+    import scipy.stats
+
+    head = MixtureHead(1, components=3)
+    noise = head.draw_noise((40_000,), torch.Generator().manual_seed(1)).numpy()
+    assert scipy.stats.kstest(noise[:, :3].ravel(), "gumbel_r").pvalue > 1e-3
+    assert scipy.stats.kstest(noise[:, 3], "norm").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("tw", [0.0, 0.25, 1.0, 4.0])
+def test_mixture_mean_and_mode_against_numpy(tw):
+    head = MixtureHead(1, components=3)
+    params = _mixture_params(200, 3, seed=2)
+    logits, means, _ = (_np(p) for p in params)
+    top = means[np.arange(200), logits.argmax(1)]
+    if tw == 0:
+        expect = top
+    else:
+        w = np.exp(logits / tw - logits.max(1, keepdims=True) / tw)
+        expect = (w * means).sum(1) / w.sum(1)
+    np.testing.assert_allclose(_np(head.mean_from_params(params, tw)), expect, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(head.mode_from_params(params)), top)
 
 
 # -- the plug-in registry ----------------------------------------------------------------
@@ -177,7 +226,39 @@ def test_registry_and_new_head_is_one_class():
     d = net.distribution(batch)
     assert d.batch_shape == (4,)
     assert torch.isfinite(net.head.nll(net.params(batch), batch["target"])).all()
-    assert net.step(batch["window"], net.context_bias(batch["phone"], batch["next_phone"])).shape == (4,)
+    # its sampler, with nothing more written: the inverse CDF at the head's noise
+    params = net.params(batch)
+    x = net.head.sample_from_params(params, generator=torch.Generator().manual_seed(2))
+    assert x.shape == (4,) and torch.equal(x, net.head.sample_from_params(params, torch.Generator().manual_seed(2)))
+
+
+def test_default_sampler_is_the_inverse_cdf_of_the_distribution():
+    """A head with only ``params`` and ``distribution_from_params``: its draws follow the
+    distribution (KS against scipy), ``temperature_scales`` scales the distance to the
+    mean, and 0 gives the mean."""
+    import scipy.stats
+
+    class Laplace(Head):
+        n_outputs = 2
+
+        def params(self, features):
+            loc, raw = self.project(features).unbind(-1)
+            return loc, F.softplus(raw) + self.min_scale
+
+        def distribution_from_params(self, params):
+            return torch.distributions.Laplace(*params, validate_args=False)
+
+    head = Laplace(1)
+    loc, scale = torch.full((50_000,), 0.5), torch.full((50_000,), 2.0)
+    noise = head.draw_noise((50_000,), torch.Generator().manual_seed(0))
+    assert noise.shape == (50_000, 1) and float(noise.min()) > 0 and float(noise.max()) < 1
+    x = head.sample_from_noise((loc, scale), noise)
+    assert scipy.stats.kstest(x.numpy(), "laplace", args=(0.5, 2.0)).pvalue > 1e-3
+    np.testing.assert_allclose(_np(x), scipy.stats.laplace.ppf(_np(noise[:, 0]), 0.5, 2.0), rtol=1e-4, atol=1e-4)
+    x2 = head.sample_from_noise((loc, scale), noise, temperature_scales=0.5)
+    torch.testing.assert_close(x2 - 0.5, 0.5 * (x - 0.5))
+    assert torch.equal(head.sample_from_noise((loc, scale), noise, temperature_scales=0), loc)
+    assert torch.equal(head.mode_from_params((loc, scale)), loc)
 
 
 # -- the Predictor -----------------------------------------------------------------------
@@ -219,17 +300,13 @@ def test_split_first_layer_equals_onehot_linear():
     assert float(weight.abs().max()) <= bound
 
 
-def test_embedding_encoding_and_fast_step():
+def test_embedding_encoding_and_context_bias():
     net = Predictor(window=20, n_phone_ids=9, phone_encoding="embedding", embedding_dim=4, head="mixture")
     batch = _batch(6, 20, 9)
     bias = net.context_bias(batch["phone"], batch["next_phone"])
     params = net.head.params(net.features_from_bias(batch["window"], bias))
     for a, b in zip(params, net.params(batch)):
         torch.testing.assert_close(a, b)
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    x = net.step(batch["window"], bias, generator=g1)
-    y = net.head.sample_from_params(params, generator=g2)
-    torch.testing.assert_close(x, y)
     with pytest.raises(ValueError, match="needed"):
         net.context_bias(batch["phone"], None)
 

@@ -203,6 +203,8 @@ def generate(
         step = StepNetwork(net, N, dev, fold_tanh, gaussian_variance)
         bias = ContextBias(net, ctx, n, N, step.input_scale, dev)
         noise = StreamNoise(step.head, seeds, dev) if sampling.mode == "sample" else None
+        if noise is not None:
+            noise.take(streams.start)  # the noise of position t is the stream's t-th draw
         _run(step, bias, noise, sampling.step_function(step.head), streams, chunk)
     if stats is not None:
         stats.clipped, stats.nonfinite_replaced = streams.clipped.tolist(), streams.nonfinite.tolist()
