@@ -1,4 +1,11 @@
-"""Reading TIMIT-style corpora and preparing next-sample examples."""
+"""Reading TIMIT-style corpora and preparing them for next-sample prediction.
+
+One idea per module: :mod:`.corpus` finds utterances and reads label files, :mod:`.audio`
+reads audio, :mod:`.phones` holds the phone sets, :mod:`.sequences` turns an utterance
+into phone segments and sequences, :mod:`.selection` chooses utterances and the
+train/valid split, :mod:`.write` writes the arrays, :mod:`.prepare` runs the preparation,
+:mod:`.cli` is ``waveform-mdn prepare`` / ``corpus-info``, :mod:`.arctic` fetches CMU ARCTIC.
+"""
 
 from pathlib import Path
 
