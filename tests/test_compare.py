@@ -258,6 +258,17 @@ def test_missing_things_are_clear_errors(runs, tmp_path, capsys):
     assert main(["compare", str(runs["mlp"]), "--out", str(tmp_path / "r4"),
                  "--names", "a,b"]) == 2
 
+    # a CSVLogger dir whose metrics.csv is damaged: one line naming the file, nothing written
+    damaged = tmp_path / "csvrun"
+    damaged.mkdir()
+    (damaged / "hparams.yaml").write_text("head: gaussian\ndata_fingerprint: x\nnorm_mean: 0\nnorm_std: 1\n")
+    (damaged / "metrics.csv").write_text("epoch,step,val/nll\n0,9,-0.5\n1,19,oops\n")
+    capsys.readouterr()
+    assert main(["compare", str(damaged), "--out", str(tmp_path / "r5")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "metrics.csv" in err and "oops" in err
+    assert not (tmp_path / "r5").exists()
+
 
 def test_epoch_falls_back_to_point_index(tmp_path):
     run = _write_run(tmp_path / "logs", "noepoch", 0, _hp_mdn(), MLP, epoch_tag=False)

@@ -12,7 +12,8 @@ How to read the numbers: ``docs/comparison.md``.
 
 from .cli import main
 from .report import compare_runs
-from .runs import CompareError, DataMismatchError, Run, load_run, read_hparams, resolve_run_dir
+from .errors import CompareError, DataMismatchError
+from .runs import Run, load_run, read_hparams, resolve_run_dir
 from .scalars import Curve, read_scalars
 
 __all__ = ["compare_runs", "main", "CompareError", "DataMismatchError", "Run", "load_run",

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from .report import compare_runs
-from .runs import CompareError, DataMismatchError
+from .errors import CompareError, DataMismatchError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..contract import MEASUREMENTS_FILE
-from .runs import CompareError, Run
+from .errors import CompareError
+from .runs import Run
 
 #: Per-file measurements shown side by side, in this order (other numeric keys follow).
 GEN_KEYS = ("rms_db", "kurtosis", "periodicity", "f0_mean_hz", "voiced_fraction",

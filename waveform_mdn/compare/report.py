@@ -15,7 +15,8 @@ from typing import Any, Sequence
 from ..audio_io import write_json, write_text
 from .measurements import attach_generated, natural_means
 from .plots import plot_curves, plot_generated
-from .runs import CompareError, Run, check_same_data, default_names, load_run
+from .errors import CompareError
+from .runs import Run, check_same_data, default_names, load_run
 from .tables import (NATURAL, csv_text, fmt, generated_rows, generated_table, hparam_diffs, link,
                      md_table, text_table, validation_table)
 

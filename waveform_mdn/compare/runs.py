@@ -17,20 +17,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..contract import CHECKPOINT_DIR, CONFIG_FILE, HPARAMS_FILE
+from .errors import CompareError, DataMismatchError
 from .scalars import EVENT_GLOB, INDEX_SOURCE, Curve, has_scalars, read_scalars
 
 VAL_TAGS = ("val/nll", "val/mse", "val/mse_sample")
 HEAD_LABELS = {"gaussian": "MLP", "mixture": "MDN"}
 REQUIRED = ("head", "data_fingerprint", "norm_mean", "norm_std")
 _VERSION_RE = re.compile(r"version_(\d+)")
-
-
-class CompareError(ValueError):
-    """The runs cannot be compared as asked (missing files, tags, keys, bad arguments)."""
-
-
-class DataMismatchError(CompareError):
-    """The runs were trained on different data or normalisation."""
 
 
 # ----------------------------------------------------------------------------- run dirs

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..contract import EPOCH_TAG, METRIC_TAGS
+from .errors import CompareError
 
 EVENT_GLOB = "events.out.tfevents.*"
 CSV_FILE = "metrics.csv"  #: what Lightning's CSVLogger writes in its version directory
@@ -149,11 +150,14 @@ def _event_calls(files: list[Path]) -> list[Call]:
 
 def _csv_calls(file: Path) -> list[Call]:
     calls: list[Call] = []
-    with file.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            step = row.pop("step", "")
-            values = {k: float(v) for k, v in row.items() if k and v not in ("", None)}
-            calls.append((int(float(step)) if step else len(calls), values))
+    try:
+        with file.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                step = row.pop("step", "")
+                values = {k: float(v) for k, v in row.items() if k and v not in ("", None)}
+                calls.append((int(float(step)) if step else len(calls), values))
+    except (OSError, ValueError, csv.Error) as exc:
+        raise CompareError(f"cannot read {file}: {exc}") from exc
     return calls
 
 
