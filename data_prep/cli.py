@@ -11,7 +11,7 @@ from pathlib import Path
 from .audio import AudioError, ResamplerUnavailableError, audio_info
 from .corpus import CorpusError, discover
 from .phones import PHONE_SETS, parse_phone_map
-from . import PrepareError
+from . import FORMAT_VERSION, PrepareError
 from .prepare import format_summary, prepare, resolve_corpus
 from .selection import Selection, SplitRule
 
@@ -84,19 +84,27 @@ def run_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
+def prepared_info(p: Path) -> str:
+    """Summary of the prepared dataset ``p`` (from its ``meta.json``)."""
+    meta = json.loads((p / "meta.json").read_text())
+    n = meta["normalisation"]
+    lines = [format_summary(meta["summary"], f"prepared dataset {p}"),
+             f"sample rate {meta['sample_rate']} Hz, phone set {meta['phone_set']} "
+             f"({len(meta['phones'])} phones), window {meta['window']}, pad {meta.get('pad')}",
+             f"normalisation (train): mean {n['mean']:.6g}, std {n['std']:.6g}",
+             f"source: {meta['source']['corpus']}"]
+    if meta.get("skipped"):
+        lines.append(f"skipped at preparation: {len(meta['skipped'])}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        lines.append(f"format_version {meta.get('format_version')!r}: this waveform-mdn reads version "
+                     f"{FORMAT_VERSION}; prepare the data again to use it")
+    return "\n".join(lines)
+
+
 def corpus_info(path: str | Path) -> str:
     p = resolve_corpus(path)
     if (p / "meta.json").is_file():
-        meta = json.loads((p / "meta.json").read_text())
-        lines = [format_summary(meta["summary"], f"prepared dataset {p}")]
-        n = meta["normalisation"]
-        lines.append(f"sample rate {meta['sample_rate']} Hz, phone set {meta['phone_set']} "
-                     f"({len(meta['phones'])} phones), window {meta['window']}, pad {meta.get('pad')}")
-        lines.append(f"normalisation (train): mean {n['mean']:.6g}, std {n['std']:.6g}")
-        lines.append(f"source: {meta['source']['corpus']}")
-        if meta.get("skipped"):
-            lines.append(f"skipped at preparation: {len(meta['skipped'])}")
-        return "\n".join(lines)
+        return prepared_info(p)
     utts, problems = discover(p)
     if not utts:
         raise PrepareError(f"{p}: neither a prepared dataset (meta.json) nor a corpus with audio files")

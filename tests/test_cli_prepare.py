@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,17 @@ def test_corpus_info_on_prepared(capsys, demo_prepared_all):
     assert re.search(r"train\s+24\s+24\s+2\s", out) and re.search(r"valid\s+12\s+12\s+1\s", out)
     assert "phone set timit61 (61 phones), window 240, pad skip" in out
     assert "normalisation (train): mean" in out and "demo_corpus" in out
+    assert "prepare the data again" not in out
+
+
+def test_corpus_info_on_a_dataset_of_another_format(capsys, demo_prepared, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(demo_prepared, old)
+    meta = json.loads((old / "meta.json").read_text())
+    (old / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    rc, out, err = _run(capsys, "corpus-info", old)
+    assert rc == 0, err
+    assert out.strip().endswith("format_version 1: this waveform-mdn reads version 2; prepare the data again to use it")
 
 
 def test_corpus_info_errors(tmp_path, capsys):
