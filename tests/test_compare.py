@@ -326,12 +326,11 @@ def test_epochs_come_from_the_logged_epoch_not_from_wall_times(tmp_path):
 VAL_NLL = [-0.5, -0.9, -0.7, -1.1, -1.0, -1.05]  # validated at epochs 1, 3, 5: minimum at epoch 3
 
 
-def _fit_tiny_run(save_dir: Path) -> tuple[Path, Path]:
-    """A real Trainer run of a one-parameter module logging the metric tags at epoch level,
-    into a TensorBoardLogger and a CSVLogger at once. Returns both version dirs."""
+def _tiny_module(offset: float = 0.0):
+    """A one-parameter LightningModule logging the metric tags at epoch level: val/nll is
+    ``VAL_NLL[epoch] + 0.01 * batch_idx + offset``."""
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     class Tiny(pl.LightningModule):
         def __init__(self, head="mixture", components=2, data_fingerprint=FP, norm_mean=0.001,
@@ -347,22 +346,63 @@ def _fit_tiny_run(save_dir: Path) -> tuple[Path, Path]:
 
         def validation_step(self, batch, batch_idx):
             e = self.current_epoch
-            self.log("val/nll", VAL_NLL[e] + 0.01 * batch_idx)  # mean over the 3 batches: + 0.01
+            self.log("val/nll", VAL_NLL[e] + 0.01 * batch_idx + offset)  # mean over 3 batches: + 0.01
             self.log("val/mse", (self.w - batch).pow(2).mean())
             self.log("val/mse_sample", 0.3 - 0.02 * (e - 2) ** 2 + 0.001 * e)
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
+    return Tiny()
+
+
+def _tiny_fit(model, loggers, ckpt_path=None, **trainer_args) -> None:
+    import pytorch_lightning as pl
+    import torch
+
     data = torch.utils.data.DataLoader(torch.arange(6.0).reshape(6, 1) / 6, batch_size=2)
+    trainer = pl.Trainer(logger=loggers, accelerator="cpu", devices=1, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                         **trainer_args)
+    trainer.fit(model, data, data, ckpt_path=ckpt_path)
+
+
+def _fit_tiny_run(save_dir: Path) -> tuple[Path, Path]:
+    """A real Trainer run of the tiny module, validated every 2nd epoch, into a
+    TensorBoardLogger and a CSVLogger at once. Returns both version dirs."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
     loggers = [TensorBoardLogger(str(save_dir), name="tb", default_hp_metric=False),
                CSVLogger(str(save_dir), name="csv")]
-    trainer = pl.Trainer(max_epochs=len(VAL_NLL), check_val_every_n_epoch=2, logger=loggers,
-                         accelerator="cpu", devices=1,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, log_every_n_steps=1)
-    trainer.fit(Tiny(), data, data)
+    _tiny_fit(_tiny_module(), loggers, max_epochs=len(VAL_NLL), check_val_every_n_epoch=2)
     return Path(loggers[0].log_dir), Path(loggers[1].log_dir)
+
+
+@pytest.mark.parametrize("resume_epoch", [1, 2])
+def test_a_run_resumed_from_an_earlier_checkpoint_counts_each_epoch_once(tmp_path, resume_epoch):
+    """Trained to epoch 3, then resumed into the same version dir from the checkpoint of
+    ``resume_epoch`` (a second event file logs the later epochs again, at the same steps):
+    each epoch appears once, with the values of the resumed run."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    def logger():
+        return TensorBoardLogger(str(tmp_path), name="run", version=0, default_hp_metric=False)
+
+    ckpts = tmp_path / "ckpts"
+    _tiny_fit(_tiny_module(), logger(), max_epochs=4,
+              callbacks=[ModelCheckpoint(dirpath=ckpts, filename="{epoch}", save_top_k=-1)])
+    _tiny_fit(_tiny_module(offset=10.0), logger(), ckpt_path=ckpts / f"epoch={resume_epoch}.ckpt",
+              max_epochs=5, enable_checkpointing=False)
+    run = tmp_path / "run" / "version_0"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2
+    res = compare_runs([run], tmp_path / "report")
+    curve = res["runs"][0]["curves"]["val/nll"]
+    assert curve["epoch"] == [0, 1, 2, 3, 4]
+    expected = [VAL_NLL[e] + 0.01 + (10.0 if e > resume_epoch else 0.0) for e in range(5)]
+    assert curve["value"] == pytest.approx(expected, abs=1e-5)
+    assert res["runs"][0]["curves"]["train/nll"]["epoch"] == [0, 1, 2, 3, 4]
+    assert res["runs"][0]["epochs"] == 5
 
 
 def _expected_from_event_files(version_dir: Path, tag: str) -> dict:

@@ -11,9 +11,9 @@ The two loggers keep what belongs to one call:
 
 Wall times are never used. A point whose call holds no ``epoch`` takes the epoch logged
 at its step if all records there agree; otherwise its curve falls back to point indices.
-A step that goes backwards within a tag (a run resumed from an earlier checkpoint into the
-same directory) drops the points from that step on that were logged before, as
-TensorBoard does.
+A run resumed into the same directory from an earlier checkpoint logs some steps again:
+a step that goes backwards within a tag, or a later event file that logs a step already
+seen, drops the points logged before from that step on.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -45,6 +45,7 @@ def float32(value: float) -> float:
 
 @dataclass
 class Point:
+    file: int
     step: int
     value: float
     epoch: int | None
@@ -110,42 +111,44 @@ def read_scalars(version_dir: str | Path, tags: Iterable[str] = METRIC_TAGS) -> 
     return _curves_from_calls(calls, tuple(tags), source)
 
 
-# A "call" is what one log_metrics call wrote: (step, {tag: value}); for event files the
-# calls are rebuilt from the record order (a call ends with its `epoch` record).
-Call = tuple[int, dict[str, float]]
+class Call(NamedTuple):
+    """What one ``log_metrics`` call wrote; for event files the calls are rebuilt from the
+    record order (a call ends with its ``epoch`` record)."""
+
+    file: int  #: which event file (0 for metrics.csv)
+    step: int
+    values: dict[str, float]
 
 
-def _event_records(files: list[Path]) -> Iterator[tuple[str, int, float]]:
-    """(tag, step, value) of every scalar record, in the order written."""
+def _event_records(files: list[Path]) -> Iterator[tuple[int, str, int, float]]:
+    """(file number, tag, step, value) of every scalar record, in the order written."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.util.tensor_util import make_ndarray
 
-    for file in files:
+    for number, file in enumerate(files):
         plugin: dict[str, str] = {}  # the first record of a tag names its plugin
         for event in EventFileLoader(str(file)).Load():
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name:
                     plugin.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
                 if plugin.get(value.tag) == "scalars" and value.HasField("tensor"):
-                    yield value.tag, int(event.step), float(make_ndarray(value.tensor).item())
+                    yield number, value.tag, int(event.step), float(make_ndarray(value.tensor).item())
 
 
 def _event_calls(files: list[Path]) -> list[Call]:
     calls: list[Call] = []
-    current: dict[str, float] = {}
-    current_step = None
-    for tag, step, value in _event_records(files):
-        if current and (step != current_step or tag in current):
-            calls.append((current_step, current))  # a call without `epoch` (not Lightning's)
-            current = {}
-        current_step = step
-        current[tag] = value
+    current: Call | None = None
+    for number, tag, step, value in _event_records(files):
+        if current is not None and ((number, step) != (current.file, current.step) or tag in current.values):
+            calls.append(current)  # it ended without `epoch` (not written by Lightning)
+            current = None
+        if current is None:
+            current = Call(number, step, {})
+        current.values[tag] = value
         if tag == EPOCH_TAG:
-            calls.append((step, current))
-            current = {}
-    if current:
-        calls.append((current_step, current))
-    return calls
+            calls.append(current)
+            current = None
+    return calls + ([current] if current is not None else [])
 
 
 def _csv_calls(file: Path) -> list[Call]:
@@ -155,37 +158,40 @@ def _csv_calls(file: Path) -> list[Call]:
             for row in csv.DictReader(fh):
                 step = row.pop("step", "")
                 values = {k: float(v) for k, v in row.items() if k and v not in ("", None)}
-                calls.append((int(float(step)) if step else len(calls), values))
+                calls.append(Call(0, int(float(step)) if step else len(calls), values))
     except (OSError, ValueError, csv.Error) as exc:
         raise CompareError(f"cannot read {file}: {exc}") from exc
     return calls
 
 
+def _epoch_of(call: Call, epochs_at: dict[int, set[int]]) -> int | None:
+    """The call's own ``epoch``; else the one logged at its step, if all records agree."""
+    epoch = call.values.get(EPOCH_TAG)
+    if epoch is not None and math.isfinite(epoch):
+        return int(round(epoch))
+    at_step = epochs_at.get(call.step, set())
+    return next(iter(at_step)) if len(at_step) == 1 else None
+
+
 def _curves_from_calls(calls: list[Call], tags: tuple[str, ...], source: str) -> Scalars:
     epochs_at: dict[int, set[int]] = defaultdict(set)
-    for step, values in calls:
-        if EPOCH_TAG in values and math.isfinite(values[EPOCH_TAG]):
-            epochs_at[step].add(int(round(values[EPOCH_TAG])))
+    for call in calls:
+        if EPOCH_TAG in call.values and math.isfinite(call.values[EPOCH_TAG]):
+            epochs_at[call.step].add(int(round(call.values[EPOCH_TAG])))
     points: dict[str, list[Point]] = defaultdict(list)
-    for step, values in calls:
-        epoch = values.get(EPOCH_TAG)
-        if epoch is not None and math.isfinite(epoch):
-            epoch = int(round(epoch))
-        else:
-            at_step = epochs_at.get(step, set())
-            epoch = next(iter(at_step)) if len(at_step) == 1 else None
-        for tag, value in values.items():
-            if tag in tags:
-                _append(points[tag], Point(step, float32(value), epoch))
-    all_epochs = [e for s in epochs_at.values() for e in s]
-    n_epochs = max(all_epochs) + 1 if all_epochs else None
-    all_tags = sorted({tag for _, values in calls for tag in values})
+    for call in calls:
+        epoch = _epoch_of(call, epochs_at)
+        for tag, value in call.values.items():
+            _append(points[tag], Point(call.file, call.step, float32(value), epoch))
+    epochs = [p.epoch for kept in points.values() for p in kept if p.epoch is not None]
     curves = {tag: Curve.from_points(tag, points[tag]) for tag in tags if points.get(tag)}
-    return Scalars(curves, n_epochs, all_tags, source)
+    return Scalars(curves, max(epochs) + 1 if epochs else None, sorted(points), source)
 
 
 def _append(points: list[Point], point: Point) -> None:
-    """Append, first dropping the points a step regression (a resumed run) supersedes."""
-    if points and point.step < points[-1].step:
+    """Append ``point`` to its tag's points. A run resumed into the same directory from an
+    earlier checkpoint logs some steps again: a step that goes backwards, or a later event
+    file that logs a step already seen, drops the earlier points from that step on."""
+    if points and (point.step < points[-1].step or point.file > points[-1].file and point.step <= points[-1].step):
         points[:] = [p for p in points if p.step < point.step]
     points.append(point)
