@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from test_training import REPO, scalars, synthetic_prepared
+from waveform_mdn.data import NextSampleDataset
 from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler
 
 
@@ -78,6 +79,19 @@ def test_a_different_batch_order_restarts_the_epoch_with_a_warning():
     with pytest.warns(UserWarning, match="restarts from its first batch"):
         b.load_state_dict(a.state_dict())
     assert _epoch(b, 0) == _epoch(BatchLoader(_Indices(), b.sampler, prefetch=0), 0)
+
+
+def test_loader_hands_out_exactly_the_batches_of_the_sampler(tiny):
+    # the loader gathers several batches per get_batch call and cuts them apart: the same
+    # values as one get_batch per batch, batch by batch
+    ds = NextSampleDataset(tiny, "train")
+    sampler = IndexBatchSampler(len(ds), 37, shuffle=True, seed=3)
+    sampler.set_epoch(4)
+    want = [ds.get_batch(idx) for idx in sampler]
+    got = list(BatchLoader(ds, sampler, prefetch=2))
+    assert len(got) == len(want) == len(sampler)
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # -- end to end: SIGKILL inside an epoch, then --ckpt_path last --------------------------------

@@ -26,6 +26,7 @@ for a ``DistributedSampler`` (which pads with duplicates) nor wraps the loader.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import queue
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader
 from .data import NextSampleDataset, PreparedDataset
 
 Batch = dict[str, torch.Tensor]
+GATHER_EXAMPLES = 1024  # examples gathered per get_batch call, at least one batch
 
 
 def free_core_for_gathering() -> bool:
@@ -227,9 +229,16 @@ class BatchLoader:
         return 0
 
     def _gather(self, indices: Iterator[torch.Tensor]) -> Iterator[Batch]:
-        for idx in indices:
-            batch = self.dataset.get_batch(idx)
-            yield {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
+        # several small batches per get_batch call (>= GATHER_EXAMPLES examples), handed out
+        # as views: the same batches, a fraction of the per-call cost
+        per_call = max(1, GATHER_EXAMPLES // self.sampler.batch_size)
+        while group := list(itertools.islice(indices, per_call)):
+            whole = self.dataset.get_batch(torch.cat(group) if len(group) > 1 else group[0])
+            if self.pin_memory:
+                whole = {k: v.pin_memory() for k, v in whole.items()}
+            parts = {k: v.split([len(i) for i in group]) for k, v in whole.items()}
+            for j in range(len(group)):
+                yield {k: parts[k][j] for k in whole}
 
     def _source(self, start: int) -> Iterator[Batch]:
         if self._workers is not None:
