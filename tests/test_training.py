@@ -1,9 +1,10 @@
 """Training: the CLI on the demo corpus (both heads), TensorBoard tags, self-contained
-checkpoints, exact resume, reproducibility, the NaN stop, learning-rate annealing, the
-samplers and the batch loader."""
+checkpoints, exact resume, reproducibility, the NaN policy, learning-rate annealing,
+gradient accumulation and clipping, one-line errors, the samplers and the batch loader."""
 
 from __future__ import annotations
 
+import copy
 import glob
 import math
 import threading
@@ -17,13 +18,16 @@ import soundfile as sf
 import torch
 import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from data_prep.prepare import SplitRule, prepare
+from waveform_mdn import callbacks as audio_callbacks
 from waveform_mdn import train
 from waveform_mdn.data import PreparedDataset
 from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler, WaveformDataModule
 from waveform_mdn.models import NonFiniteLossError, WaveformPredictor
+from waveform_mdn.schedules import LinearAnnealLR
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -116,11 +120,16 @@ def make_trainer(tmp: Path, version: str, max_epochs: int, callbacks=(), limit_t
     )
 
 
-def make(path: Path, head: str = "mixture", group: int = 1, **model_kw):
-    dm = WaveformDataModule(str(path), batch_size=32, group_batches=group, val_batch_size=1000, seed=0)
-    kw = dict(head=head, hidden=[32, 32], optimizer="adam", lr=3e-3, anneal_start_epoch=None)
-    kw.update(model_kw)
-    return WaveformPredictor(**kw), dm
+def make(path: Path, head: str = "mixture", optimizer=torch.optim.Adam, lr: float = 3e-3,
+         anneal: tuple[int, int] | None = None, batch_size: int = 32, **model_kw):
+    """A small model on ``path`` with the data's hyperparameters, and an optimizer (and LR
+    schedule) configured the way LightningCLI's ``optimizer:``/``lr_scheduler:`` do."""
+    dm = WaveformDataModule(str(path), batch_size=batch_size, val_batch_size=1000, seed=0)
+    model = WaveformPredictor(**dm.data_hparams(), head=head, hidden=[32, 32], **model_kw)
+    opt = optimizer(model.parameters(), lr=lr)
+    sched = LinearAnnealLR(opt, *anneal) if anneal else None
+    model.configure_optimizers = lambda: LightningCLI.configure_optimizers(model, opt, sched)
+    return model, dm
 
 
 def state(model) -> dict[str, torch.Tensor]:
@@ -143,7 +152,8 @@ def demo_runs(demo_prepared, tmp_path_factory) -> dict[str, Path]:
         assert rc == 0
         rc = train.main([
             "fit", *common, "--trainer.max_epochs", "4", "--trainer.limit_train_batches", "100",
-            "--model.anneal_start_epoch", "2", "--audio.every_n_epochs", "2", "--audio.seconds", "0.25",
+            "--lr_scheduler.init_args.start_epoch", "2", "--lr_scheduler.init_args.end_epoch", "4",
+            "--audio.every_n_epochs", "2", "--audio.seconds", "0.25",
         ])
         assert rc == 0
         runs[name] = tmp / name / "run"
@@ -233,7 +243,7 @@ def test_recipe_configs_parse(conf, capsys):
     assert "head:" in out and "lr:" in out
 
 
-# -- resume, reproducibility, grouping, NaN stop, learning rate ----------------------------
+# -- resume, accumulation, clipping, NaN policy, learning rate, audio --------------------------
 class _Crash(Exception):
     pass
 
@@ -250,17 +260,17 @@ class _CrashAtEpoch(pl.Callback):
 @pytest.mark.parametrize("head", ["gaussian", "mixture"])
 def test_resume_after_kill_continues_the_same_run(synth, tmp_path, head):
     pl.seed_everything(7)
-    model_a, dm = make(synth, head, anneal_start_epoch=1)
+    model_a, dm = make(synth, head, anneal=(1, 4))
     make_trainer(tmp_path, "straight", 4).fit(model_a, datamodule=dm)
 
     pl.seed_everything(7)
-    model_b, dm = make(synth, head, anneal_start_epoch=1)
+    model_b, dm = make(synth, head, anneal=(1, 4))
     with pytest.raises(_Crash):
         make_trainer(tmp_path, "killed", 4, callbacks=[_CrashAtEpoch(2)]).fit(model_b, datamodule=dm)
     assert (tmp_path / "runs/killed/checkpoints/last.ckpt").exists()
 
     pl.seed_everything(123)  # a resumed process does not share the killed one's RNG state
-    model_c, dm = make(synth, head, anneal_start_epoch=1)
+    model_c, dm = make(synth, head, anneal=(1, 4))
     trainer = make_trainer(tmp_path, "killed", 4)
     trainer.fit(model_c, datamodule=dm, ckpt_path="last")
     assert trainer.current_epoch == 4 and trainer.global_step == 4 * 20
@@ -277,20 +287,33 @@ def test_resume_after_kill_continues_the_same_run(synth, tmp_path, head):
             assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-9), (tag, step)
 
 
-def test_group_batches_makes_the_same_updates(synth, tmp_path):
+def test_accumulate_grad_batches_equals_one_larger_batch(synth, tmp_path):
+    """trainer.accumulate_grad_batches works: 2 x 16 examples accumulated make the same SGD
+    updates as batches of 32 (the same examples: the permutation depends on the seed only)."""
     results = []
-    for group in (1, 3):
+    for batch_size, accumulate in ((32, 1), (16, 2)):
         pl.seed_everything(3)
-        model, dm = make(synth, "mixture", group=group, optimizer="sgd", lr=0.05)
-        make_trainer(tmp_path, f"g{group}", 1, limit_train_batches=1.0).fit(model, datamodule=dm)
-        results.append((state(model), model.trainer.global_step))
+        model, dm = make(synth, "mixture", optimizer=torch.optim.SGD, lr=0.05, batch_size=batch_size)
+        trainer = make_trainer(tmp_path, f"acc{accumulate}", 1, limit_train_batches=12 * accumulate,
+                               accumulate_grad_batches=accumulate)
+        trainer.fit(model, datamodule=dm)
+        results.append((state(model), trainer.global_step))
     (a, steps_a), (b, steps_b) = results
-    assert steps_a == steps_b
+    assert steps_a == steps_b == 12
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
-    # the logging step counts optimizer steps either way
-    for tag in ("val/nll", "train/mse"):
-        assert [s for s, _ in scalars(tmp_path / "runs/g1", tag)] == [s for s, _ in scalars(tmp_path / "runs/g3", tag)]
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_clipping_is_lightnings(synth, tmp_path):
+    """trainer.gradient_clip_val reaches the update: one SGD step of lr 1 moves the weights by
+    exactly the clipped norm."""
+    pl.seed_everything(0)
+    model, dm = make(synth, "mixture", optimizer=torch.optim.SGD, lr=1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = make_trainer(tmp_path, "clip", 1, limit_train_batches=1, limit_val_batches=0, gradient_clip_val=1e-3)
+    trainer.fit(model, datamodule=dm)
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert float(moved) == pytest.approx(1e-3, rel=1e-3)
 
 
 class _PoisonAtStep(pl.Callback):
@@ -312,27 +335,77 @@ def test_nonfinite_loss_stops_the_run_with_a_message(synth, tmp_path):
     assert "epoch 1" in msg and "global step 25" in msg and "last.ckpt" in msg and "--ckpt_path last" in msg
 
 
-class _PoisonTargetAtStep(pl.Callback):
-    """One batch with a NaN target: a non-finite loss at exactly one step."""
+class _PoisonBatchAtStep(pl.Callback):
+    """Makes one step non-finite: ``field`` "target" plants ``value`` in the batch (the loss
+    is not finite), "grad" in one gradient after the backward pass (the loss is finite);
+    records the weights and the optimizer state before that step and after it."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, field: str = "target", value: float = float("nan")):
+        self.step, self.field, self.value = step, field, value
+        self.before = self.after = None
+
+    @staticmethod
+    def snapshot(trainer, pl_module):
+        return state(pl_module), copy.deepcopy(trainer.optimizers[0].state_dict())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            for mini in batch if isinstance(batch, list) else [batch]:
-                mini["target"][0] = float("nan")
+        if trainer.global_step == self.step and self.before is None:
+            self.before = self.snapshot(trainer, pl_module)
+            if self.field == "target":
+                batch["target"][0] = self.value
+
+    def on_after_backward(self, trainer, pl_module):
+        if self.field == "grad" and trainer.global_step == self.step:
+            pl_module.net.window_proj.weight.grad[0, 0] = self.value
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.before is not None and self.after is None:
+            self.after = self.snapshot(trainer, pl_module)
 
 
-def test_sparse_finite_checks_keep_nan_out_of_the_weights(synth, tmp_path):
-    """With check_finite_every_n_steps > 1 (no host sync per step, for GPUs) a non-finite
-    step is not applied, and is still reported, here at the end of the epoch."""
+def assert_same_state(a, b, where=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}/{i}")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("field,value", [("target", float("inf")), ("target", float("nan")),
+                                         ("grad", float("nan"))])
+def test_sparse_checks_never_apply_a_nonfinite_step(synth, tmp_path, field, value):
+    """Bug 1: with check_finite_every_n_steps > 1 (no host sync per step, for GPUs) a step
+    with a non-finite loss or gradient changes neither the weights nor Adam's moments and
+    step count; it is still reported, here at the end of the epoch."""
     model, dm = make(synth, "mixture", check_finite_every_n_steps=1000)
-    trainer = make_trainer(tmp_path, "sparse", 2, callbacks=[_PoisonTargetAtStep(3)], limit_train_batches=8)
+    poison = _PoisonBatchAtStep(3, field, value)
+    trainer = make_trainer(tmp_path, f"sparse_{field}", 2, callbacks=[poison], limit_train_batches=8)
     with pytest.raises(NonFiniteLossError) as e:
         trainer.fit(model, datamodule=dm)
     assert "epoch 0" in str(e.value) and "0..7" in str(e.value)
+    assert poison.before is not None and poison.after is not None
+    weights, opt = poison.before
+    assert opt["state"] and all(int(s["step"]) == 3 for s in opt["state"].values())  # Adam had moved before
+    assert_same_state(poison.after, poison.before)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert trainer.global_step == 8  # the other steps were applied
+
+
+def test_checked_nonfinite_step_is_not_applied(synth, tmp_path):
+    """check_finite_every_n_steps = 1: the run stops at the bad step, before the update."""
+    model, dm = make(synth, "mixture")
+    poison = _PoisonBatchAtStep(3, "target", float("inf"))
+    trainer = make_trainer(tmp_path, "checked", 1, callbacks=[poison], limit_train_batches=8)
+    with pytest.raises(NonFiniteLossError, match="global step 3"):
+        trainer.fit(model, datamodule=dm)
+    assert_same_state(poison.snapshot(trainer, model), poison.before)
 
 
 def test_learning_rate_anneals_linearly_after_start(synth, tmp_path):
@@ -342,10 +415,36 @@ def test_learning_rate_anneals_linearly_after_start(synth, tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.setdefault(trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"])
 
-    model, dm = make(synth, "gaussian", optimizer="sgd", lr=0.01, anneal_start_epoch=2)
+    model, dm = make(synth, "gaussian", optimizer=torch.optim.SGD, lr=0.01, anneal=(2, 5))
     make_trainer(tmp_path, "lr", 5, callbacks=[_Rec()], limit_train_batches=2).fit(model, datamodule=dm)
     # full rate for epochs 0, 1 and 2, then (5 - e) / (5 - 2) of it: 2/3, 1/3
     assert [seen[e] for e in range(5)] == pytest.approx([0.01, 0.01, 0.01, 0.01 * 2 / 3, 0.01 / 3])
+    # the schedule from a config file: LightningCLI builds the same scheduler
+    assert [LinearAnnealLR(torch.optim.SGD([torch.zeros(1)], lr=1.0), 2, 5).factor(e) for e in range(7)] == \
+        pytest.approx([1, 1, 1, 2 / 3, 1 / 3, 0, 0])
+
+
+class _RecordingAudioLogger(audio_callbacks.PredictionAudioLogger):
+    """Records, when the free-running clip is made, the MSEs the Gaussian head holds."""
+
+    seen: list[tuple[int, float, float]] = []
+
+    def log_free_running(self, writer, dm, pl_module, step):
+        head = pl_module.net.head
+        self.seen.append((pl_module.current_epoch, float(head.valid_mse), float(head.var)))
+
+
+def test_free_running_clip_uses_this_validations_mse(synth, tmp_path):
+    """Bug 4: the MLP's free-running clip is generated with the validation MSE just computed
+    (and the training MSE of this epoch), not the previous validation's."""
+    model, dm = make(synth, "gaussian")
+    audio = _RecordingAudioLogger(every_n_epochs=1, seconds=0.02, figure=False)
+    audio.seen = []
+    make_trainer(tmp_path, "audio", 2, callbacks=[audio], limit_train_batches=4).fit(model, datamodule=dm)
+    val_mse = [v for _, v in scalars(tmp_path / "runs/audio", "val/mse")]
+    assert [e for e, _, _ in audio.seen] == [0, 1]
+    assert [v for _, v, _ in audio.seen] == pytest.approx(val_mse, rel=1e-5)
+    assert audio.seen[0][2] != 1.0  # the variance was set from this epoch's training MSE
 
 
 def test_bf16_mixed_precision_runs(synth, tmp_path):
@@ -388,9 +487,6 @@ def test_train_sampler_shards_and_seeds():
     s.set_epoch(0)
     assert torch.equal(torch.cat(list(s)), e0) and not torch.equal(e0, e1)
     assert sorted(e0.tolist()) == list(range(n))
-    g = IndexBatchSampler(n, 50, shuffle=True, seed=5, rank=0, world_size=1, group=4)
-    g.set_epoch(0)
-    assert torch.equal(torch.cat(list(g)), e0) and len(g) == math.ceil(math.ceil(n / 50) / 4) == len(list(g))
 
 
 @pytest.mark.parametrize("n,world,bs,stride", [(1003, 2, 128, 1), (1003, 3, 100, 1), (7, 4, 2, 1),
@@ -434,9 +530,6 @@ def test_batch_loader_prefetch_stop_and_errors():
     assert threading.active_count() == base
     with pytest.raises(RuntimeError, match="broken batch"):
         list(BatchLoader(_Data(fail_at=500), sampler, prefetch=2))
-    split = BatchLoader(_Data(), IndexBatchSampler(100, 10, shuffle=True, group=3), prefetch=0, split=10)
-    items = list(split)
-    assert [len(x) for x in items[:1]] == [3] and all(len(p["target"]) == 10 for x in items for p in x)
 
 
 def test_fit_on_a_path_that_is_not_prepared_data_is_a_clear_error(tmp_path, capsys):
@@ -446,3 +539,32 @@ def test_fit_on_a_path_that_is_not_prepared_data_is_a_clear_error(tmp_path, caps
     assert rc == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'nope'}: not a prepared dataset (no meta.json)" in err
+
+
+def test_fit_with_an_unknown_head_is_a_clear_error(tmp_path, capsys, synth):
+    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+                     "--data.path", str(synth), "--model.head", "foo",
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'foo'" in err and "gaussian" in err and "mixture" in err, err
+    assert not (tmp_path / "runs").exists()  # before any work
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_a_checkpoint", "missing"])
+def test_fit_from_a_bad_checkpoint_is_a_clear_error(tmp_path, capsys, synth, damage):
+    ckpt = tmp_path / "broken.ckpt"
+    if damage == "truncated":
+        model, _ = make(synth, "gaussian")
+        torch.save({"state_dict": model.state_dict(), "epoch": 0}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    elif damage == "not_a_checkpoint":
+        ckpt.write_text("hello\n")
+    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+                     "--data.path", str(synth), "--ckpt_path", str(ckpt),
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(ckpt) in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # before any work

@@ -16,19 +16,26 @@ short clip of one validation sequence to TensorBoard:
   :func:`waveform_mdn.generate.generate_for_sequence`: what the model sounds like when it
   has to stand on its own.
 
-Audio is written denormalised (``x * std + mean``), clipped to [-1, 1].
+Audio is written denormalised with the model's ``norm_mean``/``norm_std`` (the
+:class:`~waveform_mdn.audio_io.Normalisation` generation uses), clipped to [-1, 1]; the
+figures are :func:`waveform_mdn.figures.waveform_figure`.
+
+The clip is logged in ``on_validation_end``, after the module's ``on_validation_epoch_end``
+has recorded this validation's MSE (the MLP's free-running noise is the validation MSE).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
+from .audio_io import Normalisation
 from .data import NextSampleDataset
+from .figures import waveform_figure
+
+ZOOM_MS = 30.0
 
 
 class PredictionAudioLogger(Callback):
@@ -73,7 +80,7 @@ class PredictionAudioLogger(Callback):
         return None
 
     @rank_zero_only
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.every_n_epochs <= 0 or trainer.sanity_checking:
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
@@ -112,12 +119,12 @@ class PredictionAudioLogger(Callback):
             means.append(net.head.mean_from_params(params).float().cpu())
             samples.append(net.head.sample_from_params(params, generator=gen).float().cpu())
             targets.append(batch["target"].float().cpu())
-        p = ds.prepared
+        norm = model_normalisation(pl_module)
 
-        def denorm(parts):
-            return np.clip(p.denormalise(torch.cat(parts).numpy()), -1.0, 1.0).astype(np.float32)
+        def audio(parts):
+            return np.clip(norm.denormalise(torch.cat(parts).numpy()), -1.0, 1.0).astype(np.float32)
 
-        return {"target": denorm(targets), "mean": denorm(means), "sample": denorm(samples), "sample_rate": sr}
+        return {"target": audio(targets), "mean": audio(means), "sample": audio(samples), "sample_rate": sr}
 
     def log_clip(self, writer, dm, pl_module: LightningModule, step: int) -> None:
         clip = self.predict_clip(dm, pl_module)
@@ -129,7 +136,10 @@ class PredictionAudioLogger(Callback):
         writer.add_audio("audio/teacher_forced_sample", torch.from_numpy(clip["sample"])[None], step,
                          sample_rate=sr)
         if self.figure:
-            writer.add_figure("figures/teacher_forced", clip_figure(clip), step, close=True)
+            signals = [("target", clip["target"]), ("teacher-forced mean", clip["mean"]),
+                       ("teacher-forced draw", clip["sample"])]
+            fig = waveform_figure(signals, sr, "teacher-forced prediction", zoom_ms=ZOOM_MS)
+            writer.add_figure("figures/teacher_forced", fig, step, close=True)
         if self.free_running:
             self.log_free_running(writer, dm, pl_module, step)
 
@@ -144,48 +154,12 @@ class PredictionAudioLogger(Callback):
         sr = prepared.sample_rate
         writer.add_audio("audio/free_running", torch.from_numpy(audio)[None], step, sample_rate=sr)
         if self.figure:
-            ref = prepared.normalise(prepared.sequence_wave(seq)[: len(audio)])
-            ref = np.clip(prepared.denormalise(ref), -1.0, 1.0).astype(np.float32)
-            clip = {"target": ref, "sample": audio, "mean": audio, "sample_rate": sr}
-            writer.add_figure("figures/free_running", clip_figure(clip, "free-running generation"), step,
-                              close=True)
+            signals = [("natural", prepared.sequence_wave(seq)[: len(audio)]), ("free-running", audio)]
+            fig = waveform_figure(signals, sr, "free-running generation", zoom_ms=ZOOM_MS)
+            writer.add_figure("figures/free_running", fig, step, close=True)
 
 
-def clip_figure(clip: dict, title: str = "teacher-forced prediction"):
-    """Waveforms (whole clip, 30 ms zoom) and spectrograms of target and drawn prediction."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    sr = clip["sample_rate"]
-    t = np.arange(len(clip["target"])) / sr
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6), constrained_layout=True)
-    ax = axes[0, 0]
-    ax.plot(t, clip["sample"], "C1-", lw=0.5, label="drawn")
-    ax.plot(t, clip["target"], "k-", lw=0.5, alpha=0.8, label="target")
-    ax.set_title(title)
-    ax.set_xlabel("s")
-    ax.legend(loc="upper right", fontsize=8)
-    ax = axes[0, 1]
-    n = len(t)
-    a = max(n // 2 - int(0.015 * sr), 0)
-    b = min(a + int(0.03 * sr), n)
-    for key, style in (("target", "k-"), ("mean", "C1-"), ("sample", "C0.")):
-        ax.plot(t[a:b] * 1000, clip[key][a:b], style, lw=0.8, ms=2, label=key)
-    ax.set_title("30 ms zoom")
-    ax.set_xlabel("ms")
-    ax.legend(loc="upper right", fontsize=8)
-    nfft = 512 if n >= 512 else max(2 ** int(math.log2(max(n, 16))), 16)
-    vmax = None
-    for ax, key in ((axes[1, 0], "target"), (axes[1, 1], "sample")):
-        if n > nfft:  # same colour scale (dB) for both panels
-            spec, _, _, im = ax.specgram(clip[key], NFFT=nfft, Fs=sr, noverlap=nfft // 2, cmap="magma",
-                                         vmin=None if vmax is None else vmax - 80, vmax=vmax)
-            if vmax is None:
-                vmax = 10 * np.log10(spec.max() + 1e-20)
-                im.set_clim(vmax - 80, vmax)
-        ax.set_title(f"spectrogram: {key}")
-        ax.set_xlabel("s")
-        ax.set_ylabel("Hz")
-    return fig
+def model_normalisation(pl_module: LightningModule) -> Normalisation:
+    """The normalisation the model was trained with (its ``norm_mean``/``norm_std``)."""
+    hp = pl_module.hparams
+    return Normalisation(float(hp.norm_mean), float(hp.norm_std))

@@ -1,233 +1,92 @@
-"""The next-sample predictor: one trunk, a pluggable output head, trained by Lightning.
+"""The LightningModule: a :class:`~waveform_mdn.predictor.Predictor` trained on Lightning's own loop.
 
-:class:`Predictor` (a plain ``nn.Module``) maps a window of the ``W`` previous normalised
-samples plus the phone context to a distribution over the next normalised sample:
+:class:`WaveformPredictor` wraps the network (``.net``) with the training and validation
+steps, the epoch metrics and the NaN policy. Everything else is Lightning's: automatic
+optimisation (``trainer.accumulate_grad_batches``, ``trainer.gradient_clip_val``), the
+optimizer and the learning-rate schedule (LightningCLI's ``optimizer:`` and
+``lr_scheduler:`` sections, e.g. :class:`waveform_mdn.schedules.LinearAnnealLR`; in Python,
+a ``configure_optimizers`` of your own), checkpoints and resuming.
 
-    input = [window (W floats), one-hot(phone), one-hot(next_phone), ...]
-    trunk = Linear -> act -> Linear -> act ...       (default 2 x 300 tanh)
-    head  = heads.build_head(name)                   ("gaussian" = MLP, "mixture" = MDN)
+Hyperparameters include the data-derived ``data_fingerprint``, ``norm_mean``,
+``norm_std``, ``sample_rate``, ``window``, ``n_phone_ids``, ``phones``, ``phone_context``
+and ``pad`` (:data:`DATA_HPARAMS`): ``waveform-mdn fit`` links them from the datamodule's
+``data_hparams()`` as init arguments; in Python pass ``**datamodule.data_hparams()``. So a
+checkpoint is self-contained: ``WaveformPredictor.load_from_checkpoint(path).net`` is ready
+for generation, and ``norm_mean``/``norm_std`` undo the normalisation.
 
-The first layer is stored **split** into a window part and a context part. With
-``phone_encoding="onehot"`` the context part is one table of ``n_phone_ids x H`` per
-context field, i.e. exactly the columns of a Linear layer applied to the concatenated
-one-hot vectors (initialised like that Linear layer, with the fan-in of the full input),
-but looked up instead of multiplied. With ``phone_encoding="embedding"`` one learned
-embedding table (``embedding_dim``) is shared by the fields and projected by a Linear
-layer. Either way, the context contributes an additive term to the first layer's
-pre-activation, which generation can compute once per phone segment.
+Metrics (logged identically for every head, epoch level, as sums and counts in a
+torchmetrics :class:`EpochSums` summed over DDP ranks, so they equal single-process
+values): ``{train,val}/nll`` mean NLL per sample in nats of the density over the
+*normalised* signal (it can be negative: a density can exceed 1), ``{train,val}/mse``
+squared error of the point prediction (the mean), ``{train,val}/mse_sample`` squared error
+of one value drawn by the head's own sampler (``head.sample_from_params``, from a generator
+seeded by ``metric_seed``, epoch, batch and rank, so the draws are reproducible and resume
+exactly). The per-step extra work is a few element-wise operations on detached tensors and
+one draw per example; a head that derives its epoch NLL from the MSE (the Gaussian: its NLL
+uses the maximum-likelihood variance, the training MSE of the epoch, see
+:mod:`waveform_mdn.heads`) computes no per-step training NLL at all.
 
-Fast path for generation (one step per sample, one or many streams)::
-
-    net = module.net.eval()                       # WaveformPredictor.net is a Predictor
-    with torch.inference_mode():
-        bias = net.context_bias(phone, next_phone, prev_phone, position)   # [B, H0]
-        # per sample: ring buffer -> window [B, W] (normalised)
-        x = net.step(window, bias, generator=g, temperature=1.0)          # [B] next sample
-        # or, for more control:
-        params = net.head.params(net.features_from_bias(window, bias))
-        x = net.head.sample_from_params(params, generator=g)
-
-``context_bias`` needs only the fields in ``net.context_fields`` (the others may be
-``None``); ``position`` changes every sample, so when ``"position"`` is a context field,
-recompute the bias or add ``position[:, None] * net.position_weight`` yourself (see
-:meth:`Predictor.context_bias`). For the Gaussian head, the sampling noise is
-``sqrt(head.var)`` (training MSE); ``head.use_variance("valid")`` switches to the
-validation MSE.
-
-:class:`WaveformPredictor` (a LightningModule) wraps a Predictor with training, metrics
-and optimisation. Its hyperparameters include the data-derived ``data_fingerprint``,
-``norm_mean``, ``norm_std``, ``sample_rate``, ``window``, ``n_phone_ids``, ``phones``,
-``phone_context`` and ``pad``, copied from the datamodule at setup, so a checkpoint is
-self-contained: ``WaveformPredictor.load_from_checkpoint(path).net`` is ready for
-generation, and ``norm_mean``/``norm_std`` undo the normalisation.
-
-Metrics (logged identically for every head, epoch level, sums and counts reduced across
-DDP ranks, so they equal single-process values): ``{train,val}/nll`` mean NLL per sample
-in nats of the density over the *normalised* signal (it can be negative: a density can
-exceed 1), ``{train,val}/mse`` squared error of the point prediction (the mean),
-``{train,val}/mse_sample`` squared error of one value drawn from the predictive
-distribution. For the Gaussian head the NLL uses the maximum-likelihood variance, the
-training MSE of the epoch (see :mod:`waveform_mdn.heads`).
+NaN policy: a non-finite step never changes the weights or the optimizer state. With
+``check_finite_every_n_steps=1`` the loss and the gradients are checked before each
+optimizer step, and a non-finite one raises :class:`NonFiniteLossError` (naming the epoch,
+the step and the checkpoint to resume from) before anything is updated. With ``N > 1`` (no
+host sync per step, for GPUs) each step is applied and, where the flag computed on the
+device says it was not finite, undone on the device (parameters and optimizer state are
+restored from a copy); the error is raised at the next check (every N steps, and at the end
+of each epoch), naming the range of steps.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
-from torch import Tensor, nn
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor
 from torch.distributions import Distribution
+from torchmetrics import Metric
 
-from .heads import HEADS, Head, build_head
+from .heads import HEADS, Head
+from .predictor import ACTIVATIONS, CONTEXT_FIELDS, PHONE_FIELDS, ConfigError, Predictor
 
-CONTEXT_FIELDS = ("phone", "next_phone", "prev_phone", "position")
-PHONE_FIELDS = ("phone", "next_phone", "prev_phone")
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+__all__ = [
+    "ACTIVATIONS", "CONTEXT_FIELDS", "DATA_HPARAMS", "PHONE_FIELDS", "ConfigError", "EpochSums",
+    "NonFiniteLossError", "Predictor", "WaveformPredictor",
+]
+
 DATA_HPARAMS = (
     "data_fingerprint", "norm_mean", "norm_std", "sample_rate", "window", "n_phone_ids",
     "phones", "phone_context", "pad",
 )
-#: hyperparameters that change the architecture: a mismatch with the data is an error
-_ARCH_HPARAMS = ("window", "n_phone_ids")
-#: plain (non-Module, non-tensor) attributes set on every step by Lightning or by us
-_PLAIN_ATTRS = frozenset({"_current_fx_name", "_nonfinite_first_step"})
+#: hyperparameters that change the architecture: a checkpoint must match the data in these
+ARCH_HPARAMS = ("window", "n_phone_ids")
+#: checkpoint key of the (rank-summed) training sums of the current epoch (mid-epoch resume)
+TRAIN_SUMS_KEY = "waveform_mdn_train_sums"
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss becomes NaN or infinite."""
+    """Raised when the training loss or the gradients become NaN or infinite."""
 
 
-class Predictor(nn.Module):
-    """Window + phone context -> distribution over the next normalised sample."""
+class EpochSums(Metric):
+    """Sums of per-example NLL, squared error of the mean and of one draw, and the example
+    count (float64). ``compute()`` sums them over DDP ranks: the means of a sharded epoch
+    equal those of one process."""
 
-    def __init__(
-        self,
-        window: int = 240,
-        n_phone_ids: int = 62,
-        context_fields: Sequence[str] = ("phone", "next_phone"),
-        phone_encoding: str = "onehot",
-        embedding_dim: int = 16,
-        hidden: Sequence[int] = (300, 300),
-        activation: str = "tanh",
-        head: str = "gaussian",
-        components: int = 3,
-        min_scale: float = 1e-3,
-    ):
+    full_state_update = False
+
+    def __init__(self) -> None:
         super().__init__()
-        fields = tuple(context_fields)
-        bad = [f for f in fields if f not in CONTEXT_FIELDS]
-        if bad or len(set(fields)) != len(fields):
-            raise ValueError(f"context_fields must be distinct names from {CONTEXT_FIELDS}, not {list(fields)}")
-        if phone_encoding not in ("onehot", "embedding"):
-            raise ValueError(f"phone_encoding must be 'onehot' or 'embedding', not {phone_encoding!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
-        hidden = [int(h) for h in hidden]
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden must list at least one positive layer size, not {hidden}")
-        self.window = int(window)
-        self.n_phone_ids = int(n_phone_ids)
-        self.context_fields = fields
-        self.phone_fields = tuple(f for f in fields if f in PHONE_FIELDS)
-        self.use_position = "position" in fields
-        self.phone_encoding = phone_encoding
-        h0 = hidden[0]
+        self.add_state("sums", torch.zeros(4, dtype=torch.float64), dist_reduce_fx="sum")
 
-        # first layer, split: window part (with the bias) + context part
-        self.window_proj = nn.Linear(self.window, h0)
-        if phone_encoding == "onehot":
-            fan_in = self.window + len(self.phone_fields) * self.n_phone_ids + int(self.use_position)
-            self.phone_tables = nn.ModuleDict({f: nn.Embedding(self.n_phone_ids, h0) for f in self.phone_fields})
-            self.embedding = None
-            self.context_proj = None
-        else:
-            fan_in = self.window + len(self.phone_fields) * int(embedding_dim) + int(self.use_position)
-            self.phone_tables = nn.ModuleDict()
-            self.embedding = nn.Embedding(self.n_phone_ids, int(embedding_dim)) if self.phone_fields else None
-            self.context_proj = (
-                nn.Linear(len(self.phone_fields) * int(embedding_dim), h0, bias=False) if self.phone_fields else None
-            )
-        self.position_weight = nn.Parameter(torch.empty(h0)) if self.use_position else None
-        # initialise as one nn.Linear over the concatenated input would be
-        bound = 1.0 / math.sqrt(fan_in)
-        with torch.no_grad():
-            for p in [self.window_proj.weight, self.window_proj.bias, *self.phone_tables.parameters()]:
-                p.uniform_(-bound, bound)
-            if self.context_proj is not None:
-                self.context_proj.weight.uniform_(-bound, bound)
-            if self.position_weight is not None:
-                self.position_weight.uniform_(-bound, bound)
-        self.act0 = ACTIVATIONS[activation]()
-        layers: list[nn.Module] = []
-        for a, b in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-        self.trunk = nn.Sequential(*layers)
-        self.head: Head = build_head(head, hidden[-1], components=components, min_scale=min_scale)
+    def update(self, stats: Tensor) -> None:
+        """``stats = [nll_sum, se_sum, se_sample_sum, count]``."""
+        self.sums += stats.to(self.sums.dtype)
 
-    # -- generation-friendly pieces ---------------------------------------------------
-    def context_bias(
-        self,
-        phone: Tensor | None = None,
-        next_phone: Tensor | None = None,
-        prev_phone: Tensor | None = None,
-        position: Tensor | None = None,
-    ) -> Tensor:
-        """Context part of the first layer's pre-activation plus its bias, ``[B, H0]``."""
-        given = {"phone": phone, "next_phone": next_phone, "prev_phone": prev_phone}
-        missing = [f for f in self.phone_fields if given[f] is None]
-        if self.use_position and position is None:
-            missing.append("position")
-        if missing:
-            raise ValueError(f"context fields {missing} are needed by this model")
-        bias = self.window_proj.bias
-        if self.phone_fields:
-            ids = [given[f].long() for f in self.phone_fields]
-            if self.phone_encoding == "onehot":
-                for f, i in zip(self.phone_fields, ids):
-                    bias = bias + self.phone_tables[f](i)
-            else:
-                emb = torch.cat([self.embedding(i) for i in ids], dim=-1)
-                bias = bias + self.context_proj(emb)
-        if self.use_position:
-            bias = bias + position.to(bias.dtype)[..., None] * self.position_weight
-        if bias.dim() == 1:  # no context field at all
-            bias = bias.unsqueeze(0)
-        return bias
-
-    def features_from_bias(self, window: Tensor, bias: Tensor) -> Tensor:
-        """Trunk output ``[B, H]`` from the window ``[B, W]`` and :meth:`context_bias`."""
-        h = nn.functional.linear(window, self.window_proj.weight) + bias
-        return self.trunk(self.act0(h))
-
-    def features(
-        self,
-        window: Tensor,
-        phone: Tensor | None = None,
-        next_phone: Tensor | None = None,
-        prev_phone: Tensor | None = None,
-        position: Tensor | None = None,
-    ) -> Tensor:
-        return self.features_from_bias(window, self.context_bias(phone, next_phone, prev_phone, position))
-
-    def step(
-        self, window: Tensor, bias: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
-    ) -> Tensor:
-        """One generation step: draw the next normalised sample ``[B]``."""
-        return self.head.sample_from_params(
-            self.head.params(self.features_from_bias(window, bias)), generator=generator, temperature=temperature
-        )
-
-    # -- batch-level API --------------------------------------------------------------
-    def batch_features(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.features(
-            batch["window"], batch.get("phone"), batch.get("next_phone"), batch.get("prev_phone"),
-            batch.get("position"),
-        )
-
-    def params(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
-        return self.head.params(self.batch_features(batch))
-
-    def distribution(self, batch: dict[str, Tensor]) -> Distribution:
-        """Distribution over the normalised next sample of each example, batch shape ``[B]``."""
-        return self.head.distribution(self.batch_features(batch))
-
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
-        return self.params(batch)
-
-
-class _LinearAnneal:
-    """LR factor: 1 for epochs < start, then linearly down to 0 at ``end``."""
-
-    def __init__(self, start: int, end: int):
-        self.start, self.end = int(start), int(end)
-
-    def __call__(self, epoch: int) -> float:
-        if epoch < self.start:
-            return 1.0
-        return max(0.0, (self.end - epoch) / max(self.end - self.start, 1))
+    def compute(self) -> Tensor:
+        return self.sums
 
 
 def _metric_seed(*parts: int) -> int:
@@ -235,6 +94,26 @@ def _metric_seed(*parts: int) -> int:
     for p in parts:
         h = ((h ^ (int(p) & 0xFFFFFFFFFFFF)) * 1099511628211) % (1 << 63)
     return h
+
+
+@torch.no_grad()
+def step_or_undo(ok: Tensor, optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> None:
+    """Run ``step()``; where the device flag ``ok`` is false, put the parameters and the
+    optimizer state back as they were. No host sync, except at a step that creates the
+    optimizer's state (the first one), whose new state is dropped if ``ok`` is false."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    fresh = [p for p in params if p not in optimizer.state]
+    saved = [
+        (t, t.clone())
+        for p in params
+        for t in (p, *(v for v in optimizer.state.get(p, {}).values() if isinstance(v, Tensor)))
+    ]
+    step()
+    for t, old in saved:
+        t.copy_(torch.where(ok.to(t.device), t, old))
+    if any(p in optimizer.state for p in fresh) and not bool(ok):
+        for p in fresh:
+            optimizer.state.pop(p, None)
 
 
 class WaveformPredictor(pl.LightningModule):
@@ -250,18 +129,8 @@ class WaveformPredictor(pl.LightningModule):
         phone_encoding: Literal["onehot", "embedding"] = "onehot",
         embedding_dim: int = 16,
         min_scale: float = 1e-3,
-        optimizer: Literal["sgd", "adam", "adamw"] = "sgd",
-        lr: float = 0.001,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        betas: list[float] = [0.9, 0.999],  # noqa: B006
-        anneal_start_epoch: int | None = 50,
-        anneal_end_epoch: int | None = None,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: Literal["norm", "value"] = "norm",
         metric_seed: int = 0,
         check_finite_every_n_steps: int = 1,
-        # filled from the datamodule at setup (leave them null in configs)
         data_fingerprint: str | None = None,
         norm_mean: float | None = None,
         norm_std: float | None = None,
@@ -283,97 +152,38 @@ class WaveformPredictor(pl.LightningModule):
             phone_encoding: "onehot" (as in 2014) or a learned "embedding".
             embedding_dim: size of the learned phone embedding.
             min_scale: floor added to the predicted scales (normalised units).
-            optimizer: "sgd" (as in 2014), "adam" or "adamw".
-            lr: learning rate (0.001 in 2014).
-            momentum: SGD momentum.
-            weight_decay: L2 penalty (decoupled for AdamW).
-            betas: Adam betas.
-            anneal_start_epoch: epochs at the full learning rate before it decays linearly
-                to 0 (50 in 2014); null keeps it constant.
-            anneal_end_epoch: epoch at which the learning rate reaches 0 (null:
-                trainer.max_epochs).
-            gradient_clip_val: clip gradients at this norm (or value); null: no clipping.
-                (Optimisation is manual, so this replaces trainer.gradient_clip_val.)
-            gradient_clip_algorithm: "norm" (total 2-norm) or "value".
             metric_seed: seed of the draws used by the mse_sample metrics.
-            check_finite_every_n_steps: how often the training loss is checked for
-                NaN/inf (1 = every step; larger avoids a device sync per step on GPUs).
-            data_fingerprint: set from the data at setup.
-            norm_mean: set from the data at setup.
-            norm_std: set from the data at setup.
-            sample_rate: set from the data at setup.
-            window: set from the data at setup.
-            n_phone_ids: set from the data at setup.
-            phones: set from the data at setup.
-            phone_context: set from the data at setup.
-            pad: set from the data at setup.
+            check_finite_every_n_steps: how often the training loss and gradients are
+                checked for NaN/inf on the host (1 = every step; larger avoids a device
+                sync per step on GPUs; a non-finite step is never applied either way).
+            data_fingerprint: from the data (``waveform-mdn fit`` links it).
+            norm_mean: from the data.
+            norm_std: from the data.
+            sample_rate: from the data.
+            window: from the data: samples before the target.
+            n_phone_ids: from the data: size of the phone vocabulary.
+            phones: from the data.
+            phone_context: from the data.
+            pad: from the data.
         """
         super().__init__()
         if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; registered: {sorted(HEADS)}")
+            raise ConfigError(f"model.head {head!r}: unknown head; registered: {sorted(HEADS)}")
+        if window is None or n_phone_ids is None:
+            raise ConfigError("WaveformPredictor needs the data's window and n_phone_ids: pass "
+                              "**datamodule.data_hparams() (waveform-mdn fit links them)")
         self.save_hyperparameters()
-        self.automatic_optimization = False
-        self.net: Predictor | None = None
-        if window is not None and n_phone_ids is not None:
-            self._build()
-        self._acc: dict[str, Tensor] = {}
-        self._count: dict[str, int] = {}
-        self._generators: dict[str, torch.Generator] = {}
-        self._nonfinite: Tensor | None = None
-        self._nonfinite_first_step = 0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets `_current_fx_name` around every hook call (~40 times per step);
-        # nn.Module.__setattr__ costs microseconds each, which shows at batch 128 on a CPU.
-        if name in _PLAIN_ATTRS:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    # -- construction -----------------------------------------------------------------
-    def _build(self) -> None:
-        hp = self.hparams
         self.net = Predictor(
-            window=hp.window, n_phone_ids=hp.n_phone_ids, context_fields=hp.context_fields,
-            phone_encoding=hp.phone_encoding, embedding_dim=hp.embedding_dim, hidden=hp.hidden,
-            activation=hp.activation, head=hp.head, components=hp.components, min_scale=hp.min_scale,
+            window=window, n_phone_ids=n_phone_ids, context_fields=context_fields, phone_encoding=phone_encoding,
+            embedding_dim=embedding_dim, hidden=hidden, activation=activation, head=head, components=components,
+            min_scale=min_scale,
         )
-
-    def set_data_hparams(self, info: dict[str, Any]) -> None:
-        """Copy the data-derived hyperparameters (``datamodule.data_hparams()``); build the net."""
-        for key in _ARCH_HPARAMS:
-            mine = self.hparams.get(key)
-            if self.net is not None and mine is not None and info.get(key) is not None and mine != info[key]:
-                raise ValueError(
-                    f"model {key}={mine} does not match the data ({key}={info[key]}); "
-                    "a checkpoint can only be trained further on data with the same window and phone set"
-                )
-        old = self.hparams.get("data_fingerprint")
-        if old is not None and info.get("data_fingerprint") not in (None, old):
-            from pytorch_lightning.utilities import rank_zero_warn
-
-            rank_zero_warn(
-                f"the model was trained on data {old}, the datamodule holds {info['data_fingerprint']}; "
-                "continuing with the new data's hyperparameters"
-            )
-        data = {k: info[k] for k in DATA_HPARAMS if k in info}
-        self.hparams.update(data)
-        # Lightning logs `hparams_initial` (TensorBoard, hparams.yaml, read by `compare`)
-        initial = getattr(self, "_hparams_initial", None)
-        if initial is not None:
-            initial.update(data)
-        if self.net is None:
-            self._build()
-
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "data_hparams"):
-            self.set_data_hparams(dm.data_hparams())
-        if self.net is None:
-            raise RuntimeError(
-                "WaveformPredictor needs the data's window and n_phone_ids: train it with a "
-                "WaveformDataModule, or pass window= and n_phone_ids="
-            )
+        self.train_sums = EpochSums()
+        self.val_sums = EpochSums()
+        self._generator: torch.Generator | None = None
+        self._nonfinite: Tensor | None = None  # any non-finite step since the last check (device flag)
+        self._window_start = 0
+        self._restored_sums: tuple[int, Tensor] | None = None
 
     @property
     def head(self) -> Head:
@@ -385,256 +195,178 @@ class WaveformPredictor(pl.LightningModule):
     def distribution(self, batch: dict[str, Tensor]) -> Distribution:
         return self.net.distribution(batch)
 
+    def setup(self, stage: str) -> None:
+        if self.trainer.strategy.root_device.type == "mps":  # no float64 there
+            for sums in (self.train_sums, self.val_sums):
+                sums.set_dtype(torch.float32)
+
     # -- metrics ----------------------------------------------------------------------
-    def _acc_dtype(self) -> torch.dtype:
-        return torch.float32 if self.device.type == "mps" else torch.float64
+    def _seeded(self, *parts: int) -> torch.Generator:
+        if self._generator is None or self._generator.device != self.device:
+            self._generator = torch.Generator(device=self.device)
+        return self._generator.manual_seed(_metric_seed(self.hparams.metric_seed, *parts, self.global_rank))
 
-    def _reset(self, stage: str, seed: int) -> None:
-        # sums of NLL, squared error of the mean, squared error of a draw (on the device,
-        # no sync per step) and the example count (a Python int)
-        self._acc[stage] = torch.zeros(3, dtype=self._acc_dtype(), device=self.device)
-        self._count[stage] = 0
-        gen = self._generators.get(stage)
-        if gen is None or gen.device != self.device:
-            gen = torch.Generator(device=self.device)
-            self._generators[stage] = gen
-        gen.manual_seed(seed)
-
-    def _reduced(self, stage: str) -> Tensor:
-        """``[nll_sum, se_sum, se_sample_sum, count]`` summed over DDP ranks."""
-        acc = self._acc.get(stage)
-        if acc is None:
-            acc = torch.zeros(3, dtype=self._acc_dtype(), device=self.device)
-        count = torch.tensor([float(self._count.get(stage, 0))], dtype=acc.dtype, device=acc.device)
-        acc = torch.cat([acc, count])
-        if self._trainer is not None and self.trainer.world_size > 1:
-            acc = self.trainer.strategy.reduce(acc, reduce_op="sum")
-        return acc
-
-    def compute(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        """Loss of a batch; accumulates the metric sums of ``stage`` ("train"/"val")."""
+    @torch.no_grad()
+    def _observe(self, sums: EpochSums, params: tuple[Tensor, ...], target: Tensor, nll: Tensor | None,
+                 generator: torch.Generator) -> None:
+        """Add one batch to ``sums``: detached tensors, no host sync."""
         head = self.net.head
-        target = batch["target"]
-        params = self.net.params(batch)
-        if type(head).loss is Head.loss:  # trained by NLL: the loss is the metric
-            nll = head.nll(params, target)
-            loss = nll.mean()
-        else:
-            loss = head.loss(params, target).mean()
-            with torch.no_grad():
-                nll = head.nll(params, target)
-        with torch.no_grad():
-            target = target.float()
-            point = head.mean_from_params(params)
-            if stage not in self._acc:
-                self._reset(stage, 0)
-            sample = head.sample_from_params(params, generator=self._generators[stage])
-            stats = torch.stack([nll.detach().sum(), (point - target).square().sum(), (sample - target).square().sum()])
-            self._acc[stage] += stats.to(self._acc[stage].dtype)
-            self._count[stage] += target.numel()
-        return loss
+        target = target.float()
+        point = head.mean_from_params(params)
+        sample = head.sample_from_params(params, generator=generator)
+        nll_sum = nll.sum() if nll is not None else point.new_zeros(())
+        count = point.new_full((), target.numel())
+        sums.update(torch.stack([nll_sum, (point - target).square().sum(), (sample - target).square().sum(), count]))
 
-    def _log_stage(self, stage: str, sums: Tensor) -> None:
-        n = sums[3].clamp(min=1)
-        nll, mse, mse_sample = sums[0] / n, sums[1] / n, sums[2] / n
-        if stage == "train":
-            nll = self.net.head.epoch_nll(nll, mse)
+    def _means(self, sums: EpochSums) -> tuple[Tensor, Tensor, Tensor] | None:
+        """(nll, mse, mse_sample) over the epoch so far, summed over ranks; None before any batch."""
+        if sums.update_count == 0:
+            return None
+        total = sums.compute()
+        n = total[3].clamp(min=1)
+        return total[0] / n, total[1] / n, total[2] / n
+
+    def _log_stage(self, stage: str, nll: Tensor, mse: Tensor, mse_sample: Tensor) -> None:
         for name, value in (("nll", nll), ("mse", mse), ("mse_sample", mse_sample)):
-            # already reduced from sums and counts, so equal on every rank; sync_dist's mean of
-            # equal values changes nothing (and keeps Lightning from warning)
+            # reduced over ranks already: sync_dist's mean of equal values changes nothing
             self.log(f"{stage}/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
 
     # -- training ---------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        head = self.net.head
+        params = self.net.params(batch)
+        per_example = head.loss(params, batch["target"])
+        if type(head).loss is Head.loss:  # trained by NLL: the loss is the metric
+            nll = per_example.detach()
+        elif type(head).epoch_nll is Head.epoch_nll:  # the epoch NLL needs per-example values
+            nll = head.nll(params, batch["target"]).detach()
+        else:  # the head derives its epoch NLL from the MSE (the Gaussian)
+            nll = None
+        self._observe(self.train_sums, params, batch["target"], nll, self._seeded(1, self.current_epoch, batch_idx))
+        return per_example.mean()
+
     def on_train_epoch_start(self) -> None:
-        self._reset("train", _metric_seed(self.hparams.metric_seed, 1, self.current_epoch, self.global_rank))
-
-    def training_step(self, batch: dict[str, Tensor] | list[dict[str, Tensor]], batch_idx: int) -> Tensor:
-        # Manual optimisation: one optimizer step per mini-batch. A Lightning batch is one
-        # mini-batch (a dict) or, with ``data.group_batches > 1``, a list of them, which
-        # spreads Lightning's fixed per-batch cost over several steps.
-        batches = batch if isinstance(batch, (list, tuple)) else [batch]
-        if len(batches) > 1 and self.trainer.world_size > 1:
-            raise ValueError("data.group_batches > 1 is for single-process training; set it to 1 under DDP")
-        opt = self.optimizers()
-        hp = self.hparams
-        loss = None
-        for mini in batches:
-            loss = self.compute(mini, "train")
-            self._check_finite(loss, batch_idx)
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            if int(hp.check_finite_every_n_steps) > 1:
-                self._drop_nonfinite_update(loss)
-            if hp.gradient_clip_val:
-                self.clip_gradients(
-                    opt, gradient_clip_val=hp.gradient_clip_val, gradient_clip_algorithm=hp.gradient_clip_algorithm
-                )
-            opt.step()
-        if len(batches) > 1:
-            # Lightning's logging step counts batches; make it count optimizer steps, so that
-            # curves (and log_every_n_steps) do not depend on data.group_batches
-            loop = self.trainer.fit_loop.epoch_loop
-            if hasattr(loop, "_batches_that_stepped"):
-                loop._batches_that_stepped += len(batches) - 1
-        return loss.detach()
-
-    def _drop_nonfinite_update(self, loss: Tensor) -> None:
-        """Between the (sparse) checks, a non-finite loss or gradient must not reach the
-        weights: zero the gradients of such a step, on the device, without a host sync.
-        (The step is then reported at the next check; checkpoints never hold NaN weights.)"""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if not grads:
-            return
-        ok = torch.isfinite(loss.detach())
-        for g in grads:
-            ok = ok & torch.isfinite(g).all()
-        keep = ok.to(grads[0].dtype)
-        for g in grads:
-            g.nan_to_num_(0.0, 0.0, 0.0).mul_(keep)
-        self._nonfinite = (self._nonfinite | ~ok) if self._nonfinite is not None else ~ok
-
-    def _check_finite(self, loss: Tensor, batch_idx: int) -> None:
-        step = self.global_step  # optimizer steps taken before this one
-        every = max(int(self.hparams.check_finite_every_n_steps), 1)
-        bad = ~torch.isfinite(loss.detach())
-        if every == 1:
-            if bad:
-                self._raise_nonfinite(loss, batch_idx, step, step)
-            return
-        if self._nonfinite is None or self._nonfinite.device != loss.device:
-            self._nonfinite = torch.zeros((), dtype=torch.bool, device=loss.device)
-            self._nonfinite_first_step = step
-        self._nonfinite |= bad
-        if (step + 1) % every == 0:
-            if self._nonfinite:
-                self._raise_nonfinite(loss, batch_idx, self._nonfinite_first_step, step)
-            self._nonfinite_first_step = step + 1
-
-    def _raise_nonfinite(self, loss: Tensor, batch_idx: int, first: int, last: int) -> None:
-        steps = f"global step {last}" if first == last else f"one of global steps {first}..{last}"
-        ckpt = ""
-        for cb in getattr(self.trainer, "checkpoint_callbacks", []):
-            path = getattr(cb, "last_model_path", "") or getattr(cb, "best_model_path", "")
-            if path:
-                ckpt = path
-                break
-        where = f"resume from {ckpt} (`--ckpt_path last`)" if ckpt else "no checkpoint has been written yet"
-        raise NonFiniteLossError(
-            f"non-finite training loss at epoch {self.current_epoch}, {steps} (batch {batch_idx} of the epoch); "
-            f"{where}. Try a smaller model.lr, model.gradient_clip_val, or a larger model.min_scale."
-        )
-
-    # -- learning rate: a function of the epoch (stateless, so resuming is exact) ------
-    def lr_factor(self, epoch: int) -> float:
-        hp = self.hparams
-        if hp.anneal_start_epoch is None:
-            return 1.0
-        end = hp.anneal_end_epoch
-        if end is None:
-            end = self.trainer.max_epochs if self._trainer is not None else None
-            if end is None or end < 0:
-                raise ValueError(
-                    "linear annealing needs an end: set trainer.max_epochs or model.anneal_end_epoch "
-                    "(or model.anneal_start_epoch: null for a constant learning rate)"
-                )
-        return _LinearAnneal(hp.anneal_start_epoch, end)(epoch)
-
-    def _set_lr(self, epoch: int) -> None:
-        factor = self.lr_factor(epoch)
-        for opt in self.trainer.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = self.hparams.lr * factor
-
-    def on_train_start(self) -> None:
-        self._set_lr(self.current_epoch)
+        self.train_sums.reset()
+        restored, self._restored_sums = self._restored_sums, None
+        if restored is not None and restored[0] == self.current_epoch and self.global_rank == 0:
+            self.train_sums.update(restored[1].to(self.device))  # resumed inside this epoch
 
     def on_train_epoch_end(self) -> None:
-        # a non-finite step after the last sparse check of the epoch is still reported
-        if self._nonfinite is not None and bool(self._nonfinite):
-            self._raise_nonfinite(torch.tensor(float("nan")), -1, self._nonfinite_first_step, self.global_step - 1)
-        sums = self._reduced("train")
-        if float(sums[3]) > 0:  # also when no validation ran (the Gaussian's noise for generation)
-            self.net.head.observe_training_mse(float(sums[1] / sums[3]))
-        self._log_stage("train", sums)
-        self._set_lr(self.current_epoch + 1)  # logged by LearningRateMonitor at the next epoch start
+        self._check_nonfinite(self.global_step - 1, -1, force=True)
+        means = self._means(self.train_sums)
+        if means is None:
+            return
+        nll, mse, mse_sample = means
+        head = self.net.head
+        head.observe_training_mse(float(mse))  # also when no validation runs (the Gaussian's noise)
+        self._log_stage("train", head.epoch_nll(nll, mse), mse, mse_sample)
+
+    # -- the NaN policy -----------------------------------------------------------------
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        loss = optimizer_closure()  # Lightning's closure: training_step, zero_grad, backward
+        torch_optimizer = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps it
+        grads = [p.grad for g in torch_optimizer.param_groups for p in g["params"] if p.grad is not None]
+        ok = torch.isfinite(loss.detach())
+        if grads:
+            ok = ok & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        step = self.global_step
+        if max(int(self.hparams.check_finite_every_n_steps), 1) == 1:
+            if not bool(ok):
+                self._raise_nonfinite(epoch, batch_idx, step, step)
+            optimizer.step(closure=lambda: loss)  # Lightning's step: gradient clipping, then the update
+            return
+        step_or_undo(ok, torch_optimizer, lambda: optimizer.step(closure=lambda: loss))
+        if self._nonfinite is None:
+            self._nonfinite, self._window_start = ~ok, step
+        else:
+            self._nonfinite |= ~ok
+        self._check_nonfinite(step, batch_idx)
+
+    def _check_nonfinite(self, step: int, batch_idx: int, force: bool = False) -> None:
+        """With sparse checks: raise if a step since the last check was not finite."""
+        every = max(int(self.hparams.check_finite_every_n_steps), 1)
+        if self._nonfinite is None or not (force or (step + 1) % every == 0):
+            return
+        flag, self._nonfinite = self._nonfinite, None
+        if bool(flag):
+            self._raise_nonfinite(self.current_epoch, batch_idx, self._window_start, step)
+
+    def _raise_nonfinite(self, epoch: int, batch_idx: int, first: int, last: int) -> None:
+        steps = f"global step {last}" if first == last else f"one of global steps {first}..{last}"
+        batch = f" (batch {batch_idx} of the epoch)" if batch_idx >= 0 else ""
+        ckpt = next((cb.last_model_path or cb.best_model_path for cb in self.trainer.checkpoint_callbacks
+                     if cb.last_model_path or cb.best_model_path), "")
+        where = f"resume from {ckpt} (`--ckpt_path last`)" if ckpt else "no checkpoint has been written yet"
+        raise NonFiniteLossError(
+            f"non-finite training loss or gradient at epoch {epoch}, {steps}{batch}, not applied; {where}. "
+            "Try a smaller learning rate, trainer.gradient_clip_val, or a larger model.min_scale."
+        )
 
     # -- validation -------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         trainer = self.trainer
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            train = self._reduced("train")
-            if float(train[3]) > 0:
-                self.net.head.observe_training_mse(float(train[1] / train[3]))
-        self._reset("val", _metric_seed(self.hparams.metric_seed, 2, self.global_rank))
+            means = self._means(self.train_sums)
+            if means is not None:  # the Gaussian's variance: the training MSE of the epoch so far
+                self.net.head.observe_training_mse(float(means[1]))
+        self.val_sums.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.compute(batch, "val")
+        params = self.net.params(batch)
+        nll = self.net.head.nll(params, batch["target"])
+        self._observe(self.val_sums, params, batch["target"], nll, self._seeded(2, batch_idx))
 
     def on_validation_epoch_end(self) -> None:
-        sums = self._reduced("val")
-        if float(sums[3]) > 0:
-            self.net.head.observe_validation_mse(float(sums[1] / sums[3]))
-        self._log_stage("val", sums)
-
-    # -- optimisation -----------------------------------------------------------------
-    def configure_optimizers(self):
-        hp = self.hparams
-        params = list(self.parameters())
-        # fused kernels (one pass over all parameters) where the device supports them
-        fused = {"fused": True} if all(p.device.type in ("cpu", "cuda") for p in params) else {}
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, **fused)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay, **fused)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay, **fused)
-        else:
-            raise ValueError(f"optimizer must be sgd, adam or adamw, not {hp.optimizer!r}")
-        return opt
-
-    # -- logging of hyperparameters ---------------------------------------------------
-    def on_fit_start(self) -> None:
-        if self.global_rank != 0:
+        means = self._means(self.val_sums)
+        if means is None:
             return
+        nll, mse, mse_sample = means
+        self.net.head.observe_validation_mse(float(mse))
+        self._log_stage("val", nll, mse, mse_sample)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            self.log("hp_metric", nll.float(), sync_dist=True)  # TensorBoard's HPARAMS tab
+
+    # -- checkpoints and logged hyperparameters ----------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the training sums of the epoch so far, summed over ranks (every rank runs this hook)
+        if self.train_sums.update_count > 0:
+            checkpoint[TRAIN_SUMS_KEY] = {"epoch": self.current_epoch, "sums": self.train_sums.compute().cpu()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ARCH_HPARAMS:
+            if saved.get(key) is not None and saved[key] != self.hparams.get(key):
+                raise ConfigError(
+                    f"the checkpoint has {key}={saved[key]}, the data {key}={self.hparams.get(key)}; a checkpoint "
+                    "can only be trained or validated on data with the same window and phone set"
+                )
+        old, new = saved.get("data_fingerprint"), self.hparams.get("data_fingerprint")
+        if old is not None and new is not None and old != new:
+            rank_zero_warn(f"the checkpoint was trained on data {old}, the datamodule holds {new}")
+        sums = checkpoint.get(TRAIN_SUMS_KEY)
+        self._restored_sums = (int(sums["epoch"]), sums["sums"]) if sums is not None else None
+
+    def on_fit_start(self) -> None:
         from pytorch_lightning.loggers import TensorBoardLogger
 
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                write_hparams_summary(logger, dict(self.hparams), self._extra_hparams())
+        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if loggers and self.global_rank == 0:
+            params = {**self.hparams, **self._run_settings()}
+            for logger in loggers:  # the HPARAMS tab, with hp_metric = val/nll (logged each validation)
+                logger.log_hyperparams(params, metrics={"hp_metric": float("nan")})
 
-    def _extra_hparams(self) -> dict[str, Any]:
-        extra = {"n_parameters": sum(p.numel() for p in self.parameters())}
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "hparams"):
-            for k, v in dm.hparams.items():
-                extra[f"data.{k}"] = v
+    def _run_settings(self) -> dict[str, Any]:
         t = self.trainer
-        extra.update({
+        settings: dict[str, Any] = {
+            "n_parameters": sum(p.numel() for p in self.parameters()),
             "trainer.max_epochs": t.max_epochs, "trainer.world_size": t.world_size,
             "trainer.precision": str(t.precision), "trainer.gradient_clip_val": t.gradient_clip_val,
             "trainer.accumulate_grad_batches": t.accumulate_grad_batches,
-        })
-        return extra
-
-
-METRIC_TAGS = ("train/nll", "train/mse", "train/mse_sample", "val/nll", "val/mse", "val/mse_sample")
-
-
-def write_hparams_summary(logger, hparams: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    """Write TensorBoard's HPARAMS session for a run, listing the metric tags (no values)."""
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    flat: dict[str, Any] = {}
-    for k, v in {**hparams, **(extra or {})}.items():
-        if isinstance(v, bool) or isinstance(v, (int, float, str)):
-            flat[k] = v
-        elif v is None:
-            flat[k] = "None"
-        elif isinstance(v, torch.Tensor) and v.numel() == 1:
-            flat[k] = v.item()
-        else:
-            flat[k] = str(v)
-    exp, ssi, sei = hparams_summary(flat, {tag: 0.0 for tag in METRIC_TAGS})
-    writer = logger.experiment._get_file_writer()
-    for summary in (exp, ssi, sei):
-        writer.add_summary(summary)
+        }
+        for i, opt in enumerate(t.optimizers):
+            settings[f"optimizer.{i}"] = type(opt).__name__
+            settings.update({f"optimizer.{i}.{k}": v for k, v in opt.defaults.items()
+                             if isinstance(v, (int, float, str, bool))})
+        for i, config in enumerate(t.lr_scheduler_configs):
+            settings[f"lr_scheduler.{i}"] = type(config.scheduler).__name__
+        return settings
