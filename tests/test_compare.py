@@ -433,6 +433,10 @@ def _expected_from_metrics_csv(version_dir: Path, tag: str) -> dict:
 
 def test_table_matches_event_files_and_metrics_csv_of_a_real_run(tmp_path):
     tb_dir, csv_dir = _fit_tiny_run(tmp_path / "logs")
+    gen = _write_generated(tb_dir / "generated", tmp_path / "refs", "mixture", kurt=3.0, n=1)
+    meas = json.loads((gen / "measurements.json").read_text())
+    meas["checkpoint"] = str(next((tb_dir / "checkpoints").glob("*.ckpt")))
+    (gen / "measurements.json").write_text(json.dumps(meas))
     res = compare_runs([tb_dir, csv_dir], tmp_path / "report", names=["tb", "csv"])
     tb, from_csv = res["runs"]
     for run, expected in ((tb, _expected_from_event_files), (from_csv, _expected_from_metrics_csv)):
@@ -452,8 +456,11 @@ def test_table_matches_event_files_and_metrics_csv_of_a_real_run(tmp_path):
         assert run["metrics"]["val/mse_sample"]["min_epoch"] == 5
         assert run["curves"]["val/nll"]["epoch"] == [1, 3, 5]  # not the point indices 0, 1, 2
         assert run["curves"]["train/nll"]["epoch"] == list(range(len(VAL_NLL)))
-    assert [Path(c).name for c in tb["checkpoints"]] == ["epoch=5-step=18.ckpt"]
+    assert [(Path(c["path"]).name, c["epoch"], c["step"]) for c in tb["checkpoints"]] == [
+        ("epoch=5-step=18.ckpt", 5, 18)]
     assert not from_csv["checkpoints"]
+    wavs = (tmp_path / "report" / "report.md").read_text().split("### WAV files")[1]
+    assert "epoch=5-step=18.ckpt (epoch 5, step 18)" in wavs
     rows = {r["name"]: r for r in csv.DictReader((tmp_path / "report" / "table.csv").open())}
     assert float(rows["tb"]["min_val_nll"]) == pytest.approx(-1.09, abs=1e-6)
     assert rows["tb"]["min_val_nll_epoch"] == rows["csv"]["min_val_nll_epoch"] == "3"
@@ -505,6 +512,8 @@ def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
         "model": {"class_path": "waveform_mdn.models.WaveformPredictor",
                   "init_args": {"head": "mixture", "components": 4, "data_fingerprint": None}},
         "data": {"path": "/data/x", "batch_size": 128}}))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "broken.ckpt").write_bytes(b"PK\x03\x04 not a checkpoint")
     hp = compare.read_hparams(run)
     assert (hp.head, hp.components, hp.data_fingerprint, hp.norm_std) == ("mixture", 4, FP, 0.05)
     assert hp.model["batch_size"] == 128 and hp.model["window"] == 240
@@ -512,3 +521,4 @@ def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
     assert [r["components"] for r in res["runs"]] == [4, 3]
     diffs = (tmp_path / "report" / "report.md").read_text().split("## Hyperparameters that differ")[1]
     assert "| components | 4 | 3 |" in diffs
+    assert "broken.ckpt (unreadable)" in (tmp_path / "report" / "report.md").read_text()

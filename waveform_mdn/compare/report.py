@@ -38,7 +38,7 @@ GENERATED_TEXT = (
 def _runs_section(runs: list[Run]) -> list[str]:
     rows = [[r.name, r.model, r.hparams.head, str(r.hparams.components), f"`{r.hparams.data_fingerprint}`",
              f"{fmt(r.hparams.norm_mean)} / {fmt(r.hparams.norm_std)}", f"`{r.version_dir.resolve()}`",
-             ", ".join(p.name for p in r.checkpoints) or "none"] for r in runs]
+             ", ".join(c.describe() for c in r.checkpoints) or "none"] for r in runs]
     md = ["## Runs", "", md_table(["name", "model", "head", "K", "data fingerprint", "norm mean / std",
                                     "event dir", "checkpoints"], rows, numeric_from=99), ""]
     md += [f"- {r.name}: `{r.given}` → {r.version_note}." for r in runs if r.version_note]
@@ -82,10 +82,11 @@ def _wav_section(gen_rows, out_dir: Path) -> list[str]:
         return []
     md = ["### WAV files", ""]
     refs: dict[str, Path] = {}
-    for label, _, m in gen_rows:
+    for label, run, m in gen_rows:
         meta = [f"measurements: [{m.file.name}]({link(m.file, out_dir)})"]
         if m.checkpoint:
-            meta.append(f"checkpoint: `{m.checkpoint}`")
+            known = [c for c in run.checkpoints if c.path.resolve() == Path(m.checkpoint).resolve()]
+            meta.append(f"checkpoint: `{m.checkpoint}`" + (f", {known[0].describe()}" if known else ""))
         if m.settings:
             meta.append("settings: " + ", ".join(f"`{k}={v}`" for k, v in m.settings.items()))
         md += [f"#### {label}", "", "; ".join(meta), ""]
@@ -132,7 +133,8 @@ def _run_summary(r: Run) -> dict[str, Any]:
         "name": r.name, "run_dir": r.given, "version_dir": r.version_dir, "version_note": r.version_note,
         "model": r.model, "head": hp.head, "components": hp.components, "data_fingerprint": hp.data_fingerprint,
         "norm_mean": hp.norm_mean, "norm_std": hp.norm_std, "hparams_files": hp.files,
-        "checkpoints": r.checkpoints, "epochs": r.n_epochs,
+        "checkpoints": [{"path": c.path, "epoch": c.epoch, "step": c.step} for c in r.checkpoints],
+        "epochs": r.n_epochs,
         "metrics": {tag: c.summary() for tag, c in r.curves.items()},
         "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": c.values} for tag, c in r.curves.items()},
         "notes": r.notes,

@@ -145,6 +145,34 @@ def same_norm(a: Any, b: Any) -> bool:
         math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12) for x, y in zip(a_list, b_list))
 
 
+# ----------------------------------------------------------------------------- checkpoints
+@dataclass
+class Checkpoint:
+    path: Path
+    epoch: int | None  #: Lightning's ``epoch`` when it was saved (None: unreadable)
+    step: int | None  #: its ``global_step``
+
+    def describe(self) -> str:
+        if self.epoch is None:
+            return f"{self.path.name} (unreadable)"
+        return f"{self.path.name} (epoch {self.epoch}, step {self.step})"
+
+
+def read_checkpoints(version_dir: Path) -> list[Checkpoint]:
+    """The ``*.ckpt`` files in ``<version_dir>/checkpoints`` with the epoch and step they
+    were saved at (memory-mapped, weights-only loads: the weights are not read)."""
+    import torch
+
+    found = []
+    for path in sorted((version_dir / CHECKPOINT_DIR).glob("*.ckpt")):
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            found.append(Checkpoint(path, int(ckpt["epoch"]), int(ckpt["global_step"])))
+        except Exception:  # a truncated or foreign file: listed, not fatal for a comparison
+            found.append(Checkpoint(path, None, None))
+    return found
+
+
 # ----------------------------------------------------------------------------- runs
 @dataclass
 class Run:
@@ -156,7 +184,7 @@ class Run:
     curves: dict[str, Curve]
     n_epochs: int | None
     tags: list[str]
-    checkpoints: list[Path]  #: the ``*.ckpt`` files in ``<version_dir>/checkpoints``
+    checkpoints: list[Checkpoint]
     generated: list[Any] = field(default_factory=list)  #: Measurements, attached later
     notes: list[str] = field(default_factory=list)
 
@@ -199,9 +227,8 @@ def load_run(name: str, given: Path) -> Run:
         raise CompareError(f"run {name} ({version_dir}) has no validation scalars "
                            f"({', '.join(VAL_TAGS)}); scalar tags found: "
                            f"{', '.join(scalars.tags) or 'none'}")
-    ckpt_dir = version_dir / CHECKPOINT_DIR
-    checkpoints = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
-    run = Run(name, given, version_dir, note, hp, scalars.curves, scalars.n_epochs, scalars.tags, checkpoints)
+    run = Run(name, given, version_dir, note, hp, scalars.curves, scalars.n_epochs, scalars.tags,
+              read_checkpoints(version_dir))
     for tag in VAL_TAGS:
         curve = scalars.curves.get(tag)
         if curve is None:
