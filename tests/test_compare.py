@@ -521,4 +521,4 @@ def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
     assert [r["components"] for r in res["runs"]] == [4, 3]
     diffs = (tmp_path / "report" / "report.md").read_text().split("## Hyperparameters that differ")[1]
     assert "| components | 4 | 3 |" in diffs
-    assert "broken.ckpt (unreadable)" in (tmp_path / "report" / "report.md").read_text()
+    assert "broken.ckpt (epoch not readable)" in (tmp_path / "report" / "report.md").read_text()

@@ -11,16 +11,17 @@ then ``config.yaml`` ``model.init_args``, ``model``, ``data.init_args``, ``data`
 from __future__ import annotations
 
 import math
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..contract import CHECKPOINT_DIR, CONFIG_FILE, HPARAMS_FILE
+from ..contract import CHECKPOINT_DIR, CONFIG_FILE, HPARAMS_FILE, METRIC_TAGS
 from .errors import CompareError, DataMismatchError
 from .scalars import EVENT_GLOB, INDEX_SOURCE, Curve, has_scalars, read_scalars
 
-VAL_TAGS = ("val/nll", "val/mse", "val/mse_sample")
+VAL_TAGS = tuple(tag for tag in METRIC_TAGS if tag.startswith("val/"))
 HEAD_LABELS = {"gaussian": "MLP", "mixture": "MDN"}
 REQUIRED = ("head", "data_fingerprint", "norm_mean", "norm_std")
 _VERSION_RE = re.compile(r"version_(\d+)")
@@ -112,7 +113,7 @@ def read_hparams(version_dir: str | Path) -> Hparams:
     for section in _sections(hparams, config):
         for key, value in section.items():
             if value is not None and not isinstance(value, dict) and not str(key).startswith("_"):
-                found.setdefault(str(key), value)
+                found.setdefault(str(key), list(value) if isinstance(value, tuple) else value)
     where = " and ".join(files)
     missing = [k for k in REQUIRED if k not in found]
     if "components" not in found and found.get("head") not in (None, "gaussian"):
@@ -149,12 +150,12 @@ def same_norm(a: Any, b: Any) -> bool:
 @dataclass
 class Checkpoint:
     path: Path
-    epoch: int | None  #: Lightning's ``epoch`` when it was saved (None: unreadable)
+    epoch: int | None  #: Lightning's ``epoch`` when it was saved (None: not readable)
     step: int | None  #: its ``global_step``
 
     def describe(self) -> str:
         if self.epoch is None:
-            return f"{self.path.name} (unreadable)"
+            return f"{self.path.name} (epoch not readable)"
         return f"{self.path.name} (epoch {self.epoch}, step {self.step})"
 
 
@@ -168,7 +169,8 @@ def read_checkpoints(version_dir: Path) -> list[Checkpoint]:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             found.append(Checkpoint(path, int(ckpt["epoch"]), int(ckpt["global_step"])))
-        except Exception:  # a truncated or foreign file: listed, not fatal for a comparison
+        except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
+            # truncated, foreign, or holding objects a weights-only load refuses: listed, not fatal
             found.append(Checkpoint(path, None, None))
     return found
 

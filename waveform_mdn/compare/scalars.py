@@ -88,12 +88,11 @@ class Curve:
 @dataclass
 class Scalars:
     """What a run logged: the metric curves found, the number of epochs (largest logged
-    ``epoch`` + 1; None without an ``epoch`` scalar), every scalar tag, and the files read."""
+    ``epoch`` + 1; None without an ``epoch`` scalar) and every scalar tag."""
 
     curves: dict[str, Curve]
     n_epochs: int | None
     tags: list[str]
-    source: str
 
 
 def has_scalars(directory: Path) -> bool:
@@ -104,11 +103,8 @@ def read_scalars(version_dir: str | Path, tags: Iterable[str] = METRIC_TAGS) -> 
     """The curves of ``tags`` in ``version_dir``: from its event files, else its ``metrics.csv``."""
     version_dir = Path(version_dir)
     files = sorted(p for p in version_dir.glob(EVENT_GLOB) if p.is_file())
-    if files:
-        calls, source = _event_calls(files), f"{len(files)} TensorBoard event file(s)"
-    else:
-        calls, source = _csv_calls(version_dir / CSV_FILE), CSV_FILE
-    return _curves_from_calls(calls, tuple(tags), source)
+    calls = _event_calls(files) if files else _csv_calls(version_dir / CSV_FILE)
+    return _curves_from_calls(calls, tuple(tags))
 
 
 class Call(NamedTuple):
@@ -173,7 +169,7 @@ def _epoch_of(call: Call, epochs_at: dict[int, set[int]]) -> int | None:
     return next(iter(at_step)) if len(at_step) == 1 else None
 
 
-def _curves_from_calls(calls: list[Call], tags: tuple[str, ...], source: str) -> Scalars:
+def _curves_from_calls(calls: list[Call], tags: tuple[str, ...]) -> Scalars:
     epochs_at: dict[int, set[int]] = defaultdict(set)
     for call in calls:
         if EPOCH_TAG in call.values and math.isfinite(call.values[EPOCH_TAG]):
@@ -185,7 +181,7 @@ def _curves_from_calls(calls: list[Call], tags: tuple[str, ...], source: str) ->
             _append(points[tag], Point(call.file, call.step, float32(value), epoch))
     epochs = [p.epoch for kept in points.values() for p in kept if p.epoch is not None]
     curves = {tag: Curve.from_points(tag, points[tag]) for tag in tags if points.get(tag)}
-    return Scalars(curves, max(epochs) + 1 if epochs else None, sorted(points), source)
+    return Scalars(curves, max(epochs) + 1 if epochs else None, sorted(points))
 
 
 def _append(points: list[Point], point: Point) -> None:
