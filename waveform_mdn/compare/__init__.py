@@ -4,7 +4,8 @@
   a CSVLogger's ``metrics.csv``);
 * :mod:`.runs`: a run (:class:`Run`): version directory, hyperparameters, curves, checkpoints;
 * :mod:`.measurements`: generated-audio measurements (``measurements.json``);
-* :mod:`.tables`, :mod:`.plots`, :mod:`.report`: the report directory;
+* :mod:`.tables`, :mod:`.plots`, :mod:`.markdown`: what the report shows;
+* :mod:`.report`: :func:`compare_runs`, which writes the report directory;
 * :mod:`.cli`: the command line.
 
 How to read the numbers: ``docs/comparison.md``.
