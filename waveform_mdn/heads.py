@@ -131,8 +131,8 @@ class Head(nn.Module):
         the scale floor)."""
         if torch.is_autocast_enabled(features.device.type):
             with torch.autocast(features.device.type, enabled=False):
-                return F.linear(features.float(), self.proj.weight, self.proj.bias)
-        return F.linear(features, self.proj.weight, self.proj.bias).float()
+                return self.proj(features.float())
+        return self.proj(features).float()
 
     # -- the interface --------------------------------------------------------------
     def params(self, features: Tensor) -> tuple[Tensor, ...]:

@@ -49,14 +49,16 @@ class Sampling:
         if not (self.temperature_weights >= 0 and self.temperature_scales >= 0):
             raise GenerationError("temperatures must be >= 0")
 
-    def step_function(self, head: nn.Module) -> Callable[[tuple[Tensor, ...], Tensor | None], Tensor]:
-        """``(params, noise) -> value [N]``: the head's own sampler, mean or mode."""
+    def step_function(self, head: nn.Module) -> Callable[[Tensor, Tensor | None], Tensor]:
+        """``(features, noise) -> value [N]``: the head's ``params``, then its own sampler,
+        mean or mode (the functions training metrics use)."""
         tw, ts = float(self.temperature_weights), float(self.temperature_scales)
+        params = head.params
         if self.mode == "sample":
-            return lambda params, noise: head.sample_from_noise(params, noise, tw, ts)
+            return lambda features, noise: head.sample_from_noise(params(features), noise, tw, ts)
         if self.mode == "mean":
-            return lambda params, noise: head.mean_from_params(params, tw)
-        return lambda params, noise: head.mode_from_params(params)
+            return lambda features, noise: head.mean_from_params(params(features), tw)
+        return lambda features, noise: head.mode_from_params(params(features))
 
 
 @dataclass
@@ -227,7 +229,7 @@ def _run(step: StepNetwork, bias: ContextBias, noise: StreamNoise | None, value,
     lo, hi = streams.clip
     feed = streams.predictions is None
     guard = torch.empty(buf.shape[0], device=buf.device)
-    params = step.params
+    features = step.features
     C = _chunk_size(buf.shape[0], bias.hidden, chunk)
     for c0 in range(streams.start, n, C):
         c1 = min(c0 + C, n)
@@ -237,7 +239,7 @@ def _run(step: StepNetwork, bias: ContextBias, noise: StreamNoise | None, value,
         noises = noise.take(c1 - c0).unbind(0) if noise is not None else itertools.repeat(None)
         values = []
         for window, row, z, slot in zip(windows, rows, noises, slots):
-            x = value(params(window, row), z)
+            x = value(features(window, row), z)
             values.append(x)
             if feed:  # what is fed back (and kept) is finite and inside the clip range
                 torch.clamp(torch.nan_to_num(x, 0.0, hi, lo, out=guard), lo, hi, out=slot)

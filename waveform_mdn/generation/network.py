@@ -110,12 +110,13 @@ class StepNetwork:
             return F.gelu(h)
         return self.other_act(h)
 
-    def params(self, window: Tensor, context_bias: Tensor) -> tuple[Tensor, ...]:
-        """The head's parameters for ``window [N, W]`` and the first layer's context part."""
+    def features(self, window: Tensor, context_bias: Tensor) -> Tensor:
+        """What the head copy reads, for ``window [N, W]`` and the first layer's context
+        part (the trunk's output; with the fold, its sigmoid form)."""
         h = self.activate(torch.addmm(context_bias, window, self.w1t, out=self.h_first))
         for wt, b, out in self.layers:
             h = self.activate(torch.addmm(b, h, wt, out=out))
-        return self.head.params(h)
+        return h
 
 
 class ContextBias:
