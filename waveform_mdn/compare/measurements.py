@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..audio_metrics import METRIC_KEYS
 from ..contract import MEASUREMENTS_FILE
 from .errors import CompareError
 from .runs import Run
 
 #: Per-file measurements shown side by side, in this order (other numeric keys follow).
-GEN_KEYS = ("rms_db", "kurtosis", "periodicity", "f0_mean_hz", "voiced_fraction",
-            "lsd_db", "mcd_db", "f0_rmse_hz", "voicing_agreement", "f0_corr")
+GEN_KEYS = tuple(k for k in METRIC_KEYS if not k.startswith("ref_"))
 #: Single-signal measurements that also exist for the reference as ``ref_<key>``.
-REF_KEYS = ("rms_db", "kurtosis", "periodicity", "f0_mean_hz", "voiced_fraction")
+REF_KEYS = tuple(k[len("ref_"):] for k in METRIC_KEYS if k.startswith("ref_"))
 #: Numeric per-file keys that are not measurements of the sound.
 NOT_MEASURED = {"clipped", "sample_rate", "duration_s", "ref_duration_s", "nonfinite_replaced"}
 
