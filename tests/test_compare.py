@@ -258,6 +258,13 @@ def test_missing_things_are_clear_errors(runs, tmp_path, capsys):
     assert main(["compare", str(runs["mlp"]), "--out", str(tmp_path / "r4"),
                  "--names", "a,b"]) == 2
 
+    # a report directory that cannot be made (its parent is a file): one line naming it
+    (tmp_path / "afile").write_text("x")
+    capsys.readouterr()
+    assert main(["compare", str(runs["mlp"]), "--out", str(tmp_path / "afile" / "r")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "afile" in err
+
     # a CSVLogger dir whose metrics.csv is damaged: one line naming the file, nothing written
     damaged = tmp_path / "csvrun"
     damaged.mkdir()

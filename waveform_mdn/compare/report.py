@@ -15,12 +15,13 @@ from ..audio_io import write_json, write_text
 from .errors import CompareError
 from .measurements import attach_generated, natural_means
 from .plots import plot_curves, plot_generated
-from .runs import Run, check_same_data, default_names, load_run
 from .markdown import markdown
+from .runs import Run, check_same_data, default_names, load_run
 from .tables import NATURAL, csv_text, generated_rows, text_table, validation_table
 
 #: Every file the report holds; stale ones from an earlier report are removed.
 OUTPUT_FILES = ("report.md", "table.csv", "summary.json", "curves.png", "generated.png")
+
 
 def json_safe(obj: Any) -> Any:
     """Plain JSON data: non-finite floats become null, paths strings."""
@@ -120,8 +121,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Seq
     natural = natural_means([m for _, _, m in generated_rows(runs)])
     summary = json_safe({"title": title, "same_data": not data_warning,
                          "runs": [_run_summary(r) for r in runs], "natural_speech": natural})
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as exc:
+        raise CompareError(f"cannot write the report into {out_dir}: {exc}") from exc
     try:
         produced = _write_files(staging, out_dir, runs, summary, table, data_warning, title)
         publish(staging, out_dir, produced)

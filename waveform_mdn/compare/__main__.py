@@ -1,0 +1,7 @@
+"""``python -m waveform_mdn.compare ...`` is ``waveform-mdn compare ...``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
