@@ -1,4 +1,7 @@
-"""``waveform-mdn compare`` on fake runs written with Lightning's TensorBoardLogger."""
+"""``waveform-mdn compare`` on runs written by Lightning's own loggers: fake curves through
+TensorBoardLogger.log_metrics, event files written record by record with SummaryWriter,
+and real tiny Trainer runs (TensorBoardLogger + CSVLogger, resumed runs); the tables are
+checked against known answers and against the files read directly."""
 
 from __future__ import annotations
 
