@@ -101,6 +101,19 @@ def test_teacher_forced_generation_equals_forward_pass(prepared, head, fields, c
         torch.testing.assert_close(pred[k, W:], expect, atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "gelu"])
+def test_teacher_forced_generation_equals_forward_pass_other_activations(prepared, activation):
+    model = make_model(prepared, "mixture", activation=activation)
+    n = W + 300
+    items, ref = streams_for(prepared, [0, 2], n)
+    pred = G.generate(model, G.sequence_contexts(items, n, "target", W), n, given=ref[:, :W], teacher=ref,
+                      mode="mean")
+    for k, i in enumerate([0, 2]):
+        batch = NextSampleDataset(prepared, split=None, sequences=[i]).get_batch(torch.arange(300))
+        expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
+        torch.testing.assert_close(pred[k, W:], expect, atol=2e-5, rtol=2e-5)
+
+
 def test_teacher_forced_zero_pad_with_silence_prime(prepared):
     """pad="zero": positions 0 .. W-1 are predicted from a window of silence before the
     sequence, exactly as ``NextSampleDataset(pad="zero")`` builds them."""

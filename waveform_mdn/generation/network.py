@@ -67,7 +67,7 @@ class StepNetwork:
         self.act = _activation_name(net.act0)
         self.fold = fold_tanh and self.act == "tanh"
         self.input_scale = 2.0 if self.fold else 1.0  # of the first layer (context bias included)
-        self.other_act = net.act0
+        self.activate = self._activation(net.act0)
         f32 = dict(device=device, dtype=torch.float32)
         self.w1t = (self.input_scale * net.window_proj.weight.detach().to(**f32)).t().contiguous()
         self.h_first = torch.empty(n_streams, self.w1t.shape[1], **f32)
@@ -99,16 +99,15 @@ class StepNetwork:
                 head.var.fill_(gaussian_scale(head, variance) ** 2)
         return head
 
-    def activate(self, h: Tensor) -> Tensor:
+    def _activation(self, module: nn.Module):
+        """The activation, in place where torch allows (chosen once, called every step)."""
         if self.fold or self.act == "sigmoid":
-            return torch.sigmoid(h, out=h)
+            return lambda h: torch.sigmoid(h, out=h)
         if self.act == "tanh":
-            return torch.tanh(h, out=h)
+            return lambda h: torch.tanh(h, out=h)
         if self.act == "relu":
-            return h.relu_()
-        if self.act == "gelu":
-            return F.gelu(h)
-        return self.other_act(h)
+            return torch.relu_
+        return F.gelu if self.act == "gelu" else module
 
     def features(self, window: Tensor, context_bias: Tensor) -> Tensor:
         """What the head copy reads, for ``window [N, W]`` and the first layer's context
