@@ -2,7 +2,7 @@
 
 ``prepare`` and ``corpus-info`` come from :mod:`data_prep.cli`; ``fit`` (and ``validate``)
 from :mod:`waveform_mdn.train` (LightningCLI); ``generate`` from
-:mod:`waveform_mdn.generation.cli`; ``compare`` from :mod:`waveform_mdn.compare`. Each module is
+:mod:`waveform_mdn.generation.cli`; ``compare`` from :mod:`waveform_mdn.compare.cli`. Each module is
 imported only when its subcommand runs, so ``prepare`` starts quickly.
 """
 
@@ -18,7 +18,7 @@ COMMANDS = {
     "validate": ("waveform_mdn.train", "validate a checkpoint (LightningCLI)"),
     "generate": ("waveform_mdn.generation.cli", "sample waveforms from a checkpoint"),
     "evaluate": ("waveform_mdn.generation.cli", "measure WAV files against references"),
-    "compare": ("waveform_mdn.compare", "compare runs: table, plots, Markdown report"),
+    "compare": ("waveform_mdn.compare.cli", "compare runs: table, curves, audio measurements, Markdown report"),
     "versions": (None, "print the installed versions of torch, torchaudio, Lightning, ... on one line"),
 }
 
