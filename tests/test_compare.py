@@ -470,7 +470,7 @@ def test_table_matches_event_files_and_metrics_csv_of_a_real_run(tmp_path):
         ("epoch=5-step=18.ckpt", 5, 18)]
     assert not from_csv["checkpoints"]
     wavs = (tmp_path / "report" / "report.md").read_text().split("### WAV files")[1]
-    assert "epoch=5-step=18.ckpt (epoch 5, step 18)" in wavs
+    assert "epoch=5-step=18.ckpt` (epoch 5, step 18)" in wavs
     rows = {r["name"]: r for r in csv.DictReader((tmp_path / "report" / "table.csv").open())}
     assert float(rows["tb"]["min_val_nll"]) == pytest.approx(-1.09, abs=1e-6)
     assert rows["tb"]["min_val_nll_epoch"] == rows["csv"]["min_val_nll_epoch"] == "3"

@@ -73,7 +73,7 @@ def _wav_section(gen_rows, out_dir: Path) -> list[str]:
         meta = [f"measurements: [{m.file.name}]({link(m.file, out_dir)})"]
         if m.checkpoint:
             known = [c for c in run.checkpoints if c.path.resolve() == Path(m.checkpoint).resolve()]
-            meta.append(f"checkpoint: `{m.checkpoint}`" + (f", {known[0].describe()}" if known else ""))
+            meta.append(f"checkpoint: `{m.checkpoint}`" + (f" ({known[0].saved_at})" if known else ""))
         if m.settings:
             meta.append("settings: " + ", ".join(f"`{k}={v}`" for k, v in m.settings.items()))
         md += [f"#### {label}", "", "; ".join(meta), ""]

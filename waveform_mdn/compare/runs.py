@@ -153,10 +153,12 @@ class Checkpoint:
     epoch: int | None  #: Lightning's ``epoch`` when it was saved (None: not readable)
     step: int | None  #: its ``global_step``
 
+    @property
+    def saved_at(self) -> str:
+        return "epoch not readable" if self.epoch is None else f"epoch {self.epoch}, step {self.step}"
+
     def describe(self) -> str:
-        if self.epoch is None:
-            return f"{self.path.name} (epoch not readable)"
-        return f"{self.path.name} (epoch {self.epoch}, step {self.step})"
+        return f"{self.path.name} ({self.saved_at})"
 
 
 def read_checkpoints(version_dir: Path) -> list[Checkpoint]:
