@@ -224,9 +224,11 @@ def test_cli_with_names_and_generated(runs, tmp_path, capsys):
 
 
 def test_different_data_refused(runs, tmp_path, capsys):
+    from waveform_mdn.cli import main as waveform_mdn_main  # the `waveform-mdn` command
+
     out = tmp_path / "refused"
-    rc = main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out),
-               "--names", "mlp,other"])
+    rc = waveform_mdn_main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out),
+                            "--names", "mlp,other"])
     err = capsys.readouterr().err
     assert rc == 2
     assert "mlp" in err and "other" in err and FP in err and "fp-other-9999" in err
