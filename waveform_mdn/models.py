@@ -72,21 +72,27 @@ class NonFiniteLossError(RuntimeError):
 
 class EpochSums(Metric):
     """Sums of per-example NLL, squared error of the mean and of one draw, and the example
-    count (float64). ``compute()`` sums them over DDP ranks: the means of a sharded epoch
-    equal those of one process."""
+    count (float64). ``compute()`` returns ``[nll_sum, se_sum, se_sample_sum, count]``
+    summed over DDP ranks: the means of a sharded epoch equal those of one process."""
 
     full_state_update = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("sums", torch.zeros(4, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("nll", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("se", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, stats: Tensor) -> None:
-        """``stats = [nll_sum, se_sum, se_sample_sum, count]``."""
-        self.sums += stats.to(self.sums.dtype)
+    def update(self, se: Tensor, count: int | Tensor, nll: Tensor | None = None) -> None:
+        """``se = [se_sum, se_sample_sum]`` of a batch of ``count`` examples, ``nll`` its NLL
+        sum (None: not measured; a head that derives its epoch NLL from the MSE)."""
+        self.se += se
+        self.count += count
+        if nll is not None:
+            self.nll += nll
 
     def compute(self) -> Tensor:
-        return self.sums
+        return torch.cat([self.nll.view(1), self.se, self.count.view(1)])
 
 
 def _metric_seed(*parts: int) -> int:
@@ -97,10 +103,10 @@ def _metric_seed(*parts: int) -> int:
 
 
 @torch.no_grad()
-def step_or_undo(ok: Tensor, optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> None:
-    """Run ``step()``; where the device flag ``ok`` is false, put the parameters and the
-    optimizer state back as they were. No host sync, except at a step that creates the
-    optimizer's state (the first one), whose new state is dropped if ``ok`` is false."""
+def step_or_undo(step_ok: Callable[[], Tensor], optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> None:
+    """Run ``step()``; where the device flag ``step_ok()`` (read after it) is false, put the
+    parameters and the optimizer state back as they were. No host sync, except at a step that
+    creates the optimizer's state (the first one), whose new state is dropped if not ok."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     fresh = [p for p in params if p not in optimizer.state]
     saved = [
@@ -109,6 +115,7 @@ def step_or_undo(ok: Tensor, optimizer: torch.optim.Optimizer, step: Callable[[]
         for t in (p, *(v for v in optimizer.state.get(p, {}).values() if isinstance(v, Tensor)))
     ]
     step()
+    ok = step_ok()
     for t, old in saved:
         t.copy_(torch.where(ok.to(t.device), t, old))
     if any(p in optimizer.state for p in fresh) and not bool(ok):
@@ -181,6 +188,8 @@ class WaveformPredictor(pl.LightningModule):
         self.train_sums = EpochSums()
         self.val_sums = EpochSums()
         self._generator: torch.Generator | None = None
+        self._loss = self._step_ok = torch.ones(())  # the last loss sum, its step's finiteness flag
+        self._batch_idx = 0
         self._nonfinite: Tensor | None = None  # any non-finite step since the last check (device flag)
         self._window_start = 0
         self._restored_sums: tuple[int, Tensor] | None = None
@@ -207,16 +216,12 @@ class WaveformPredictor(pl.LightningModule):
         return self._generator.manual_seed(_metric_seed(self.hparams.metric_seed, *parts, self.global_rank))
 
     @torch.no_grad()
-    def _observe(self, sums: EpochSums, params: tuple[Tensor, ...], target: Tensor, nll: Tensor | None,
+    def _observe(self, sums: EpochSums, params: tuple[Tensor, ...], target: Tensor, nll_sum: Tensor | None,
                  generator: torch.Generator) -> None:
-        """Add one batch to ``sums``: detached tensors, no host sync."""
+        """Add one batch to ``sums``: a few operations on detached tensors, no host sync."""
         head = self.net.head
-        target = target.float()
-        point = head.mean_from_params(params)
-        sample = head.sample_from_params(params, generator=generator)
-        nll_sum = nll.sum() if nll is not None else point.new_zeros(())
-        count = point.new_full((), target.numel())
-        sums.update(torch.stack([nll_sum, (point - target).square().sum(), (sample - target).square().sum(), count]))
+        draws = torch.stack([head.mean_from_params(params), head.sample_from_params(params, generator=generator)])
+        sums.update((draws - target.float()).square().sum(-1), target.numel(), nll_sum)
 
     def _means(self, sums: EpochSums) -> tuple[Tensor, Tensor, Tensor] | None:
         """(nll, mse, mse_sample) over the epoch so far, summed over ranks; None before any batch."""
@@ -233,17 +238,18 @@ class WaveformPredictor(pl.LightningModule):
 
     # -- training ---------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        head = self.net.head
+        head, target = self.net.head, batch["target"]
         params = self.net.params(batch)
-        per_example = head.loss(params, batch["target"])
+        loss_sum = head.loss(params, target).sum()
         if type(head).loss is Head.loss:  # trained by NLL: the loss is the metric
-            nll = per_example.detach()
+            nll_sum = loss_sum.detach()
         elif type(head).epoch_nll is Head.epoch_nll:  # the epoch NLL needs per-example values
-            nll = head.nll(params, batch["target"]).detach()
-        else:  # the head derives its epoch NLL from the MSE (the Gaussian)
-            nll = None
-        self._observe(self.train_sums, params, batch["target"], nll, self._seeded(1, self.current_epoch, batch_idx))
-        return per_example.mean()
+            nll_sum = head.nll(params, target).detach().sum()
+        else:  # the head derives its epoch NLL from the MSE (the Gaussian): none per step
+            nll_sum = None
+        self._observe(self.train_sums, params, target, nll_sum, self._seeded(1, self.current_epoch, batch_idx))
+        self._loss = loss_sum.detach()  # for the finiteness check before the update
+        return loss_sum / target.numel()
 
     def on_train_epoch_start(self) -> None:
         self.train_sums.reset()
@@ -262,24 +268,32 @@ class WaveformPredictor(pl.LightningModule):
         self._log_stage("train", head.epoch_nll(nll, mse), mse, mse_sample)
 
     # -- the NaN policy -----------------------------------------------------------------
-    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
-        loss = optimizer_closure()  # Lightning's closure: training_step, zero_grad, backward
-        torch_optimizer = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps it
-        grads = [p.grad for g in torch_optimizer.param_groups for p in g["params"] if p.grad is not None]
-        ok = torch.isfinite(loss.detach())
-        if grads:
-            ok = ok & torch.isfinite(torch.nn.utils.get_total_norm(grads))
-        step = self.global_step
-        if max(int(self.hparams.check_finite_every_n_steps), 1) == 1:
-            if not bool(ok):
-                self._raise_nonfinite(epoch, batch_idx, step, step)
-            optimizer.step(closure=lambda: loss)  # Lightning's step: gradient clipping, then the update
-            return
-        step_or_undo(ok, torch_optimizer, lambda: optimizer.step(closure=lambda: loss))
-        if self._nonfinite is None:
-            self._nonfinite, self._window_start = ~ok, step
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning calls this between the backward pass and the update: check the loss and
+        the gradients, then clip as ``trainer.gradient_clip_val``/``_algorithm`` say (by
+        norm: with the gradient norm the check computed; by value: Lightning's own)."""
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        self._step_ok = torch.isfinite(norm) & torch.isfinite(self._loss)
+        if max(int(self.hparams.check_finite_every_n_steps), 1) == 1 and not bool(self._step_ok):
+            self._raise_nonfinite(self.current_epoch, self._batch_idx, self.global_step, self.global_step)
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
         else:
-            self._nonfinite |= ~ok
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        self._batch_idx = batch_idx
+        if max(int(self.hparams.check_finite_every_n_steps), 1) == 1:  # checked before the update
+            optimizer.step(closure=optimizer_closure)
+            return
+        step = self.global_step
+        torch_optimizer = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps it
+        step_or_undo(lambda: self._step_ok, torch_optimizer, lambda: optimizer.step(closure=optimizer_closure))
+        if self._nonfinite is None:
+            self._nonfinite, self._window_start = ~self._step_ok, step
+        else:
+            self._nonfinite |= ~self._step_ok
         self._check_nonfinite(step, batch_idx)
 
     def _check_nonfinite(self, step: int, batch_idx: int, force: bool = False) -> None:
@@ -314,7 +328,7 @@ class WaveformPredictor(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         params = self.net.params(batch)
         nll = self.net.head.nll(params, batch["target"])
-        self._observe(self.val_sums, params, batch["target"], nll, self._seeded(2, batch_idx))
+        self._observe(self.val_sums, params, batch["target"], nll.sum(), self._seeded(2, batch_idx))
 
     def on_validation_epoch_end(self) -> None:
         means = self._means(self.val_sums)
