@@ -528,7 +528,7 @@ def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
     (run / "checkpoints" / "broken.ckpt").write_bytes(b"PK\x03\x04 not a checkpoint")
     hp = compare.read_hparams(run)
     assert (hp.head, hp.components, hp.data_fingerprint, hp.norm_std) == ("mixture", 4, FP, 0.05)
-    assert hp.model["batch_size"] == 128 and hp.model["window"] == 240
+    assert hp.found["batch_size"] == 128 and hp.found["window"] == 240
     res = compare_runs([run, runs["mdn"]], tmp_path / "report", names=["cfg", "mdn"])
     assert [r["components"] for r in res["runs"]] == [4, 3]
     diffs = (tmp_path / "report" / "report.md").read_text().split("## Hyperparameters that differ")[1]

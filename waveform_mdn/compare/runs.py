@@ -69,7 +69,7 @@ class Hparams:
     norm_mean: float | list[float]
     norm_std: float | list[float]
     files: list[str]  #: the files read
-    model: dict[str, Any]  #: every model hyperparameter found (for the "differ" table)
+    found: dict[str, Any]  #: every key found, first section wins (for the "differ" table)
 
 
 def _load_yaml(file: Path, lightning: bool) -> dict[str, Any]:

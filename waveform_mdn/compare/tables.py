@@ -106,7 +106,7 @@ def csv_text(runs: list[Run]) -> str:
 
 def hparam_diffs(runs: list[Run]) -> list[list[str]]:
     """Rows ``[key, value per run]`` for the hyperparameters whose values differ."""
-    flat = [r.hparams.model for r in runs]
+    flat = [r.hparams.found for r in runs]
     rows = []
     for key in sorted(set().union(*flat)):
         vals = [f.get(key, "—") for f in flat]
