@@ -1,26 +1,26 @@
-"""Training throughput: the Lightning loop vs a bare PyTorch loop, same model, same batches.
+"""Training throughput: ``waveform-mdn fit`` as users run it vs a truly plain PyTorch loop.
 
-    python bench/bench_training.py                       # demo corpus, prepared into a temp dir
-    python bench/bench_training.py --data data/demo --batch-sizes 128 4096 --rounds 3
+    python bench/bench_training.py                        # demo corpus, prepared into a temp dir
+    python bench/bench_training.py --data data/timit_sample --config recipes/timit_sample/conf/mlp.yaml
 
-Loops (each one builds a fresh, identically seeded model and optimizer, and walks the same
-seeded sequence of batches):
+``plain``
+    Written without the project's classes: the prepared files read with numpy, the train
+    split's normalised waveform as one flat float32 tensor, per batch one index gather of the
+    windows (a strided view of the waveform) and a one-hot of the phone context, an
+    ``nn.Sequential`` MLP (``hidden`` x tanh, the config's sizes) on the same inputs, fused
+    Adam, the MSE (Gaussian head) or the mixture NLL by log-sum-exp (mixture head). Nothing
+    else per step.
+``fit``
+    ``waveform_mdn.train`` (LightningCLI) with the config, as a user runs it, with validation
+    and the progress bar off and ``limit_train_batches``/``max_steps`` set to the steps timed;
+    ``num_threads`` and ``data.batch_size`` from the command line. A callback added through
+    ``--trainer.callbacks+=`` stamps ``on_train_batch_end``: fetching the data, every hook,
+    logging and the optimizer step are inside the window.
 
-``bare_dl``
-    ``for batch in datamodule.train_dataloader(): loss = model.compute(batch, "train");
-    opt.zero_grad(); loss.backward(); opt.step()`` -- the loop one would write by hand.
-``bare_preloaded``
-    the same loop over batches gathered beforehand (no data loading at all: the ceiling).
-``lightning``
-    ``Trainer.fit`` with what a recipe uses: TensorBoard logger, ModelCheckpoint
-    (best by ``val/nll`` + last), LearningRateMonitor, the NaN check, epoch-level metrics;
-    validation and the progress bar are off (they are not part of the training loop).
-
-Throughput is examples per second over the steps after ``--warmup``; Lightning is timed
-from ``on_train_batch_end`` of the warm-up step to that of the last step, so fetching the
-data, every hook and the optimizer step are inside the window. The loops are interleaved
-round by round (alternating their order) and the medians are reported, ratios paired
-within a round, because a shared machine's speed drifts. Goal: ``lightning / bare_dl >= 0.9``.
+Throughput is examples per second over the steps after the warm-up, at each thread setting
+(``--threads``, default 1 and 2); the loops alternate round by round and medians are
+reported. The figure of merit is the ratio of each loop's *best* thread setting:
+goal >= 0.8 at batch 128 and >= 0.95 at batch 4096. On a shared machine the numbers are noisy.
 """
 
 from __future__ import annotations
@@ -30,194 +30,225 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import pytorch_lightning as pl  # noqa: E402
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 
-from waveform_mdn.datamodule import WaveformDataModule  # noqa: E402
-from waveform_mdn.models import WaveformPredictor  # noqa: E402
-
-
-def make_model(args, dm: WaveformDataModule) -> WaveformPredictor:
-    torch.manual_seed(args.seed)
-    model = WaveformPredictor(
-        head=args.head, components=args.components, optimizer=args.optimizer, lr=args.lr,
-        anneal_start_epoch=None,
-    )
-    model.set_data_hparams(dm.data_hparams())
-    return model
+DEFAULT_CONFIG = ROOT / "recipes/demo/conf/mlp.yaml"
+# wall time; "thread": the training thread's CPU time, which leaves out the time the thread
+# waits for a core on a busy machine (and the work of other threads: use with 1 thread only)
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
-def make_dm(args, batch_size: int) -> WaveformDataModule:
-    dm = WaveformDataModule(args.data, batch_size=batch_size, num_workers=args.num_workers,
-                            seed=args.seed, persistent_workers=False)
-    dm.setup("fit")
-    return dm
+# -- the plain loop --------------------------------------------------------------------------
+class PlainData:
+    """The train split of a prepared directory as flat tensors (see docs/prepared-format.md)."""
+
+    def __init__(self, path: str, window: int, fields: list[str]):
+        p = Path(path)
+        meta = json.loads((p / "meta.json").read_text())
+        seqs = [s for s in json.loads((p / "sequences.json").read_text()) if s["split"] == "train"]
+        wave = np.load(p / "wave.npy", mmap_mode="r")
+        seg = np.load(p / "segments.npy")
+        mean, std = meta["normalisation"]["mean"], meta["normalisation"]["std"]
+        self.n_ids = len(meta["phones"]) + 1
+        self.window = window
+        columns = {"phone": 2, "prev_phone": 3, "next_phone": 4}
+        waves, labels, targets, offset = [], [], [], 0
+        for s in seqs:
+            a, n = s["start"], s["length"]
+            waves.append((np.asarray(wave[a : a + n], dtype=np.float32) / 32768.0 - mean) / std)
+            rows = seg[s["seg_start"] : s["seg_start"] + s["seg_count"]]
+            lengths = rows[:, 1] - rows[:, 0]
+            labels.append(np.stack([np.repeat(rows[:, columns[f]], lengths) for f in fields], 1))
+            targets.append(np.arange(offset + window, offset + n))
+            offset += n
+        self.wave = torch.from_numpy(np.concatenate(waves))
+        self.labels = torch.from_numpy(np.concatenate(labels))  # [N, fields], the phone context of each sample
+        self.targets = torch.from_numpy(np.concatenate(targets))
+        self.windows = self.wave.unfold(0, window, 1)  # [N - W + 1, W] view: row i = wave[i : i + W]
+        self.eye = torch.eye(self.n_ids)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.targets[idx]
+        onehot = self.eye[self.labels[t]].flatten(1)
+        return torch.cat([self.windows[t - self.window], onehot], 1), self.wave[t]
 
 
-def bare(args, batch_size: int, preload: bool) -> float:
-    dm = make_dm(args, batch_size)
-    model = make_model(args, dm)
-    model.train()
-    opt = model.configure_optimizers()
-    loader = dm.train_dataloader()
-    batches = loader
-    if preload:
-        it = iter(loader)
-        batches = [next(it) for _ in range(args.steps)]
-    stamps = []
-    for i, batch in enumerate(batches):
-        loss = model.compute(batch, "train")
-        if not torch.isfinite(loss):  # the same check the LightningModule makes
-            raise RuntimeError("non-finite loss")
+def plain_model(inputs: int, hidden: list[int], outputs: int) -> torch.nn.Sequential:
+    layers, width = [], inputs
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), torch.nn.Tanh()]
+        width = h
+    return torch.nn.Sequential(*layers, torch.nn.Linear(width, outputs))
+
+
+def mixture_nll(out: torch.Tensor, y: torch.Tensor, min_scale: float) -> torch.Tensor:
+    logits, mu, raw = out.chunk(3, dim=1)
+    scale = torch.nn.functional.softplus(raw) + min_scale
+    comp = -0.5 * ((y[:, None] - mu) / scale) ** 2 - scale.log() - 0.5 * np.log(2 * np.pi)
+    return -torch.logsumexp(torch.log_softmax(logits, 1) + comp, 1).mean()
+
+
+def plain(cfg: dict, data: PlainData, batch_size: int, steps: int, seed: int, clock: str = "wall") -> list[float]:
+    """The plain loop; returns the time stamps after each step."""
+    model_cfg = cfg["model"]
+    mixture = model_cfg.get("head", "gaussian") == "mixture"
+    k = int(model_cfg.get("components", 3))
+    torch.manual_seed(seed)
+    fields = len(data.labels[0])
+    net = plain_model(data.window + fields * data.n_ids, model_cfg.get("hidden", [300, 300]), 3 * k if mixture else 1)
+    lr = cfg.get("optimizer", {}).get("init_args", {}).get("lr", 1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    order = torch.randperm(len(data.targets), generator=torch.Generator().manual_seed(seed))
+    stamps, now = [], CLOCKS[clock]
+    for i in range(steps):
+        x, y = data.batch(order[i * batch_size : (i + 1) * batch_size])
+        out = net(x)
+        loss = mixture_nll(out, y, 1e-3) if mixture else torch.nn.functional.mse_loss(out[:, 0], y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        stamps.append(time.perf_counter())
-        if i == args.steps - 1:
-            break
-    return _rates(stamps, args.warmup, batch_size)
+        stamps.append(now())
+    return stamps
 
 
-def _rates(stamps: list[float], warmup: int, batch_size: int) -> tuple[float, float]:
-    """(mean, median-step) examples/s over the steps after ``warmup``."""
-    t = stamps[warmup - 1 :]
-    steps = [b - a for a, b in zip(t, t[1:])]
-    return batch_size * len(steps) / (t[-1] - t[0]), batch_size / statistics.median(steps)
+# -- fit, the subject ------------------------------------------------------------------------
+class StepStamps(pl.Callback):
+    """Appends a time stamp per training batch; writes them to ``out`` when training ends."""
 
-
-class _Timer(pl.Callback):
-    def __init__(self):
+    def __init__(self, out: str, clock: str = "wall"):
+        self.out = out
+        self.now = CLOCKS[clock]
         self.stamps: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(self.now())
+
+    def on_train_end(self, trainer, pl_module):
+        Path(self.out).write_text(json.dumps(self.stamps))
 
 
-def lightning(args, batch_size: int, workdir: str, group: int = 1) -> tuple[float, float]:
-    dm = WaveformDataModule(args.data, batch_size=batch_size, num_workers=args.num_workers, seed=args.seed,
-                            persistent_workers=False, group_batches=group)
-    model = make_model(args, dm)
-    timer = _Timer()
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=args.steps, limit_val_batches=0, num_sanity_val_steps=0,
-        logger=TensorBoardLogger(workdir, name="bench", default_hp_metric=False),
-        callbacks=[
-            timer,
-            ModelCheckpoint(monitor="val/nll", mode="min", filename="best", save_last=True),
-            LearningRateMonitor(),
-        ],
-        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50,
-    )
-    trainer.fit(model, datamodule=dm)
-    # one stamp per Lightning batch = `group` optimizer steps
-    return _rates(timer.stamps, max(args.warmup // group, 1), batch_size * group)
+def fit(config: str, data: str, batch_size: int, steps: int, threads: int, workdir: str,
+        clock: str = "wall") -> list[float]:
+    from waveform_mdn import train
+
+    out = Path(workdir) / "stamps.json"
+    out.unlink(missing_ok=True)
+    rc = train.main([
+        "fit", "--config", config, "--data.path", data, "--data.batch_size", str(batch_size),
+        "--num_threads", str(threads), "--trainer.max_epochs", "1", "--trainer.max_steps", str(steps),
+        "--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches", "0",
+        "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir", workdir,
+        "--trainer.callbacks+=bench_training.StepStamps", "--trainer.callbacks.out", str(out),
+        "--trainer.callbacks.clock", clock,
+    ])
+    if rc != 0:
+        raise SystemExit(f"waveform-mdn fit failed (exit {rc})")
+    return json.loads(out.read_text())
+
+
+def rate(stamps: list[float], warmup: int, batch_size: int) -> float:
+    """Examples/s at the median step time after ``warmup`` steps: robust to a shared machine's
+    hiccups (the JSON also has the mean over the run)."""
+    t = stamps[warmup - 1 :]
+    return batch_size / statistics.median(b - a for a, b in zip(t, t[1:]))
+
+
+def mean_rate(stamps: list[float], warmup: int, batch_size: int) -> float:
+    t = stamps[warmup - 1 :]
+    return batch_size * (len(t) - 1) / (t[-1] - t[0])
 
 
 def prepare_demo(tmp: str) -> str:
-    from data_prep.prepare import prepare
-
     out = os.path.join(tmp, "demo")
-    prepare("demo", out, progress=False)
+    subprocess.run([sys.executable, "-m", "waveform_mdn.cli", "prepare", "demo", out], check=True,
+                   stdout=subprocess.DEVNULL, cwd=ROOT)
     return out
+
+
+def measure(args, cfg: dict, plain_data: PlainData, tmp: str) -> dict:
+    results = {}
+    for bs, steps in zip(args.batch_sizes, args.steps):
+        warmup = max(steps // 6, 2)
+        runs = {f"{loop}@{t}": [] for t in args.threads for loop in ("plain", "fit")}
+        means = {k: [] for k in runs}
+        for r in range(args.rounds):
+            for key in (list(runs) if r % 2 == 0 else list(reversed(runs))):  # no position bias
+                loop, threads = key.split("@")
+                torch.set_num_threads(int(threads))
+                if loop == "plain":
+                    stamps = plain(cfg, plain_data, bs, steps, args.seed, args.clock)
+                else:
+                    stamps = fit(args.config, args.data, bs, steps, int(threads), tmp, args.clock)
+                runs[key].append(rate(stamps, warmup, bs))
+                means[key].append(mean_rate(stamps, warmup, bs))
+            print(f"batch {bs} round {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in runs.items()), flush=True)
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        best = {loop: max((k for k in med if k.startswith(loop)), key=med.get) for loop in ("plain", "fit")}
+        results[str(bs)] = {"examples_per_s": runs, "mean_examples_per_s": means, "median": med, "best": best,
+                            "ratio": med[best["fit"]] / med[best["plain"]]}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="prepared dataset (default: the demo corpus, prepared into a temp dir)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="the recipe config fit runs (default: %(default)s)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 4096])
     p.add_argument("--steps", type=int, nargs="+", default=None,
-                   help="steps per run, one per batch size (default 600 at <= 512, else 60)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps (default: steps // 6)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--head", default="mixture")
-    p.add_argument("--components", type=int, default=3)
-    p.add_argument("--optimizer", default="sgd")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--group", type=int, default=4,
-                   help="also time Lightning with data.group_batches=GROUP (1: skip)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+                   help="timed steps per run, one per batch size (default 600 at <= 512, else 40)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread settings to try")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                   help="wall time, or the training thread's CPU time (a shared machine; with --threads 1)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
+    if args.clock == "thread" and args.threads != [1]:
+        p.error("--clock thread counts one thread's CPU time: use it with --threads 1")
     warnings.filterwarnings("ignore")
     import logging
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    steps = args.steps or [600 if b <= 512 else 60 for b in args.batch_sizes]
-    if len(steps) == 1:
-        steps = steps * len(args.batch_sizes)
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                           "lightning": pl.__version__},
-               "config": {k: v for k, v in vars(args).items() if k != "json"}, "runs": {}}
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    args.steps = args.steps or [600 if b <= 512 else 40 for b in args.batch_sizes]
+    if len(args.steps) == 1:
+        args.steps = args.steps * len(args.batch_sizes)
+    cfg = yaml.safe_load(Path(args.config).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         if args.data is None:
             args.data = prepare_demo(tmp)
-        user_warmup = args.warmup
-        for bs, n in zip(args.batch_sizes, steps):
-            args.steps, args.warmup = n, (user_warmup or max(n // 6, 2))
-            per = {"bare_dl": [], "bare_preloaded": [], "lightning": []}
-            grouped = f"lightning_group{args.group}"
-            if args.group > 1:
-                per[grouped] = []
-            runners = {
-                "bare_dl": lambda: bare(args, bs, preload=False),
-                "lightning": lambda: lightning(args, bs, tmp),
-                "bare_preloaded": lambda: bare(args, bs, preload=True),
-                grouped: lambda: lightning(args, bs, tmp, group=args.group),
-            }
-            for r in range(args.rounds):
-                order = [k for k in per] if r % 2 == 0 else [k for k in reversed(per)]  # no position bias
-                for k in order:
-                    per[k].append(runners[k]())
-                print(f"batch {bs} round {r}: " + ", ".join(
-                    f"{k} {v[-1][0]:,.0f} (median step {v[-1][1]:,.0f})" for k, v in per.items()), flush=True)
-            out = {}
-            for i, kind in enumerate(("mean", "median_step")):
-                med = {k: statistics.median(x[i] for x in v) for k, v in per.items()}
-                # ratios paired within a round (the machine's speed drifts between rounds)
-                for k in [k for k in per if k.startswith("lightning")]:
-                    ratios = [a[i] / b[i] for a, b in zip(per[k], per["bare_dl"])]
-                    med[f"{k}_vs_bare_dl"] = statistics.median(ratios)
-                    med[f"{k}_vs_bare_dl_range"] = [min(ratios), max(ratios)]
-                med["lightning_vs_bare_preloaded"] = statistics.median(
-                    a[i] / b[i] for a, b in zip(per["lightning"], per["bare_preloaded"]))
-                out[kind] = med
-            results["runs"][str(bs)] = {"examples_per_s": per, **out}
-    print(f"\nexamples/s, median over {args.rounds} interleaved rounds; 'mean' = examples / wall time, "
-          "'median_step' = batch / median step time (robust to a busy machine); ratios: median "
-          "(min-max) of the ratios within each round")
-    g = f"lightning_group{args.group}"
-    head = f"{'batch':>6} {'measure':>12} {'bare_preloaded':>15} {'bare_dl':>10} {'lightning':>10} "
-    head += f"{'L/bare_dl (range)':>22}"
-    if args.group > 1:
-        head += f" {'L_group' + str(args.group):>10} {'Lg/bare_dl (range)':>22}"
-    print(head)
+        data_cfg = cfg.get("data", {})
+        window = data_cfg.get("window") or json.loads((Path(args.data) / "meta.json").read_text()).get("window", 240)
+        fields = cfg["model"].get("context_fields", ["phone", "next_phone"])
+        if data_cfg.get("context", "target") != "target" or data_cfg.get("pad", "skip") not in (None, "skip") \
+                or set(fields) - {"phone", "prev_phone", "next_phone"}:
+            raise SystemExit("the plain loop does context 'target', pad 'skip' and phone fields only")
+        plain_data = PlainData(args.data, int(window), list(fields))
+        results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                               "torch": torch.__version__, "lightning": pl.__version__},
+                   "config": {**{k: v for k, v in vars(args).items() if k != "json"}},
+                   "runs": measure(args, cfg, plain_data, tmp)}
+    print("\nexamples/s, median over rounds (a shared machine: noisy)")
+    print(f"{'batch':>6} " + " ".join(f"{k:>10}" for k in next(iter(results['runs'].values()))["median"])
+          + f" {'fit/plain (best of each)':>26}")
     for bs, r in results["runs"].items():
-        for kind in ("mean", "median_step"):
-            m = r[kind]
-            lo, hi = m["lightning_vs_bare_dl_range"]
-            line = (f"{bs:>6} {kind:>12} {m['bare_preloaded']:>15,.0f} {m['bare_dl']:>10,.0f} "
-                    f"{m['lightning']:>10,.0f} {m['lightning_vs_bare_dl']:>8.3f} ({lo:.2f}-{hi:.2f})")
-            if args.group > 1:
-                lo, hi = m[g + "_vs_bare_dl_range"]
-                line += f" {m[g]:>10,.0f} {m[g + '_vs_bare_dl']:>8.3f} ({lo:.2f}-{hi:.2f})"
-            print(line)
+        line = f"{bs:>6} " + " ".join(f"{v:>10,.0f}" for v in r["median"].values())
+        print(line + f" {r['ratio']:>12.3f} ({r['best']['fit']} / {r['best']['plain']})")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

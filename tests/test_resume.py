@@ -48,7 +48,7 @@ def _epoch(loader: BatchLoader, epoch: int, stop: int | None = None) -> list[lis
 def test_restored_loader_continues_the_interrupted_epoch(prefetch, workers):
     def loader():
         return BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=prefetch,
-                           workers=workers, worker_kwargs={"persistent_workers": False})
+                           workers=workers, worker_kwargs={"persistent_workers": False}, batches_per_gather=6)
 
     straight = loader()
     whole = {e: _epoch(straight, e) for e in (0, 1, 2)}
@@ -88,7 +88,7 @@ def test_loader_hands_out_exactly_the_batches_of_the_sampler(tiny):
     sampler = IndexBatchSampler(len(ds), 37, shuffle=True, seed=3)
     sampler.set_epoch(4)
     want = [ds.get_batch(idx) for idx in sampler]
-    got = list(BatchLoader(ds, sampler, prefetch=2))
+    got = list(BatchLoader(ds, sampler, prefetch=2, batches_per_gather=5))
     assert len(got) == len(want) == len(sampler)
     for a, b in zip(got, want):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import queue
 import threading
 import warnings
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import pytorch_lightning as pl
+from pytorch_lightning.accelerators import CPUAccelerator
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
@@ -43,13 +43,7 @@ from torch.utils.data import DataLoader
 from .data import NextSampleDataset, PreparedDataset
 
 Batch = dict[str, torch.Tensor]
-GATHER_EXAMPLES = 1024  # examples gathered per get_batch call, at least one batch
-
-
-def free_core_for_gathering() -> bool:
-    """True when torch's intra-op threads leave a core of this process free for a gatherer thread."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return torch.get_num_threads() < cores
+GATHER_EXAMPLES = 1024  # the datamodule's loaders gather at least this many examples per get_batch call
 
 
 class IndexBatchSampler:
@@ -180,22 +174,22 @@ class BatchLoader:
     """Iterable of ``dataset.get_batch(idx)`` for each ``idx`` of ``sampler``; resumable.
 
     ``prefetch``: batches gathered ahead by a background thread (0: on demand, in the
-    training thread; None: a thread only when torch's intra-op threads leave a core free
-    for it, see :func:`free_core_for_gathering`). ``workers`` > 0: DataLoader worker
-    processes instead. ``state_dict()`` / ``load_state_dict()`` save and restore the
+    training thread). ``workers`` > 0: DataLoader worker processes instead. Without workers,
+    ``batches_per_gather`` consecutive batches are gathered by one ``get_batch`` call. ``state_dict()`` / ``load_state_dict()`` save and restore the
     position (epoch, batches handed out); Lightning calls them for the training loader.
     Exposes ``sampler`` (Lightning calls its ``set_epoch``) and ``len()`` (a whole epoch,
     also after a restore: Lightning counts the batches done before the checkpoint).
     """
 
     def __init__(
-        self, dataset, sampler: IndexBatchSampler, prefetch: int | None = 2, pin_memory: bool = False,
-        workers: int = 0, worker_kwargs: dict[str, Any] | None = None,
+        self, dataset, sampler: IndexBatchSampler, prefetch: int = 0, pin_memory: bool = False,
+        workers: int = 0, worker_kwargs: dict[str, Any] | None = None, batches_per_gather: int = 1,
     ):
         self.dataset = dataset
         self.sampler = sampler
         self.prefetch = prefetch
         self.pin_memory = bool(pin_memory)
+        self.batches_per_gather = max(int(batches_per_gather), 1)
         self.batch_sampler = None  # read by Lightning's DataLoader checks
         self._from = _FromBatch(sampler)
         self._workers = None
@@ -229,10 +223,9 @@ class BatchLoader:
         return 0
 
     def _gather(self, indices: Iterator[torch.Tensor]) -> Iterator[Batch]:
-        # several small batches per get_batch call (>= GATHER_EXAMPLES examples), handed out
-        # as views: the same batches, a fraction of the per-call cost
-        per_call = max(1, GATHER_EXAMPLES // self.sampler.batch_size)
-        while group := list(itertools.islice(indices, per_call)):
+        # several small batches per get_batch call, handed out as views: the same batches,
+        # a fraction of the per-call cost
+        while group := list(itertools.islice(indices, self.batches_per_gather)):
             whole = self.dataset.get_batch(torch.cat(group) if len(group) > 1 else group[0])
             if self.pin_memory:
                 whole = {k: v.pin_memory() for k, v in whole.items()}
@@ -244,10 +237,9 @@ class BatchLoader:
         if self._workers is not None:
             self._from.start = start
             return iter(self._workers)
-        depth = self.prefetch if self.prefetch is not None else (2 if free_core_for_gathering() else 0)
         indices = self.sampler.batches(start)  # drawn now: the epoch's order is fixed here
         gathered = self._gather(indices)
-        return _in_thread(gathered, depth) if depth > 0 else gathered
+        return _in_thread(gathered, self.prefetch) if self.prefetch > 0 else gathered
 
     def __iter__(self) -> Iterator[Batch]:
         # a generator: nothing runs before the first next(), i.e. after Lightning's
@@ -299,9 +291,10 @@ class WaveformDataModule(pl.LightningDataModule):
             num_workers: DataLoader worker processes (they pay an inter-process copy per
                 batch); 0 (default): gather in the training process (see prefetch).
             prefetch: with num_workers 0: batches gathered ahead by a background thread; 0:
-                on demand, in the training thread; null (default): a thread only when torch's
-                intra-op threads (``num_threads``) leave a core free for it (no competing threads).
-            pin_memory: pin host memory (null: when training on a GPU).
+                on demand, in the training thread; null (default): 2 on a GPU, 0 on a CPU (there
+                the GIL hand-off per batch costs more than the gather, about 50 us per 128
+                examples, and a second busy thread competes for the cores).
+            pin_memory: pin host memory (null: when training on an accelerator).
             persistent_workers: keep workers alive between epochs (with num_workers > 0).
             prefetch_factor: batches prefetched per worker (null: PyTorch's default).
             drop_last: drop the last incomplete training batch of each epoch.
@@ -377,14 +370,15 @@ class WaveformDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
 
     def _loader(self, dataset: NextSampleDataset, sampler: IndexBatchSampler) -> BatchLoader:
-        pin, trainer = self.pin_memory, getattr(self, "trainer", None)
-        if pin is None:  # on a GPU
-            pin = trainer is not None and type(trainer.accelerator).__name__ == "CUDAAccelerator"
+        trainer = getattr(self, "trainer", None)
+        on_cpu = trainer is None or isinstance(trainer.accelerator, CPUAccelerator)
+        pin = self.pin_memory if self.pin_memory is not None else not on_cpu
+        prefetch = self.prefetch if self.prefetch is not None else (0 if on_cpu else 2)
         worker_kwargs: dict[str, Any] = {"persistent_workers": self.persistent_workers}
         if self.prefetch_factor is not None:
             worker_kwargs["prefetch_factor"] = self.prefetch_factor
-        return BatchLoader(dataset, sampler, prefetch=self.prefetch, pin_memory=pin,
-                           workers=self.num_workers, worker_kwargs=worker_kwargs)
+        return BatchLoader(dataset, sampler, prefetch=prefetch, pin_memory=pin, workers=self.num_workers,
+                           worker_kwargs=worker_kwargs, batches_per_gather=GATHER_EXAMPLES // sampler.batch_size)
 
     def train_sampler(self) -> IndexBatchSampler:
         rank, world = self._rank_world()
