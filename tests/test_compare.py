@@ -534,3 +534,20 @@ def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
     diffs = (tmp_path / "report" / "report.md").read_text().split("## Hyperparameters that differ")[1]
     assert "| components | 4 | 3 |" in diffs
     assert "broken.ckpt (epoch not readable)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_event_files_are_read_in_creation_order(tmp_path):
+    """A resumed run's event file (counter .10) comes after the first one (.9) written in
+    the same second: its values win, whatever the name's alphabetical order."""
+    from pytorch_lightning.core.saving import save_hparams_to_yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_hparams_to_yaml(run / "hparams.yaml", _hp_mlp())
+    for counter, nll in ((9, [-0.5, -0.6, -0.7]), (10, [-1.6, -1.7])):
+        part = tmp_path / f"part{counter}"
+        _write_events(part, [(10 * (e + 1), {"val/nll": v, "epoch": e}) for e, v in enumerate(nll, 3 - len(nll))])
+        (file,) = part.glob("events.out.tfevents.*")
+        file.rename(run / f"events.out.tfevents.1796204356.host.4242.{counter}")
+    curve = compare_runs([run], tmp_path / "report")["runs"][0]["curves"]["val/nll"]
+    assert (curve["epoch"], curve["value"]) == ([0, 1, 2], [-0.5, -1.6, -1.7])

@@ -6,7 +6,7 @@ The two loggers keep what belongs to one call:
 
 * TensorBoard event files hold one record per value, in the order written: a metric's
   epoch is the first ``epoch`` record after it at the same step (read in file order,
-  several event files in name order, which is creation order).
+  several event files in creation order: the time, then the counter in their names).
 * A CSVLogger's ``metrics.csv`` holds one row per call, with an ``epoch`` column.
 
 Wall times are never used. A point whose call holds no ``epoch`` takes the epoch logged
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,12 @@ class Scalars:
     tags: list[str]
 
 
+def _creation_order(path: Path) -> list:
+    """Event files are named ``events.out.tfevents.<time>.<host>.<pid>.<n>``: compare the
+    numbers as numbers (``.10`` comes after ``.9``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def has_scalars(directory: Path) -> bool:
     return (directory / CSV_FILE).is_file() or any(p.is_file() for p in directory.glob(EVENT_GLOB))
 
@@ -102,7 +109,7 @@ def has_scalars(directory: Path) -> bool:
 def read_scalars(version_dir: str | Path, tags: Iterable[str] = METRIC_TAGS) -> Scalars:
     """The curves of ``tags`` in ``version_dir``: from its event files, else its ``metrics.csv``."""
     version_dir = Path(version_dir)
-    files = sorted(p for p in version_dir.glob(EVENT_GLOB) if p.is_file())
+    files = sorted((p for p in version_dir.glob(EVENT_GLOB) if p.is_file()), key=_creation_order)
     calls = _event_calls(files) if files else _csv_calls(version_dir / CSV_FILE)
     return _curves_from_calls(calls, tuple(tags))
 
