@@ -10,24 +10,18 @@ import numpy as np
 from .audio_io import atomic_path, int16_to_float
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int, title: str = "",
                     zoom_ms: float | None = None):
     """One row per ``(label, audio)`` (int16 or float audio): its waveform, then its
     spectrogram on one shared dB scale; with ``zoom_ms``, a last panel overlays the
-    middle ``zoom_ms`` milliseconds of every signal. Returns the matplotlib figure."""
-    plt = _pyplot()
+    middle ``zoom_ms`` milliseconds of every signal. Returns a ``matplotlib.figure.Figure``
+    made without pyplot (no global backend or figure registry is touched)."""
+    from matplotlib.figure import Figure
+
     rows = [(label, int16_to_float(x)) for label, x in signals]
     n_axes = 2 * len(rows) + (1 if zoom_ms else 0)
-    fig, axes = plt.subplots(n_axes, 1, figsize=(10, 2.4 * n_axes), squeeze=False, constrained_layout=True)
+    fig = Figure(figsize=(10, 2.4 * n_axes), layout="constrained")
+    axes = fig.subplots(n_axes, 1, squeeze=False)
     axes = axes[:, 0]
     nfft = 512 if sample_rate <= 24000 else 1024
     for r, (label, x) in enumerate(rows):
@@ -56,10 +50,6 @@ def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int,
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
-    """Write ``fig`` as a PNG atomically and close it."""
-    plt = _pyplot()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(str(tmp), dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
+    """Write ``fig`` as a PNG atomically (Agg canvas; no pyplot state)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(str(tmp), dpi=dpi, format="png")
