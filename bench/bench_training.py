@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -142,7 +143,7 @@ class StepStamps(pl.Callback):
 
 
 def fit(config: str, data: str, batch_size: int, steps: int, threads: int, workdir: str,
-        clock: str = "wall") -> list[float]:
+        clock: str = "wall", extra: list[str] = ()) -> list[float]:
     from waveform_mdn import train
 
     out = Path(workdir) / "stamps.json"
@@ -154,7 +155,7 @@ def fit(config: str, data: str, batch_size: int, steps: int, threads: int, workd
         "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
         "--trainer.logger.init_args.save_dir", workdir,
         "--trainer.callbacks+=bench_training.StepStamps", "--trainer.callbacks.out", str(out),
-        "--trainer.callbacks.clock", clock,
+        "--trainer.callbacks.clock", clock, *extra,
     ])
     if rc != 0:
         raise SystemExit(f"waveform-mdn fit failed (exit {rc})")
@@ -193,7 +194,8 @@ def measure(args, cfg: dict, plain_data: PlainData, tmp: str) -> dict:
                 if loop == "plain":
                     stamps = plain(cfg, plain_data, bs, steps, args.seed, args.clock)
                 else:
-                    stamps = fit(args.config, args.data, bs, steps, int(threads), tmp, args.clock)
+                    stamps = fit(args.config, args.data, bs, steps, int(threads), tmp, args.clock,
+                                 shlex.split(args.fit_args))
                 runs[key].append(rate(stamps, warmup, bs))
                 means[key].append(mean_rate(stamps, warmup, bs))
             print(f"batch {bs} round {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in runs.items()), flush=True)
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clock", choices=["wall", "thread"], default="wall",
                    help="wall time, or the training thread's CPU time (a shared machine; with --threads 1)")
+    p.add_argument("--fit-args", default="", help="more arguments for fit, e.g. '--trainer.gradient_clip_val null'")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.clock == "thread" and args.threads != [1]:

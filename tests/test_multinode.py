@@ -1,7 +1,8 @@
 """More than one machine: ``waveform-mdn fit`` under ``torchrun`` as 2 nodes x 1 process on
-localhost (two torchrun launches, c10d rendezvous, gloo, loopback only). Its validation
-metrics must equal a single-process validation of the weights it saved (the method of
-tests/test_ddp.py), and both launches must have joined one 2-process job."""
+localhost (two torchrun launches, c10d rendezvous, gloo, loopback only). Both launches
+must join one 2-process job; its validation metrics must equal a single-process validation
+of the weights it saved (the method of tests/test_ddp.py), and its training must equal a
+single process's with the global batch (same weights, same train and val metrics)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,17 @@ def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path):
     single = {t: scalars(tmp_path / "single" / "mdn" / "run", t)[-1][1] for t in ("val/nll", "val/mse")}
     assert single["val/nll"] == pytest.approx(nodes_metrics["val/nll"], rel=1e-5, abs=1e-6)
     assert single["val/mse"] == pytest.approx(nodes_metrics["val/mse"], rel=1e-5, abs=1e-7)
+
+    # and the training itself: rank r takes every 2nd example of the epoch's permutation from
+    # r on, so the 2 x 32 examples of a step are those of one process's batch of 64
+    one = tmp_path / "one"
+    rc = train.main(["fit", *common, "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
+                     "--trainer.limit_train_batches", "12", "--data.batch_size", "64", "--model.hidden", "[32, 32]",
+                     "--audio.every_n_epochs", "0", "--trainer.logger.init_args.save_dir", str(one)])
+    assert rc == 0
+    for t in ("val/nll", "val/mse", "train/nll", "train/mse"):
+        assert scalars(one / "mdn" / "run", t) == [(11, pytest.approx(scalars(run, t)[-1][1], rel=1e-5, abs=1e-6))], t
+    a = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(one / "mdn/run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
