@@ -163,15 +163,9 @@ class WaveformPredictor(pl.LightningModule):
             check_finite_every_n_steps: how often the training loss and gradients are
                 checked for NaN/inf on the host (1 = every step; larger avoids a device
                 sync per step on GPUs; a non-finite step is never applied either way).
-            data_fingerprint: from the data (``waveform-mdn fit`` links it).
-            norm_mean: from the data.
-            norm_std: from the data.
-            sample_rate: from the data.
-            window: from the data: samples before the target.
-            n_phone_ids: from the data: size of the phone vocabulary.
-            phones: from the data.
-            phone_context: from the data.
-            pad: from the data.
+
+        The others (:data:`DATA_HPARAMS`) come from the data: ``waveform-mdn fit`` links them
+        from the datamodule's ``data_hparams()``.
         """
         super().__init__()
         if head not in HEADS:
@@ -185,13 +179,11 @@ class WaveformPredictor(pl.LightningModule):
             embedding_dim=embedding_dim, hidden=hidden, activation=activation, head=head, components=components,
             min_scale=min_scale,
         )
-        self.train_sums = EpochSums()
-        self.val_sums = EpochSums()
+        self.train_sums, self.val_sums = EpochSums(), EpochSums()
         self._generator: torch.Generator | None = None
         self._loss = self._step_ok = torch.ones(())  # the last loss sum, its step's finiteness flag
-        self._batch_idx = 0
         self._nonfinite: Tensor | None = None  # any non-finite step since the last check (device flag)
-        self._window_start = 0
+        self._batch_idx = self._window_start = 0
         self._restored_sums: tuple[int, Tensor] | None = None
 
     @property
@@ -251,11 +243,16 @@ class WaveformPredictor(pl.LightningModule):
         self._loss = loss_sum.detach()  # for the finiteness check before the update
         return loss_sum / target.numel()
 
-    def on_train_epoch_start(self) -> None:
-        self.train_sums.reset()
+    def on_train_start(self) -> None:
+        # resumed from a checkpoint written inside an epoch (Lightning then continues that
+        # epoch without calling on_train_epoch_start): its sums so far, once (rank 0)
         restored, self._restored_sums = self._restored_sums, None
         if restored is not None and restored[0] == self.current_epoch and self.global_rank == 0:
-            self.train_sums.update(restored[1].to(self.device))  # resumed inside this epoch
+            nll, se_sum, se_sample, count = restored[1].to(self.device).unbind()
+            self.train_sums.update(torch.stack([se_sum, se_sample]), count, nll)
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.reset()
 
     def on_train_epoch_end(self) -> None:
         self._check_nonfinite(self.global_step - 1, -1, force=True)

@@ -49,6 +49,23 @@ class ConfigError(ValueError):
     """A model setting that cannot work (a user error: reported in one line, not a traceback)."""
 
 
+def checked_settings(context_fields: Sequence[str], phone_encoding: str, activation: str,
+                     hidden: Sequence[int]) -> tuple[tuple[str, ...], list[int]]:
+    """The context fields and layer sizes, or a :class:`ConfigError` naming the bad setting."""
+    fields = tuple(context_fields)
+    bad = [f for f in fields if f not in CONTEXT_FIELDS]
+    if bad or len(set(fields)) != len(fields):
+        raise ConfigError(f"context_fields must be distinct names from {CONTEXT_FIELDS}, not {list(fields)}")
+    if phone_encoding not in ("onehot", "embedding"):
+        raise ConfigError(f"phone_encoding must be 'onehot' or 'embedding', not {phone_encoding!r}")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
+    sizes = [int(h) for h in hidden]
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"hidden must list at least one positive layer size, not {sizes}")
+    return fields, sizes
+
+
 class Predictor(nn.Module):
     """Window + phone context -> distribution over the next normalised sample."""
 
@@ -66,17 +83,7 @@ class Predictor(nn.Module):
         min_scale: float = 1e-3,
     ):
         super().__init__()
-        fields = tuple(context_fields)
-        bad = [f for f in fields if f not in CONTEXT_FIELDS]
-        if bad or len(set(fields)) != len(fields):
-            raise ConfigError(f"context_fields must be distinct names from {CONTEXT_FIELDS}, not {list(fields)}")
-        if phone_encoding not in ("onehot", "embedding"):
-            raise ConfigError(f"phone_encoding must be 'onehot' or 'embedding', not {phone_encoding!r}")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
-        hidden = [int(h) for h in hidden]
-        if not hidden or min(hidden) < 1:
-            raise ConfigError(f"hidden must list at least one positive layer size, not {hidden}")
+        fields, hidden = checked_settings(context_fields, phone_encoding, activation, hidden)
         self.window = int(window)
         self.n_phone_ids = int(n_phone_ids)
         self.context_fields = fields
