@@ -177,6 +177,10 @@ def test_tensorboard_tags(demo_runs, name):
     tags = {kind: set().union(*(ea.Tags()[kind] for ea in accs)) for kind in ("scalars", "audio", "images")}
     assert set(METRIC_TAGS) <= tags["scalars"]
     assert "lr-Adam" in tags["scalars"] and "epoch" in tags["scalars"]
+    # the recipe's optimizer (Adam, its lr) and LinearAnnealLR(start 2, end 4) from the command line
+    base = yaml.safe_load((REPO / f"recipes/demo/conf/{name}.yaml").read_text())["optimizer"]["init_args"]["lr"]
+    lr = [v for _, v in sorted(scalars(demo_runs[name], "lr-Adam"))]
+    assert lr == pytest.approx([base, base, base, base / 2])
     assert {"audio/target", "audio/teacher_forced_mean", "audio/teacher_forced_sample",
             "audio/free_running"} <= tags["audio"]
     assert {"figures/teacher_forced", "figures/free_running"} <= set(tags["images"])
