@@ -1,15 +1,18 @@
 """Real DDP: two CPU processes (gloo) train through the CLI on a tiny dataset; the validation
 metrics they log must equal a single-process validation of the same weights (sums and
-counts reduced across ranks, no padding duplicates)."""
+counts reduced across ranks, no padding duplicates); killed inside an epoch and resumed,
+they log the training metrics of the uninterrupted run."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from test_training import REPO, scalars, synthetic_prepared
@@ -59,3 +62,48 @@ def test_ddp_validation_metrics_equal_single_process(tiny, tmp_path, name):
     assert single["val/mse"] == pytest.approx(ddp["val/mse"], rel=1e-5, abs=1e-7)
     # one draw per example, from rank-dependent streams: equal in distribution only
     assert single["val/mse_sample"] == pytest.approx(ddp["val/mse_sample"], rel=0.15)
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILL this process at the end of optimizer step ``step`` (every rank does)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_ddp_mid_epoch_resume_keeps_the_epochs_training_sums(tiny, tmp_path):
+    """A checkpoint written inside an epoch holds that epoch's training sums so far, summed
+    over the ranks, and the resumed run adds them once (rank 0): train/* of the interrupted
+    epoch equal those of the uninterrupted run."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+
+    def fit(save_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "waveform_mdn.train", "fit", "--config", str(REPO / "recipes/demo/conf/mdn.yaml"),
+             "--data.path", str(tiny), "--data.batch_size", "32", "--data.val_batch_size", "2048",
+             "--model.hidden", "[32, 32]", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "10",
+             "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+             "--trainer.enable_progress_bar", "false", "--audio.every_n_epochs", "0",
+             "--checkpoint.every_n_train_steps", "5", "--trainer.logger.init_args.save_dir", str(save_dir), *extra],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+        )
+
+    straight = fit(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = fit(tmp_path / "killed", "--trainer.callbacks+=test_ddp.KillAtStep", "--trainer.callbacks.step", "17")
+    assert killed.returncode != 0
+    ckpt = torch.load(tmp_path / "killed/mdn/run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 15 and ckpt["waveform_mdn_train_sums"]["sums"][3] == 5 * 32 * 2  # both ranks
+    resumed = fit(tmp_path / "killed", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for tag in ("train/nll", "train/mse", "train/mse_sample", "val/nll"):
+        want = dict(scalars(tmp_path / "straight/mdn/run", tag))
+        got = dict(scalars(tmp_path / "killed/mdn/run", tag))  # a step logged twice keeps the later value
+        assert want.keys() == got.keys() and len(want) == 2, tag
+        for step in want:
+            assert got[step] == pytest.approx(want[step], rel=1e-6), (tag, step)
