@@ -7,14 +7,23 @@
     audio = generate_for_sequence(lightning_module, prepared, seq_index, seconds=1.0)  # float32 audio
 """
 
-from .generation.batching import GeneratedAudio, generate_for_sequence, generate_sequences  # noqa: F401
-from .generation.checkpoint import check_data, load_model  # noqa: F401
-from .generation.cli import main, parser_evaluate, parser_generate, run_evaluate, run_generate  # noqa: F401
-from .generation.engine import MODES, GenerationStats, Sampling, generate, stream_seeds  # noqa: F401
-from .generation.inputs import (  # noqa: F401
+from .generation.batching import GeneratedAudio, generate_for_sequence, generate_sequences
+from .generation.checkpoint import check_data, load_model
+from .generation.cli import main, parser_evaluate, parser_generate, run_evaluate, run_generate
+from .generation.engine import MODES, GenerationStats, Sampling, generate, stream_seeds
+from .generation.inputs import (
     CONTEXT_KEYS, NOISE_RMS, PRIMES, GenerationError, PhoneSequence, make_prime, segments_from_labels,
     sequence_contexts, sequence_from_inline, sequence_from_phn, sequence_from_prepared,
 )
-from .generation.network import gaussian_scale  # noqa: F401
-from .generation.noise import BLOCK, StreamNoise  # noqa: F401
-from .generation.writers import measure_entry, safe_name, write_streams  # noqa: F401
+from .generation.network import gaussian_scale
+from .generation.noise import BLOCK, StreamNoise
+from .generation.writers import measure_entry, safe_name, write_streams
+
+__all__ = [
+    "BLOCK", "CONTEXT_KEYS", "MODES", "NOISE_RMS", "PRIMES", "GeneratedAudio", "GenerationError",
+    "GenerationStats", "PhoneSequence", "Sampling", "StreamNoise", "check_data", "gaussian_scale", "generate",
+    "generate_for_sequence", "generate_sequences", "load_model", "main", "make_prime", "measure_entry",
+    "parser_evaluate", "parser_generate", "run_evaluate", "run_generate", "safe_name", "segments_from_labels",
+    "sequence_contexts", "sequence_from_inline", "sequence_from_phn", "sequence_from_prepared", "stream_seeds",
+    "write_streams",
+]

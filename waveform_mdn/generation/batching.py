@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..audio_io import Normalisation
