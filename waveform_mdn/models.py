@@ -271,7 +271,7 @@ class WaveformPredictor(pl.LightningModule):
         norm: with the gradient norm the check computed; by value: Lightning's own)."""
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        self._step_ok = torch.isfinite(norm) & torch.isfinite(self._loss)
+        self._step_ok = torch.isfinite(norm + self._loss)  # not finite if either is not
         if max(int(self.hparams.check_finite_every_n_steps), 1) == 1 and not bool(self._step_ok):
             self._raise_nonfinite(self.current_epoch, self._batch_idx, self.global_step, self.global_step)
         if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
