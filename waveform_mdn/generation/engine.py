@@ -77,6 +77,11 @@ class GenerationStats:
         return self.steps * self.streams / self.seconds if self.seconds > 0 else float("nan")
 
 
+def guarded(x: Tensor, lo: float, hi: float, out: Tensor | None = None) -> Tensor:
+    """``x`` made finite (NaN -> 0, +-inf -> the bounds) and clamped to ``[lo, hi]``."""
+    return torch.clamp(torch.nan_to_num(x, 0.0, hi, lo, out=out), lo, hi, out=out)
+
+
 @dataclass
 class _Streams:
     """The sample buffer of ``N`` streams: column ``W + t`` holds sample ``t``, columns
@@ -105,7 +110,7 @@ class _Streams:
         self.nonfinite += (~finite).sum(0).cpu()
         self.clipped += (finite & ((raw < lo) | (raw > hi))).sum(0).cpu()
         if self.predictions is not None:
-            self.predictions[:, c0 : c0 + len(raw)] = torch.nan_to_num(raw, 0.0, hi, lo).clamp_(lo, hi).t()
+            self.predictions[:, c0 : c0 + len(raw)] = guarded(raw, lo, hi).t()
 
 
 def _streams(N: int, W: int, n: int, device, prime, given, teacher, clip) -> _Streams:
@@ -228,7 +233,6 @@ def _run(step: StepNetwork, bias: ContextBias, noise: StreamNoise | None, value,
     buf, W, n = streams.samples, streams.window, streams.n
     lo, hi = streams.clip
     feed = streams.predictions is None
-    guard = torch.empty(buf.shape[0], device=buf.device)
     features = step.features
     C = _chunk_size(buf.shape[0], bias.hidden, chunk)
     for c0 in range(streams.start, n, C):
@@ -242,5 +246,5 @@ def _run(step: StepNetwork, bias: ContextBias, noise: StreamNoise | None, value,
             x = value(features(window, row), z)
             values.append(x)
             if feed:  # what is fed back (and kept) is finite and inside the clip range
-                torch.clamp(torch.nan_to_num(x, 0.0, hi, lo, out=guard), lo, hi, out=slot)
+                guarded(x, lo, hi, out=slot)
         streams.account(c0, torch.stack(values))
