@@ -465,6 +465,21 @@ def test_cli_generate_and_evaluate(prepared, tmp_path, capsys):
     again = json.loads((out2 / "measurements.json").read_text())
     assert again["files"][0]["rms_db"] == pytest.approx(meas2["files"][0]["rms_db"])
     assert again["files"][0]["info"] == meas2["files"][0]["info"]
+    # re-measured into another directory: the paths still lead to the files
+    elsewhere = tmp_path / "elsewhere" / "m.json"
+    assert G.main(["evaluate", str(out / "measurements.json"), "--out", str(elsewhere)]) == 0
+    moved = json.loads(elsewhere.read_text())
+    for f, f0 in zip(moved["files"], meas["files"]):
+        assert (elsewhere.parent / f["wav"]).resolve() == (out / f0["wav"]).resolve()
+        assert (elsewhere.parent / f["reference"]).resolve() == (out / f0["reference"]).resolve()
+        assert f["lsd_db"] == pytest.approx(f0["lsd_db"]) and f["info"] == f0["info"]
+    # plain WAV files against one reference
+    loose = tmp_path / "loose.json"
+    wavs = [str(out / f["wav"]) for f in meas["files"]]
+    assert G.main(["evaluate", *wavs, "--reference", str(out / "reference" / "MKAL0_SA1.wav"),
+                   "--out", str(loose)]) == 0
+    loose_files = json.loads(loose.read_text())["files"]
+    assert [f["lsd_db"] for f in loose_files] == pytest.approx([f["lsd_db"] for f in meas["files"]])
 
     # errors are reported, not raised
     capsys.readouterr()
