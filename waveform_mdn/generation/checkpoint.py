@@ -23,7 +23,8 @@ def load_model(ckpt: str | Path, device: str = "cpu"):
     try:
         model = models.WaveformPredictor.load_from_checkpoint(str(ckpt), map_location=device)
     except Exception as e:  # noqa: BLE001  (torch raises many kinds for damaged files)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+        reason = f"no {e.args[0]!r} in it" if isinstance(e, KeyError) and e.args else str(e).strip()
+        reason = (reason.splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
         raise GenerationError(f"{ckpt}: not a readable WaveformPredictor checkpoint ({reason})") from None
     if model.net is None:
         raise GenerationError(f"{ckpt}: the checkpoint has no network (window / n_phone_ids unset)")
