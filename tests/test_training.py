@@ -572,3 +572,17 @@ def test_fit_from_a_bad_checkpoint_is_a_clear_error(tmp_path, capsys, synth, dam
     assert len(err.splitlines()) == 1 and str(ckpt) in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # before any work
+
+
+def test_resume_from_a_truncated_last_checkpoint_is_a_clear_error(tmp_path, capsys, synth):
+    run = tmp_path / "runs" / "mlp" / "run" / "checkpoints"
+    model, _ = make(synth, "gaussian")
+    run.mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "epoch": 0}, run / "last.ckpt")
+    (run / "last.ckpt").write_bytes((run / "last.ckpt").read_bytes()[:1000])  # a save cut short
+    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+                     "--data.path", str(synth), "--ckpt_path", "last",
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(run / "last.ckpt") in err, err

@@ -35,7 +35,7 @@ from pytorch_lightning.cli import LightningCLI, LRSchedulerTypeTuple
 from torch.optim import Optimizer
 
 from .callbacks import PredictionAudioLogger
-from .contract import MONITOR
+from .contract import CHECKPOINT_DIR, LAST_CHECKPOINT, MONITOR
 from .datamodule import WaveformDataModule
 from .heads import HEADS
 from .models import DATA_HPARAMS, ConfigError, NonFiniteLossError, WaveformPredictor
@@ -69,8 +69,8 @@ def check_checkpoint(ckpt_path: str | None) -> None:
     path = Path(ckpt_path)
     if not path.is_file():
         raise ConfigError(f"--ckpt_path {path}: no such checkpoint file")
-    try:  # memory-mapped: reads the index, not the tensors
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    try:  # memory-mapped: reads the index, not the tensors; no code runs (weights_only)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001 (truncated, not a zip archive, not a torch file...)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--ckpt_path {path}: not a readable checkpoint ({reason})") from None
@@ -127,6 +127,17 @@ class WaveformCLI(LightningCLI):
             cfg["trainer.callbacks"] = [
                 c for c in callbacks if not str(getattr(c, "class_path", "")).endswith("ProgressBar")
             ]
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last``: the run's own last.ckpt must be readable too (a killed save)."""
+        cfg = self.config[self.subcommand]
+        if cfg.get("ckpt_path") != "last" or self.trainer.checkpoint_callback is None:
+            return
+        dirpath = self.trainer.checkpoint_callback.dirpath
+        if dirpath is None and self.trainer.logger is not None and self.trainer.logger.log_dir is not None:
+            dirpath = Path(self.trainer.logger.log_dir) / CHECKPOINT_DIR  # where ModelCheckpoint will look
+        if dirpath is not None and (Path(dirpath) / LAST_CHECKPOINT).is_file():
+            check_checkpoint(str(Path(dirpath) / LAST_CHECKPOINT))
 
 
 def build_cli(argv: list[str] | None, run: bool = True) -> WaveformCLI:
