@@ -168,14 +168,6 @@ class Predictor(nn.Module):
     ) -> Tensor:
         return self.features_from_bias(window, self.context_bias(phone, next_phone, prev_phone, position))
 
-    def step(
-        self, window: Tensor, bias: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
-    ) -> Tensor:
-        """One generation step: draw the next normalised sample ``[B]``."""
-        return self.head.sample_from_params(
-            self.head.params(self.features_from_bias(window, bias)), generator=generator, temperature=temperature
-        )
-
     # -- batch-level API --------------------------------------------------------------
     def batch_features(self, batch: dict[str, Tensor]) -> Tensor:
         return self.features(
