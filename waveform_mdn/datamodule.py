@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import pytorch_lightning as pl
-from pytorch_lightning.accelerators import CPUAccelerator
 import torch
 import torch.distributed as dist
+from pytorch_lightning.accelerators import CPUAccelerator
 from torch.utils.data import DataLoader
 
 from .data import NextSampleDataset, PreparedDataset
@@ -91,16 +91,16 @@ class IndexBatchSampler:
         return max(math.ceil(largest / self.batch_size), 1)
 
     def batches(self, start: int = 0) -> Iterator[torch.Tensor]:
-        """The batches of the current epoch from batch number ``start`` on."""
+        """The batches of the current epoch from batch number ``start`` on (the epoch's order
+        is drawn by this call, not later)."""
+        bs = self.batch_size
         if self.shuffle:
             idx = self._train_indices()
-            stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
-            for i in range(start * self.batch_size, stop, self.batch_size):
-                yield idx[i : min(i + self.batch_size, stop)]
-        else:
-            a, b = self._eval_bounds(self.rank)
-            positions = torch.arange(a, b, dtype=torch.int64) * self.stride
-            yield from positions.tensor_split(self._eval_n_batches())[start:]
+            stop = len(idx) - len(idx) % bs if self.drop_last else len(idx)
+            return (idx[i : min(i + bs, stop)] for i in range(start * bs, stop, bs))
+        a, b = self._eval_bounds(self.rank)
+        positions = torch.arange(a, b, dtype=torch.int64) * self.stride
+        return iter(positions.tensor_split(self._eval_n_batches())[start:])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self.batches(0)
@@ -175,8 +175,9 @@ class BatchLoader:
 
     ``prefetch``: batches gathered ahead by a background thread (0: on demand, in the
     training thread). ``workers`` > 0: DataLoader worker processes instead. Without workers,
-    ``batches_per_gather`` consecutive batches are gathered by one ``get_batch`` call. ``state_dict()`` / ``load_state_dict()`` save and restore the
-    position (epoch, batches handed out); Lightning calls them for the training loader.
+    ``batches_per_gather`` consecutive batches are gathered by one ``get_batch`` call.
+    ``state_dict()`` / ``load_state_dict()`` save and restore the position (epoch, batches
+    handed out); Lightning calls them for the training loader.
     Exposes ``sampler`` (Lightning calls its ``set_epoch``) and ``len()`` (a whole epoch,
     also after a restore: Lightning counts the batches done before the checkpoint).
     """
