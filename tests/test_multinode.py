@@ -67,7 +67,8 @@ def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path):
     run = tmp_path / "nodes" / "mdn" / "run"
     nodes_metrics = {t: scalars(run, t)[-1][1] for t in ("val/nll", "val/mse")}
     assert [s for s, _ in scalars(run, "val/nll")] == [11]  # 12 steps of a global batch of 2 x 32
-    rc = train.main(["validate", *common, "--model.hidden", "[32, 32]", "--ckpt_path", str(run / "checkpoints/last.ckpt"),
+    rc = train.main(["validate", *common, "--model.hidden", "[32, 32]",
+                     "--ckpt_path", str(run / "checkpoints/last.ckpt"),
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "single")])
     assert rc == 0
     single = {t: scalars(tmp_path / "single" / "mdn" / "run", t)[-1][1] for t in ("val/nll", "val/mse")}
@@ -77,8 +78,8 @@ def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path):
     # and the training itself: rank r takes every 2nd example of the epoch's permutation from
     # r on, so the 2 x 32 examples of a step are those of one process's batch of 64
     one = tmp_path / "one"
-    rc = train.main(["fit", *common, "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
-                     "--trainer.limit_train_batches", "12", "--data.batch_size", "64", "--model.hidden", "[32, 32]",
+    rc = train.main(["fit", *common, "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+                     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "12", "--data.batch_size", "64", "--model.hidden", "[32, 32]",
                      "--audio.every_n_epochs", "0", "--trainer.logger.init_args.save_dir", str(one)])
     assert rc == 0
     for t in ("val/nll", "val/mse", "train/nll", "train/mse"):
