@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                                "torch": torch.__version__, "lightning": pl.__version__},
                    "config": {**{k: v for k, v in vars(args).items() if k != "json"}},
                    "runs": measure(args, cfg, plain_data, tmp)}
-    print("\nexamples/s, median over rounds (a shared machine: noisy)")
+    print("\nexamples/s at the median step time, median over rounds (noisy on a busy machine)")
     print(f"{'batch':>6} " + " ".join(f"{k:>10}" for k in next(iter(results['runs'].values()))["median"])
           + f" {'fit/plain (best of each)':>26}")
     for bs, r in results["runs"].items():
