@@ -90,7 +90,7 @@ class StepNetwork:
         return 2.0 * w, b - w.sum(1)
 
     def _head_copy(self, head: nn.Module, device: torch.device, variance: str) -> nn.Module:
-        head = copy.deepcopy(head).to(device).eval()
+        head = copy.deepcopy(head).to(device=device, dtype=torch.float32).eval()
         with torch.no_grad():
             w, b = self._reads_activation(head.proj.weight.float(), head.proj.bias.float())
             head.proj.weight.copy_(w)
