@@ -84,8 +84,7 @@ def streams_for(prepared, seqs, n):
 def test_teacher_forced_generation_equals_forward_pass(prepared, head, fields, context, fold, n_streams):
     """Step-by-step with the mean instead of a draw == the model on the dataset's batches:
     the buffer indexing, the phone context at every step and the normalisation agree with
-    ``NextSampleDataset`` (what training saw). One stream uses the Python-float tail, six
-    the batched tensor tail."""
+    ``NextSampleDataset`` (what training saw), for one stream and for six."""
     model = make_model(prepared, head, fields, context)
     seqs = [i % len(prepared.sequences) for i in range(n_streams)]
     n = W + N_STEPS
