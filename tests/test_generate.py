@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waveform_mdn import generate as G
 from waveform_mdn.audio_io import write_wav
 from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
-from waveform_mdn.heads import Head, register_head
+from test_heads import LaplaceHead
+from waveform_mdn.heads import register_head
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
@@ -532,17 +532,8 @@ def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
 
 
 @register_head("test_generate_laplace")
-class LaplaceHead(Head):
-    """A head written as the docs say: ``params`` and ``distribution_from_params`` only."""
-
-    n_outputs = 2
-
-    def params(self, features):
-        loc, raw = self.project(features).unbind(-1)
-        return loc, F.softplus(raw) + self.min_scale
-
-    def distribution_from_params(self, params):
-        return torch.distributions.Laplace(*params, validate_args=False)
+class GenerationLaplaceHead(LaplaceHead):
+    """The Laplace head of test_heads (``params`` and ``distribution_from_params`` only)."""
 
 
 def test_a_new_head_generates_through_its_own_functions(prepared):
@@ -574,7 +565,7 @@ def test_generation_changes_no_process_wide_setting(prepared):
 
     seen = []
 
-    class Spy(LaplaceHead):
+    class Spy(GenerationLaplaceHead):
         def params(self, features):
             seen.append((torch.get_num_threads(), gc.isenabled()))
             return super().params(features)

@@ -202,6 +202,19 @@ def test_mixture_mean_and_mode_against_numpy(tw):
 
 
 # -- the plug-in registry ----------------------------------------------------------------
+class LaplaceHead(Head):
+    """A new head as the docs write one: ``params`` and ``distribution_from_params`` only."""
+
+    n_outputs = 2
+
+    def params(self, features):
+        loc, raw = self.project(features).unbind(-1)
+        return loc, F.softplus(raw) + self.min_scale
+
+    def distribution_from_params(self, params):
+        return torch.distributions.Laplace(*params, validate_args=False)
+
+
 def test_registry_and_new_head_is_one_class():
     assert {"gaussian", "mixture"} <= set(HEADS)
     with pytest.raises(ValueError, match="unknown head"):
@@ -209,18 +222,7 @@ def test_registry_and_new_head_is_one_class():
 
     name = "test_laplace"
     if name not in HEADS:
-
-        @register_head(name)
-        class LaplaceHead(Head):
-            n_outputs = 2
-
-            def params(self, features):
-                loc, raw = self.project(features).unbind(-1)
-                return loc, F.softplus(raw) + self.min_scale
-
-            def distribution_from_params(self, params):
-                return torch.distributions.Laplace(*params, validate_args=False)
-
+        register_head(name)(type("RegisteredLaplace", (LaplaceHead,), {}))
     net = Predictor(window=16, n_phone_ids=5, hidden=[8], head=name)
     batch = _batch(4, 16, 5)
     d = net.distribution(batch)
@@ -238,17 +240,7 @@ def test_default_sampler_is_the_inverse_cdf_of_the_distribution():
     mean, and 0 gives the mean."""
     import scipy.stats
 
-    class Laplace(Head):
-        n_outputs = 2
-
-        def params(self, features):
-            loc, raw = self.project(features).unbind(-1)
-            return loc, F.softplus(raw) + self.min_scale
-
-        def distribution_from_params(self, params):
-            return torch.distributions.Laplace(*params, validate_args=False)
-
-    head = Laplace(1)
+    head = LaplaceHead(1)
     loc, scale = torch.full((50_000,), 0.5), torch.full((50_000,), 2.0)
     noise = head.draw_noise((50_000,), torch.Generator().manual_seed(0))
     assert noise.shape == (50_000, 1) and float(noise.min()) > 0 and float(noise.max()) < 1
