@@ -37,7 +37,7 @@ from typing import Any, Iterator, Literal
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from pytorch_lightning.accelerators import CPUAccelerator
+from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 from torch.utils.data import DataLoader
 
 from .data import NextSampleDataset, PreparedDataset
@@ -295,7 +295,7 @@ class WaveformDataModule(pl.LightningDataModule):
                 on demand, in the training thread; null (default): 2 on a GPU, 0 on a CPU (there
                 the GIL hand-off per batch costs more than the gather, about 50 us per 128
                 examples, and a second busy thread competes for the cores).
-            pin_memory: pin host memory (null: when training on an accelerator).
+            pin_memory: pin host memory (null: when training on a CUDA GPU).
             persistent_workers: keep workers alive between epochs (with num_workers > 0).
             prefetch_factor: batches prefetched per worker (null: PyTorch's default).
             drop_last: drop the last incomplete training batch of each epoch.
@@ -373,7 +373,8 @@ class WaveformDataModule(pl.LightningDataModule):
     def _loader(self, dataset: NextSampleDataset, sampler: IndexBatchSampler) -> BatchLoader:
         trainer = getattr(self, "trainer", None)
         on_cpu = trainer is None or isinstance(trainer.accelerator, CPUAccelerator)
-        pin = self.pin_memory if self.pin_memory is not None else not on_cpu
+        on_cuda = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
+        pin = self.pin_memory if self.pin_memory is not None else on_cuda
         prefetch = self.prefetch if self.prefetch is not None else (0 if on_cpu else 2)
         worker_kwargs: dict[str, Any] = {"persistent_workers": self.persistent_workers}
         if self.prefetch_factor is not None:
