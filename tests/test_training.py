@@ -586,3 +586,14 @@ def test_resume_from_a_truncated_last_checkpoint_is_a_clear_error(tmp_path, caps
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(run / "last.ckpt") in err, err
+
+
+def test_a_checkpoint_on_data_with_another_window_is_a_clear_error(demo_runs, demo_prepared, capsys, tmp_path):
+    ckpt = demo_runs["mdn"] / "checkpoints" / "best.ckpt"
+    rc = train.main(["validate", "--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path",
+                     str(demo_prepared), "--data.window", "120", "--ckpt_path", str(ckpt),
+                     "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+                     "--trainer.enable_progress_bar", "false"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "window=240" in err and "window=120" in err, err
