@@ -106,7 +106,9 @@ def _metric_seed(*parts: int) -> int:
 def step_or_undo(step_ok: Callable[[], Tensor], optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> None:
     """Run ``step()``; where the device flag ``step_ok()`` (read after it) is false, put the
     parameters and the optimizer state back as they were. No host sync, except at a step that
-    creates the optimizer's state (the first one), whose new state is dropped if not ok."""
+    creates the optimizer's state (the first one), whose new state is dropped if not ok, and
+    for state kept on another device than the flag (Adam's step count on the CPU for CUDA
+    parameters, unless the optimizer is fused or capturable)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     fresh = [p for p in params if p not in optimizer.state]
     saved = [
@@ -116,8 +118,11 @@ def step_or_undo(step_ok: Callable[[], Tensor], optimizer: torch.optim.Optimizer
     ]
     step()
     ok = step_ok()
+    flags = {ok.device: ok}
     for t, old in saved:
-        t.copy_(torch.where(ok.to(t.device), t, old))
+        if t.device not in flags:
+            flags[t.device] = ok.to(t.device)
+        t.copy_(torch.where(flags[t.device], t, old))
     if any(p in optimizer.state for p in fresh) and not bool(ok):
         for p in fresh:
             optimizer.state.pop(p, None)
