@@ -201,6 +201,74 @@ def test_mixture_mean_and_mode_against_numpy(tw):
     np.testing.assert_allclose(_np(head.mode_from_params(params)), top)
 
 
+# -- the row sampler (Python floats) is the tensor functions, draw for draw -------------
+def _identity_projection_head(name: str, k: int) -> Head:
+    """A head whose projection is the identity, so ``params(rows)`` are the parameters of
+    the projection rows ``rows`` (what ``row_sampler`` reads)."""
+    head = build_head(name, 3 * k if name == "mixture" else 1, components=k)
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.eye(head.proj.weight.shape[0]))
+        head.proj.bias.zero_()
+    return head
+
+
+def _projection_rows(name: str, k: int, n: int, g: torch.Generator) -> torch.Tensor:
+    """Random rows; mixture: logits, means, raw scales, a quarter of the scales at the floor
+    (softplus(-60) ~ 1e-26), some above softplus's linear threshold (20)."""
+    if name == "gaussian":
+        return torch.randn(n, 1, generator=g) * 2
+    logits, means, raw = (torch.randn(n, k, generator=g) * s for s in (3.0, 2.0, 4.0))
+    raw[: n // 4] = -60.0
+    raw[n // 4 : n // 3] += 25.0
+    return torch.cat([logits, means, raw], 1)
+
+
+def _tensor_value(head: Head, mode: str, params, noise, tw: float, ts: float) -> torch.Tensor:
+    if mode == "sample":
+        return head.sample_from_noise(params, noise, tw, ts)
+    return head.mean_from_params(params, tw) if mode == "mean" else head.mode_from_params(params)
+
+
+@pytest.mark.parametrize("name,k,var", [("mixture", 3, None), ("mixture", 1, None), ("gaussian", 1, 0.04),
+                                        ("gaussian", 1, 1e-12)])
+@pytest.mark.parametrize("mode", ["sample", "mean", "mode"])
+def test_row_sampler_equals_the_tensor_functions_draw_for_draw(name, k, var, mode):
+    """``row_sampler(mode, T_w, T_s)(row, noise)`` of every row == the tensor function of
+    ``params`` and the same noise (generation takes one or the other), for T_w, T_s in
+    {0, 0.5, 1, 2}; scales at the floor (mixture raw -60; gaussian var 1e-12) included."""
+    g = torch.Generator().manual_seed(k + 7 * len(mode))
+    head = _identity_projection_head(name, k)
+    if var is not None:
+        head.var.fill_(var)
+    n = 2800
+    rows = _projection_rows(name, k, n, g)
+    noise = head.draw_noise((n,), g)
+    with torch.no_grad():
+        params = head.params(rows)
+    floor = params[1] if name == "gaussian" else params[2][: n // 4]
+    if name == "mixture" or var < head.min_scale**2:
+        torch.testing.assert_close(floor, torch.full_like(floor, head.min_scale))
+    if name == "mixture":  # some NaN logits (in the rows and the parameters alike): torch.argmax
+        rows[:: n // 7, k // 2] = params[0][:: n // 7, k // 2] = float("nan")  # takes the first NaN
+    chosen = set()
+    for tw in (0.0, 0.5, 1.0, 2.0):
+        for ts in (0.0, 0.5, 1.0, 2.0):
+            expect = _tensor_value(head, mode, params, noise, tw, ts).double().numpy()
+            f = head.row_sampler(mode, tw, ts)
+            got = [f(r, z if mode == "sample" else None) for r, z in zip(rows.tolist(), noise.tolist())]
+            np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5, err_msg=f"T_w={tw}, T_s={ts}")
+            chosen.add(np.round(expect[~np.isnan(expect)], 3).tobytes())
+    # the settings matter (the test is not comparing constants)
+    assert len(chosen) >= {"sample": 10 if k > 1 else 4, "mean": 3 if k > 1 else 1, "mode": 1}[mode]
+    assert head.row_sampler is not Head.row_sampler
+
+
+def test_row_sampler_is_absent_from_heads_that_do_not_define_one():
+    assert LaplaceHead(4).row_sampler("sample") is None
+    with pytest.raises(ValueError, match="mode"):
+        MixtureHead(4).row_sampler("median")
+
+
 # -- the plug-in registry ----------------------------------------------------------------
 class LaplaceHead(Head):
     """A new head as the docs write one: ``params`` and ``distribution_from_params`` only."""

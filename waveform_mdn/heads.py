@@ -1,9 +1,8 @@
 """Output heads: the distribution of the next (normalised) sample given trunk features.
 
-A head turns the trunk's features ``[B, H]`` into a :class:`torch.distributions.Distribution`
-with batch shape ``[B]`` over the normalised next sample. NLL, means and samples all come
-from ``torch.distributions`` (``Normal``, ``MixtureSameFamily`` + ``Categorical`` with
-logits), never from hand-written densities.
+A head turns the trunk's features ``[B, H]`` into the parameters of a distribution over
+the normalised next sample; NLLs come from ``torch.distributions`` (``Normal``,
+``MixtureSameFamily`` + ``Categorical`` with logits), never from hand-written densities.
 
 Heads are registered by name; the model builds one with :func:`build_head`. Adding an
 output distribution (mu-law softmax, mixture of logistics, ...) means writing one new
@@ -21,15 +20,11 @@ subclass of :class:`Head` decorated with ``@register_head("name")``; nothing els
 Registered heads
 ----------------
 ``gaussian`` ("MLP")
-    One output: the mean. Trained with the squared error (the maximum-likelihood solution
-    of a Gaussian with a fixed variance). Its variance is *not* predicted: it is the
-    maximum-likelihood estimate, the training MSE, kept in the buffer ``var`` (so it is
-    saved in checkpoints). :class:`~waveform_mdn.models.WaveformPredictor` sets it from the
-    training residuals of the current epoch before each validation (and at the end of each
-    training epoch), so the validation NLL of the MLP is that of
-    ``Normal(mean, sqrt(training MSE))``. The buffer ``valid_mse``
-    holds the MSE of the last validation; ``use_variance("valid")`` copies it into ``var``
-    (e.g. before generation, to sample with the held-out residual variance).
+    One output: the mean, trained with the squared error. Its variance is not predicted:
+    it is the maximum-likelihood estimate, the training MSE, kept in the buffer ``var``
+    (saved in checkpoints) and set by the LightningModule before each validation, so the
+    validation NLL is that of ``Normal(mean, sqrt(training MSE))``. The buffer
+    ``valid_mse`` holds the last validation's MSE (``use_variance("valid")`` copies it).
 ``mixture`` ("MDN")
     ``3 K`` outputs: mixing logits, means, and raw scales mapped through
     ``softplus(raw) + min_scale`` (a floor that keeps the density bounded; on the
@@ -38,26 +33,14 @@ Registered heads
 
 One sampler per head
 --------------------
-Training metrics and generation call the same plain-tensor functions (no
-``torch.distributions`` object is built for the registered heads):
-
-* ``head.params(features) -> tuple[Tensor, ...]`` raw parameters in float32 (the head's
-  projection runs in float32 even under bf16 autocast)
-  (gaussian: ``(mean [B], scale [B])``; mixture: ``(logits [B,K], means [B,K], scales [B,K])``).
-* ``head.draw_noise(shape, generator=None) -> Tensor [*shape, head.noise_size()]``: the
-  random numbers of ``shape`` draws, taken from ``generator`` (gaussian: one standard
-  normal; mixture: ``K`` Gumbel(0, 1), then one standard normal; default: one uniform).
-* ``head.sample_from_noise(params, noise, temperature_weights=1.0, temperature_scales=1.0)
-  -> Tensor [B]``: the draw that this noise gives. ``temperature_weights`` divides the
-  mixture logits (0: the most probable component); ``temperature_scales`` multiplies the
-  scales (0: no Gaussian noise, the chosen component's mean).
-* ``head.sample_from_params(params, generator=None, temperature=1.0)``: both of the above
-  (``temperature`` for weights and scales alike).
-* ``head.mean_from_params(params, temperature_weights=1.0) -> Tensor [B]``: the mean of
-  the tempered distribution (mixture: ``sum softmax(logits / T) * means``; ``T = 0``: the
-  most probable component's mean). ``head.mode_from_params(params)``: the most probable
-  component's mean (the mean, for the Gaussian).
-* ``head.distribution_from_params(params)``: the full Distribution when needed.
+Training metrics and generation call the same plain-tensor functions (see each method):
+``params`` (float32, also under autocast), ``draw_noise``, ``sample_from_noise`` (``T_w``
+divides the mixture logits, 0: the most probable component; ``T_s`` multiplies the scales,
+0: no noise), ``sample_from_params`` (both), ``mean_from_params`` (the tempered mean),
+``mode_from_params``. ``row_sampler(mode, T_w, T_s)`` gives the same value for one draw in
+Python floats, from one row of ``project(features)`` and the same noise: generation uses it
+for a few streams on CPU, where a dozen tiny tensor operations per step cost twice the
+Python (tested equal draw for draw; heads without one are sampled with the tensor functions).
 
 A head that defines only ``params`` and ``distribution_from_params`` (like the Laplace
 example above) samples by inverting its CDF (``Distribution.icdf``) at one uniform number
@@ -75,6 +58,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
 
 HEADS: dict[str, type["Head"]] = {}
+RowSampler = Callable[[list, "list | None"], float]  #: (row of project(features), noise) -> value
 _TINY = 1e-20  #: uniform numbers are kept in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
 _EPS32 = 1e-7
 
@@ -202,6 +186,15 @@ class Head(nn.Module):
         noise = self.draw_noise(self.batch_shape(params), generator, device)
         return self.sample_from_noise(params, noise, temperature, temperature)
 
+    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
+                    temperature_scales: float = 1.0) -> RowSampler | None:
+        """``f(row, noise) -> float``: what ``sample_from_noise`` (``mode="sample"``),
+        ``mean_from_params`` (``"mean"``) or ``mode_from_params`` (``"mode"``) give for one
+        draw, in Python floats: ``row`` is that draw's row of ``project(features)`` and
+        ``noise`` its row of :meth:`draw_noise` (``None`` for "mean" and "mode"). ``None``:
+        this head has no such sampler (the default; callers use the tensor functions)."""
+        return None
+
     # -- hooks used by the LightningModule (no-ops for heads that predict everything) --
     def observe_training_mse(self, mse: float) -> None:
         """Called before each validation with the training MSE of the epoch so far."""
@@ -263,6 +256,14 @@ class GaussianHead(Head):
         if temperature_scales == 0:
             return mean
         return torch.addcmul(mean, scale, noise[..., 0], value=temperature_scales)
+
+    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
+                    temperature_scales: float = 1.0) -> RowSampler:
+        _check_mode(mode)
+        if mode != "sample" or temperature_scales == 0:
+            return lambda row, noise: row[0]
+        spread = float(temperature_scales) * float(self.scale)
+        return lambda row, noise: row[0] + spread * noise[0]
 
     def observe_training_mse(self, mse: float) -> None:
         if math.isfinite(mse) and mse > 0:
@@ -356,3 +357,44 @@ class MixtureHead(Head):
             return mean.squeeze(-1)
         return mean.addcmul_(scales.gather(-1, k), noise[..., self.components :],
                              value=temperature_scales).squeeze(-1)
+
+    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
+                    temperature_scales: float = 1.0) -> RowSampler:
+        _check_mode(mode)
+        K, floor, ts = self.components, self.min_scale, float(temperature_scales)
+        inv_tw = 1.0 / temperature_weights if temperature_weights > 0 else 0.0
+        if mode == "mode" or (mode == "mean" and inv_tw == 0):
+            return lambda row, noise: row[K + _argmax(row[:K])]
+        if mode == "mean":
+            def tempered_mean(row: list[float], noise: None) -> float:
+                logits = [v * inv_tw for v in row[:K]]
+                top = max(logits)
+                w = [math.exp(v - top) for v in logits]
+                return sum(wk * mk for wk, mk in zip(w, row[K : 2 * K])) / sum(w)
+            return tempered_mean
+        def sample(row: list[float], noise: list[float]) -> float:
+            k = _argmax([v * inv_tw + g for v, g in zip(row[:K], noise)] if inv_tw else row[:K])
+            if ts == 0:
+                return row[K + k]
+            return row[K + k] + ts * (_softplus(row[2 * K + k]) + floor) * noise[K]
+        return sample
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("sample", "mean", "mode"):
+        raise ValueError(f"mode must be 'sample', 'mean' or 'mode', not {mode!r}")
+
+
+def _argmax(values: list[float]) -> int:
+    """``torch.argmax`` of a list: the first maximum, or the first NaN if there is one."""
+    k, best = 0, values[0]
+    for c in range(1, len(values)):
+        v = values[c]
+        if v > best or (v != v and best == best):
+            k, best = c, v
+    return k
+
+
+def _softplus(v: float) -> float:
+    """``F.softplus`` of a float (linear above 20, as torch's default threshold)."""
+    return v if v > 20.0 else math.log1p(math.exp(v))
