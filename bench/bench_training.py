@@ -17,6 +17,10 @@
     ``--trainer.callbacks+=`` stamps ``on_train_batch_end``: fetching the data, every hook,
     logging and the optimizer step are inside the window.
 
+``floor`` (``--floor``)
+    The plain loop's net, loss and batches in a bare ``pl.Trainer`` (no logger, checkpoints
+    or callbacks): the part of the gap that is Lightning's own loop.
+
 Throughput is examples per second over the steps after the warm-up, at each thread setting
 (``--threads``, default 1 and 2); the loops alternate round by round and medians are
 reported. The figure of merit is the ratio of each loop's *best* thread setting:
@@ -103,27 +107,77 @@ def mixture_nll(out: torch.Tensor, y: torch.Tensor, min_scale: float) -> torch.T
     return -torch.logsumexp(torch.log_softmax(logits, 1) + comp, 1).mean()
 
 
+class PlainSetup:
+    """The plain net, its loss, fused Adam and the batches, from the config and the data."""
+
+    def __init__(self, cfg: dict, data: PlainData, batch_size: int, steps: int, seed: int):
+        model_cfg = cfg["model"]
+        self.mixture = model_cfg.get("head", "gaussian") == "mixture"
+        k = int(model_cfg.get("components", 3))
+        torch.manual_seed(seed)
+        inputs = data.window + len(data.labels[0]) * data.n_ids
+        self.net = plain_model(inputs, model_cfg.get("hidden", [300, 300]), 3 * k if self.mixture else 1)
+        self.lr = cfg.get("optimizer", {}).get("init_args", {}).get("lr", 1e-3)
+        order = torch.randperm(len(data.targets), generator=torch.Generator().manual_seed(seed))
+        self.batches = (data.batch(order[i * batch_size : (i + 1) * batch_size]) for i in range(steps))
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr, fused=True)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return mixture_nll(out, y, 1e-3) if self.mixture else torch.nn.functional.mse_loss(out[:, 0], y)
+
+
 def plain(cfg: dict, data: PlainData, batch_size: int, steps: int, seed: int, clock: str = "wall") -> list[float]:
     """The plain loop; returns the time stamps after each step."""
-    model_cfg = cfg["model"]
-    mixture = model_cfg.get("head", "gaussian") == "mixture"
-    k = int(model_cfg.get("components", 3))
-    torch.manual_seed(seed)
-    fields = len(data.labels[0])
-    net = plain_model(data.window + fields * data.n_ids, model_cfg.get("hidden", [300, 300]), 3 * k if mixture else 1)
-    lr = cfg.get("optimizer", {}).get("init_args", {}).get("lr", 1e-3)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
-    order = torch.randperm(len(data.targets), generator=torch.Generator().manual_seed(seed))
+    setup = PlainSetup(cfg, data, batch_size, steps, seed)
+    opt = setup.optimizer()
     stamps, now = [], CLOCKS[clock]
-    for i in range(steps):
-        x, y = data.batch(order[i * batch_size : (i + 1) * batch_size])
-        out = net(x)
-        loss = mixture_nll(out, y, 1e-3) if mixture else torch.nn.functional.mse_loss(out[:, 0], y)
+    for x, y in setup.batches:
+        loss = setup.loss(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         stamps.append(now())
     return stamps
+
+
+class _FloorModule(pl.LightningModule):
+    def __init__(self, setup: PlainSetup):
+        super().__init__()
+        self.setup_ = setup
+        self.net = setup.net
+
+    def training_step(self, batch, batch_idx):
+        return self.setup_.loss(*batch)
+
+    def configure_optimizers(self):
+        return self.setup_.optimizer()
+
+
+class _Batches:
+    def __init__(self, setup: PlainSetup, steps: int):
+        self.setup, self.steps = setup, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        return self.setup.batches
+
+
+def lightning_floor(cfg: dict, data: PlainData, batch_size: int, steps: int, seed: int,
+                    clock: str = "wall") -> list[float]:
+    """The plain loop's net, loss and batches in a bare ``pl.Trainer`` (no logger, no
+    checkpoints, no callbacks but the time stamps): what Lightning's own loop costs."""
+    setup = PlainSetup(cfg, data, batch_size, steps, seed)
+    stamps = StepStamps(os.devnull, clock)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[stamps])
+    trainer.fit(_FloorModule(setup), train_dataloaders=_Batches(setup, steps))
+    return stamps.stamps
 
 
 # -- fit, the subject ------------------------------------------------------------------------
@@ -185,14 +239,16 @@ def measure(args, cfg: dict, plain_data: PlainData, tmp: str) -> dict:
     results = {}
     for bs, steps in zip(args.batch_sizes, args.steps):
         warmup = max(steps // 6, 2)
-        runs = {f"{loop}@{t}": [] for t in args.threads for loop in ("plain", "fit")}
+        loops = ("plain", "fit", "floor") if args.floor else ("plain", "fit")
+        runs = {f"{loop}@{t}": [] for t in args.threads for loop in loops}
         means = {k: [] for k in runs}
         for r in range(args.rounds):
             for key in (list(runs) if r % 2 == 0 else list(reversed(runs))):  # no position bias
                 loop, threads = key.split("@")
                 torch.set_num_threads(int(threads))
-                if loop == "plain":
-                    stamps = plain(cfg, plain_data, bs, steps, args.seed, args.clock)
+                if loop in ("plain", "floor"):
+                    stamps = (plain if loop == "plain" else lightning_floor)(cfg, plain_data, bs, steps, args.seed,
+                                                                             args.clock)
                 else:
                     stamps = fit(args.config, args.data, bs, steps, int(threads), tmp, args.clock,
                                  shlex.split(args.fit_args))
@@ -219,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", choices=["wall", "thread"], default="wall",
                    help="wall time, or the training thread's CPU time (a shared machine; with --threads 1)")
     p.add_argument("--fit-args", default="", help="more arguments for fit, e.g. '--trainer.gradient_clip_val null'")
+    p.add_argument("--floor", action="store_true",
+                   help="also time the plain net and batches in a bare pl.Trainer (Lightning's own cost)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.clock == "thread" and args.threads != [1]:
