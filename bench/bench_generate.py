@@ -2,11 +2,16 @@
 
     python bench/bench_generate.py                 # MDN (K=3) and MLP, 1 and 64 streams, 1 and 2 threads
     python bench/bench_generate.py --heads mixture --streams 1 --threads 1 --json out.json
+    python bench/bench_generate.py --streams 1 2 4 8 --threads 1 --sampler auto tensor
 
 Goals (issue 9, 2-core CPU): MDN, 1 stream, 1 thread >= 45,000 samples/s; MDN, 64
 streams, 2 threads >= 300,000 samples/s in aggregate. Threads are set here, as the
 ``waveform-mdn generate`` entry point sets them (``generate`` itself changes no
 process-wide setting).
+
+``--sampler tensor`` makes every step take the head's tensor functions (``auto``: the
+head's row sampler in Python floats for up to ``ROW_STREAMS`` streams on CPU, as
+``generate`` does): the comparison that keeps (or removes) the row sampler.
 
 The model is randomly initialised (speed does not depend on the weights); the phone
 sequence is synthetic (segments of 40-160 ms). Each configuration runs ``--repeats``
@@ -59,7 +64,7 @@ def synthetic_sequence(n: int, seed: int) -> G.PhoneSequence:
     return G.PhoneSequence(f"synthetic{seed}", table, n)
 
 
-def run_once(model, n_streams: int, steps: int, threads: int, mode: str) -> float:
+def run_once(model, n_streams: int, steps: int, threads: int, mode: str, sampler: str) -> tuple[float, str]:
     seqs = [synthetic_sequence(steps, k) for k in range(n_streams)]
     ctx = G.sequence_contexts(seqs, steps, "target", 240)
     prime, _ = G.make_prime("noise", n_streams, 240, 0.0, 0.1, list(range(n_streams)))
@@ -67,10 +72,11 @@ def run_once(model, n_streams: int, steps: int, threads: int, mode: str) -> floa
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        G.generate(model, ctx, steps, prime=prime, mode=mode, clip=(-10.0, 10.0), stats=st)
+        G.generate(model, ctx, steps, prime=prime, mode=mode, clip=(-10.0, 10.0), stats=st,
+                   row_sampler=False if sampler == "tensor" else None)
     finally:
         torch.set_num_threads(old)
-    return st.samples_per_second
+    return st.samples_per_second, st.sampler
 
 
 def _loop_times(fns: dict, steps: int, rounds: int = 7) -> dict[str, float]:
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", nargs="+", type=int, default=[1, 64])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--mode", default="sample", choices=G.MODES)
+    p.add_argument("--sampler", nargs="+", default=["auto"], choices=["auto", "tensor"],
+                   help="auto: as generate chooses; tensor: the head's tensor functions at every step")
     p.add_argument("--seconds", type=float, default=2.0, help="audio per stream and run for 1 stream")
     p.add_argument("--steps-many", type=int, default=4000, help="steps per run with several streams")
     p.add_argument("--repeats", type=int, default=3)
@@ -144,37 +152,37 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# waveform-mdn generate benchmark: torch {torch.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start, mode {a.mode}")
-    print("| head | streams | threads | best samples/s | median samples/s | x real time (best) | us/step (best) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| head | streams | threads | sampler | best samples/s | median samples/s | x real time (best) | us/step (best) |")
+    print("|---|---|---|---|---|---|---|---|")
     results = []
     for head in a.heads:
         model = make_model(head)
         for n_streams in a.streams:
             steps = int(a.seconds * SR) if n_streams == 1 else a.steps_many
-            for threads in a.threads:
-                rates = [run_once(model, n_streams, steps, threads, a.mode) for _ in range(a.repeats)]
+            for threads, sampler in ((t, s) for t in a.threads for s in a.sampler):
+                runs = [run_once(model, n_streams, steps, threads, a.mode, sampler) for _ in range(a.repeats)]
+                rates = [r for r, _ in runs]
                 best, med = max(rates), statistics.median(rates)
-                row = {"head": head, "streams": n_streams, "threads": threads, "steps": steps,
+                row = {"head": head, "streams": n_streams, "threads": threads, "sampler": runs[0][1], "steps": steps,
                        "best_samples_per_s": best, "median_samples_per_s": med,
                        "realtime_factor_best": best / SR, "us_per_step_best": n_streams / best * 1e6}
                 results.append(row)
-                print(f"| {head} | {n_streams} | {threads} | {best:,.0f} | {med:,.0f} | {best / SR:.1f} | "
-                      f"{row['us_per_step_best']:.1f} |", flush=True)
+                print(f"| {head} | {n_streams} | {threads} | {row['sampler']} | {best:,.0f} | {med:,.0f} | "
+                      f"{best / SR:.1f} | {row['us_per_step_best']:.1f} |", flush=True)
     print()
     print("## Where the time of one step goes (1 thread, mixture head; isolated timings)")
-    print("| streams | step us | 3 matmuls us | 2 activations us | rest us | matmul share |")
-    print("|---|---|---|---|---|---|")
+    print("| streams | sampler | step us | 3 matmuls us | 2 activations us | rest us | matmul share |")
+    print("|---|---|---|---|---|---|---|")
     parts = []
     model = make_model("mixture")
-    for n_streams in a.streams:
-        rows = [r for r in results if r["head"] == "mixture" and r["streams"] == n_streams and r["threads"] == 1]
-        if not rows:
+    for r in results:
+        if r["head"] != "mixture" or r["threads"] != 1:
             continue
-        b = breakdown(model, n_streams, 1, rows[0]["us_per_step_best"])
-        b["streams"] = n_streams
+        b = breakdown(model, r["streams"], 1, r["us_per_step_best"])
+        b.update(streams=r["streams"], sampler=r["sampler"])
         parts.append(b)
-        print(f"| {n_streams} | {b['step_us']:.1f} | {b['matmuls_us']:.1f} | {b['activations_us']:.1f} | "
-              f"{b['rest_us']:.1f} | {100 * b['matmul_share']:.0f}% |")
+        print(f"| {r['streams']} | {r['sampler']} | {b['step_us']:.1f} | {b['matmuls_us']:.1f} | "
+              f"{b['activations_us']:.1f} | {b['rest_us']:.1f} | {100 * b['matmul_share']:.0f}% |")
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     if a.json:
         Path(a.json).write_text(json.dumps({"results": results, "breakdown": parts,

@@ -304,12 +304,16 @@ def _teacher_forced(model, prepared, seqs, seeds, n, **kw):
 @pytest.mark.parametrize("head", ["mixture", "gaussian"])
 def test_64_streams_draw_each_stream_as_it_draws_alone(prepared, head):
     """Stream k of a batch of 64 draws exactly what it draws alone with the same seed (the
-    same noise, see above): teacher-forced (every step's draw compared) and free-running."""
+    same noise, see above): teacher-forced (every step's draw compared) and free-running.
+    Alone, the head's row sampler (Python floats) draws; in the batch, its tensor functions."""
     model = make_model(prepared, head)
     n = W + 400
     seqs = [k % 4 for k in range(64)]
     seeds = [1000 + 3 * k for k in range(64)]
-    batch = _teacher_forced(model, prepared, seqs, seeds, n)
+    used = [G.GenerationStats(), G.GenerationStats()]
+    batch = _teacher_forced(model, prepared, seqs, seeds, n, stats=used[0])
+    _teacher_forced(model, prepared, [seqs[0]], [seeds[0]], W + 1, stats=used[1])
+    assert [u.sampler for u in used] == ["tensor", "rows"]
     items = [G.sequence_from_prepared(prepared, i) for i in seqs]
     prime, _ = G.make_prime("noise", 64, W, prepared.mean, prepared.std, seeds)
     ctx = G.sequence_contexts(items, n, "target", W)
@@ -323,6 +327,29 @@ def test_64_streams_draw_each_stream_as_it_draws_alone(prepared, head):
         free_alone = G.generate(model, one_ctx, n, prime=prime[k : k + 1], seed=[seeds[k]], clip=(-20.0, 20.0))
         torch.testing.assert_close(free[k], free_alone[0], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(batch[0, W:], batch[4, W:])  # same sequence, other seed: other draws
+
+
+@pytest.mark.parametrize("head", ["mixture", "gaussian"])
+@pytest.mark.parametrize("mode,tw,ts", [("sample", 1.0, 1.0), ("sample", 0.5, 2.0), ("sample", 0.0, 1.0),
+                                        ("sample", 2.0, 0.0), ("mean", 0.5, 1.0), ("mode", 1.0, 1.0)])
+def test_row_sampler_and_tensor_functions_generate_the_same_audio(prepared, head, mode, tw, ts):
+    """The two ways the engine takes the head's sampler (its row sampler in Python floats,
+    for a few streams on CPU; its tensor functions) generate the same free-running audio
+    from the same seeds, for every mode and temperature (to float rounding)."""
+    model = make_model(prepared, head)
+    n, seeds = W + 500, [3, 4, 5]
+    items = [G.sequence_from_prepared(prepared, i) for i in (0, 1, 2)]
+    prime, _ = G.make_prime("noise", 3, W, prepared.mean, prepared.std, seeds)
+    ctx = G.sequence_contexts(items, n, "target", W)
+    out = {}
+    for rows in (True, False):
+        used = G.GenerationStats()
+        y = G.generate(model, ctx, n, prime=prime, seed=seeds, mode=mode, temperature_weights=tw,
+                       temperature_scales=ts, clip=(-20.0, 20.0), row_sampler=rows, stats=used)
+        out[used.sampler] = y
+        assert used.sampler == ("rows" if rows else "tensor")
+    torch.testing.assert_close(out["rows"], out["tensor"], atol=1e-4, rtol=1e-4)
+    assert out["rows"][:, W + 100 :].std() > 0.01
 
 
 # ------------------------------------------------------------------------------ guards
