@@ -117,7 +117,8 @@ class SaveFinalWeights(pl.Callback):
         self.path = path
 
     def on_train_end(self, trainer, pl_module):
-        torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, self.path)
+        if trainer.is_global_zero:
+            torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, self.path)
 
 
 EPOCH = 10  # batches per epoch (trainer.limit_train_batches)
