@@ -131,7 +131,9 @@ def test_two_nodes_killed_inside_an_epoch_resume_exactly(tmp_path):
     kill_at = random.choice(range(16, 20))  # the checkpoint of step 15 (epoch 1, batch 5) is the last one
     codes, log = run(tmp_path / "killed", "--trainer.callbacks+=test_multinode.KillNodeAtStep",
                      "--trainer.callbacks.step", str(kill_at))
-    assert codes == [-signal.SIGKILL] * 2, (kill_at, log[-6000:])
+    # each node kills its torchrun agent and its process; an agent whose peer's store went
+    # first may exit with an error instead: either way both nodes ended at that step
+    assert 0 not in codes and -signal.SIGKILL in codes, (codes, kill_at, log[-6000:])
     saved = torch.load(tmp_path / "killed/mdn/run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     loader = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
     assert (saved["global_step"], loader["epoch"], loader["batches"]) == (15, 1, 5), kill_at
