@@ -2,7 +2,8 @@
 
 Unit level: a :class:`BatchLoader` restored from ``state_dict()`` hands out exactly the rest
 of the interrupted epoch (whatever the gathering thread had already prepared), and only for
-that epoch. End to end: ``waveform-mdn fit`` killed with SIGKILL at a step inside an epoch,
+that epoch; its batches are those of ``get_batch`` per sampler batch; on a CPU it gathers
+in the training thread. End to end: ``waveform-mdn fit`` killed with SIGKILL at a step inside an epoch,
 then resumed with ``--ckpt_path last``, ends with the metrics and the weights of the
 uninterrupted run.
 """
@@ -14,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import torch
 
 from test_training import REPO, scalars, synthetic_prepared
 from waveform_mdn.data import NextSampleDataset
-from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler
+from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler, WaveformDataModule
 
 
 class _Indices:
@@ -92,6 +94,18 @@ def test_loader_hands_out_exactly_the_batches_of_the_sampler(tiny):
     assert len(got) == len(want) == len(sampler)
     for a, b in zip(got, want):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_on_a_cpu_batches_are_gathered_in_the_training_thread(tiny):
+    # no second busy thread competing with torch's intra-op threads (data.prefetch null);
+    # an explicit data.prefetch still gets its gatherer thread
+    for prefetch, extra_threads in ((None, 0), (2, 1)):
+        dm = WaveformDataModule(str(tiny), batch_size=64, prefetch=prefetch)
+        before = threading.active_count()
+        it = iter(dm.train_dataloader())
+        next(it)
+        assert threading.active_count() - before == extra_threads, prefetch
+        it.close()
 
 
 # -- end to end: SIGKILL inside an epoch, then --ckpt_path last --------------------------------
