@@ -32,7 +32,8 @@ from .noise import StreamNoise
 
 MODES = ("sample", "mean", "mode")
 ROW_STREAMS = 4  #: up to this many streams on CPU a head's row sampler (Python floats) is used
-BIAS_BYTES = 1 << 20  #: context-bias rows prepared per chunk: about this much (stays in cache)
+BIAS_BYTES = 1 << 18  #: context-bias rows prepared per chunk: about this much (with 1 MB, one
+#: stream's steps were often 20% slower: 873 steps per chunk, against 218 now; 64 streams: 16 steps)
 FAR = 3.0e38  #: the clip bounds when there are none
 
 
