@@ -282,7 +282,7 @@ class _RowSteps(_TensorSteps):
         super().__init__(step, sampler, streams)
         proj = step.head.proj  # what the head's project() applies (the generation copy)
         self.weight_t, self.bias = proj.weight.t().contiguous(), proj.bias
-        self.out = torch.empty(streams.samples.shape[0], self.weight_t.shape[1])
+        self.out = torch.empty(streams.samples.shape[0], self.weight_t.shape[1], dtype=torch.float32)
         self.buf = streams.samples.numpy()
 
     def chunk(self, c0: int, c1: int, noise: Tensor | None):
