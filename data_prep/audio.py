@@ -28,7 +28,8 @@ class ResamplerUnavailableError(RuntimeError):
     """
 
 
-def _installed_version(name: str) -> str:
+def installed_version(name: str) -> str:
+    """A distribution's installed version from its metadata (nothing is imported), or \"not installed\"."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -54,8 +55,8 @@ def resample_int16(data: np.ndarray, from_rate: int, to_rate: int, path: str | P
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ResamplerUnavailableError(
             f"{path}: resampling {from_rate} Hz -> {to_rate} Hz needs torchaudio, which could not be "
-            f"loaded ({first}); installed: torch {_installed_version('torch')}, "
-            f"torchaudio {_installed_version('torchaudio')}; install the pinned pair: pip install -e ."
+            f"loaded ({first}); installed: torch {installed_version('torch')}, "
+            f"torchaudio {installed_version('torchaudio')}; install the pinned pair: pip install -e ."
         ) from None
     return float_to_int16(y.numpy())[0]
 

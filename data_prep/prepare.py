@@ -26,7 +26,6 @@ from .corpus import CorpusError, Utterance, discover
 from .phones import PhoneSet, UnknownPhoneError
 from .selection import Selection, SplitRule, assign_split, check_split
 from .sequences import SequenceAudio, load_utterance, sequences_of
-from .sequences import segment_table  # noqa: F401  (kept importable from here for generation)
 from .write import DatasetWriter, StoredSequence
 
 

@@ -28,16 +28,10 @@ VERSIONED = ("torch", "torchaudio", "pytorch-lightning", "librosa", "soundfile",
 def versions_line() -> str:
     """The installed versions of the packages whose mismatch breaks an install, on one line
     (read from the package metadata: nothing is imported, so a broken torchaudio still shows)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def ver(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "missing"
+    from data_prep.audio import installed_version
 
     py = ".".join(map(str, sys.version_info[:3]))
-    return "versions: python " + py + " " + " ".join(f"{n} {ver(n)}" for n in VERSIONED)
+    return "versions: python " + py + " " + " ".join(f"{n} {installed_version(n)}" for n in VERSIONED)
 
 
 USAGE = "usage: waveform-mdn COMMAND [ARGS]\n\ncommands:\n" + "\n".join(

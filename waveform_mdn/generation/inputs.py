@@ -97,7 +97,7 @@ def segments_from_labels(labels: Sequence[tuple[int, int, str]], prepared: Prepa
     whose start is returned as ``offset``.
     """
     from data_prep.corpus import CorpusError
-    from data_prep.prepare import segment_table
+    from data_prep.sequences import segment_table
 
     try:
         return segment_table(((a, b, label, f"phone {label!r}") for a, b, label in labels),
