@@ -17,7 +17,7 @@ VALIDATION_TEXT = (
     "the MSE of a value drawn from the predicted distribution (what the 2014 report calls the MDN's "
     "MSE). How to read them: `docs/comparison.md` in the waveform-mdn repository.")
 GENERATED_TEXT = (
-    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics.py`); the "
+    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics/`); the "
     "*natural speech* row measures the reference recordings (distinct references over all runs). "
     "`clipped` is the total number of clipped samples.")
 
