@@ -19,7 +19,8 @@ from test_training import REPO, scalars, synthetic_prepared
 from waveform_mdn import train
 from waveform_mdn.data import NextSampleDataset
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+pytestmark = [pytest.mark.slow,  # real 2-process gloo runs
+              pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")]
 
 
 @pytest.fixture(scope="module")

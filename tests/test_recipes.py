@@ -19,6 +19,8 @@ import soundfile as sf
 
 from data_prep import DEMO_CORPUS
 
+pytestmark = pytest.mark.slow  # each runs a recipe's run.sh end to end
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
