@@ -153,7 +153,7 @@ def read_audio(
             expected = int(hdr["sample_count"])
     try:
         with sf.SoundFile(str(path)) as f:
-            sr, channels, frames = f.samplerate, f.channels, f.frames
+            sr, channels = f.samplerate, f.channels
             if channels != 1:
                 raise AudioError(f"{path}: {channels} channels; only mono audio is supported")
             data = f.read(dtype="int16" if sr == sample_rate else "float32", always_2d=False)

@@ -24,7 +24,8 @@ import torch
 
 from test_training import REPO, scalars, synthetic_prepared
 from waveform_mdn.data import NextSampleDataset
-from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler, WaveformDataModule
+from waveform_mdn.batches import BatchLoader, IndexBatchSampler
+from waveform_mdn.datamodule import WaveformDataModule
 
 
 class _Indices:

@@ -25,7 +25,8 @@ from data_prep.prepare import SplitRule, prepare
 from waveform_mdn import callbacks as audio_callbacks
 from waveform_mdn import train
 from waveform_mdn.data import PreparedDataset
-from waveform_mdn.datamodule import BatchLoader, IndexBatchSampler, WaveformDataModule
+from waveform_mdn.batches import BatchLoader, IndexBatchSampler
+from waveform_mdn.datamodule import WaveformDataModule
 from waveform_mdn.models import NonFiniteLossError, WaveformPredictor
 from waveform_mdn.schedules import LinearAnnealLR
 
