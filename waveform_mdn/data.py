@@ -78,6 +78,9 @@ class PreparedDataset:
         self.n_phone_ids = self.no_phone + 1
         self.sample_rate = int(self.meta["sample_rate"])
         self.window = int(self.meta.get("window", 240))
+        #: mean duration in seconds of each phone in the training split (the duration model of
+        #: ``generate --text``); empty for data prepared before it was recorded
+        self.phone_durations: dict[str, float] = {str(k): float(v) for k, v in self.meta.get("phone_durations", {}).items()}
         self._wave_tensor: torch.Tensor | None = None
         norm = self.meta["normalisation"]
         self.normalisation = Normalisation(float(norm["mean"]), float(norm["std"]))

@@ -131,6 +131,7 @@ class WaveformDataModule(pl.LightningDataModule):
             "phones": list(p.phones),
             "phone_context": self.context,
             "pad": self.effective_pad,
+            "phone_durations": dict(p.phone_durations) or None,
         }
 
     def _dataset(self, split: str) -> NextSampleDataset:

@@ -9,7 +9,7 @@ a ``configure_optimizers`` of your own), checkpoints and resuming.
 
 Hyperparameters include the data-derived ``data_fingerprint``, ``norm_mean``,
 ``norm_std``, ``sample_rate``, ``window``, ``n_phone_ids``, ``phones``, ``phone_context``
-and ``pad`` (:data:`DATA_HPARAMS`): ``waveform-mdn fit`` links them from the datamodule's
+``pad`` and ``phone_durations`` (:data:`DATA_HPARAMS`): ``waveform-mdn fit`` links them from the datamodule's
 ``data_hparams()`` as init arguments; in Python pass ``**datamodule.data_hparams()``. So a
 checkpoint is self-contained: ``WaveformPredictor.load_from_checkpoint(path).net`` is ready
 for generation, and ``norm_mean``/``norm_std`` undo the normalisation.
@@ -58,7 +58,7 @@ __all__ = [
 
 DATA_HPARAMS = (
     "data_fingerprint", "norm_mean", "norm_std", "sample_rate", "window", "n_phone_ids",
-    "phones", "phone_context", "pad",
+    "phones", "phone_context", "pad", "phone_durations",
 )
 #: hyperparameters that change the architecture: a checkpoint must match the data in these
 ARCH_HPARAMS = ("window", "n_phone_ids")
@@ -152,6 +152,7 @@ class WaveformPredictor(pl.LightningModule):
         phones: list[str] | None = None,
         phone_context: str | None = None,
         pad: str | None = None,
+        phone_durations: dict[str, float] | None = None,
     ):
         """
         Args:
