@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Mutation testing of the core with mutmut (not part of CI: about an hour on 2 cores).
+#
+#   bench/mutation.sh [--rev REV] [--out DIR] [GROUP...]
+#
+# GROUP is one of: heads data engine metrics compare (default: all). For each group mutmut
+# mutates only that group's modules and runs only that group's fast test files (mutmut's
+# own coverage step then picks, per mutant, the tests that reach the mutated function).
+# It runs in a separate git worktree of REV (default HEAD) under /tmp, so edits in the
+# working tree do not interfere, and removes the worktree afterwards. mutmut is not a
+# project dependency: it is installed into its own venv ($MUTMUT_VENV) that sees the
+# project venv's packages (torch, ...) through a .pth file.
+#
+# Per group it writes DIR/GROUP.json (killed, survived, no tests, timeout, ...: mutmut's
+# export-cicd-stats), DIR/GROUP.survivors.txt (the mutants not killed, with their diffs)
+# and DIR/GROUP.log; DIR/summary.md has one line per group. Scores are in docs/testing.md.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+REV=HEAD
+OUT="$REPO/exp/mutation"
+MUTMUT_VERSION=3.8.1
+MUTMUT_VENV=${MUTMUT_VENV:-/tmp/waveform-mdn-mutmut-venv}
+TIMEOUT_PER_GROUP=${TIMEOUT_PER_GROUP:-3600}  # seconds; an unfinished group reports what it checked
+GROUPS_ASKED=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rev) REV=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) GROUPS_ASKED+=("$1"); shift ;;
+    esac
+done
+[ ${#GROUPS_ASKED[@]} -eq 0 ] && GROUPS_ASKED=(heads data engine metrics compare)
+
+# group -> modules to mutate (globs) | test files (those present at REV are used)
+declare -A MODULES TESTS DESELECT
+MODULES[heads]="waveform_mdn/heads.py waveform_mdn/heads/*"
+TESTS[heads]="tests/test_heads.py tests/test_sampling_statistics.py tests/test_known_answers.py"
+MODULES[data]="waveform_mdn/data.py"
+TESTS[data]="tests/test_windows.py tests/test_known_answers.py"
+MODULES[engine]="waveform_mdn/generation/engine.py waveform_mdn/generation/noise.py"
+TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py"
+DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
+MODULES[metrics]="waveform_mdn/audio_metrics/*"
+TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py"
+MODULES[compare]="waveform_mdn/compare/scalars.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
+TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py"
+
+PY="$REPO/.venv/bin/python"
+if [ ! -x "$MUTMUT_VENV/bin/mutmut" ]; then
+    base=$("$PY" -c 'import sys; print(sys.base_prefix)')/bin/python3
+    "$base" -m venv "$MUTMUT_VENV"
+    site=$("$MUTMUT_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    "$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/project-venv.pth"
+    "$MUTMUT_VENV/bin/pip" install -q "mutmut==$MUTMUT_VERSION"
+fi
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WT=$(mktemp -d /tmp/waveform-mdn-mutation.XXXXXX)
+git -C "$REPO" worktree add --detach "$WT" "$REV" >/dev/null
+trap 'cd "$REPO"; git worktree remove --force "$WT"' EXIT
+echo "mutation testing $(git -C "$WT" rev-parse --short HEAD) in $WT -> $OUT"
+
+for g in "${GROUPS_ASKED[@]}"; do
+    [ -n "${MODULES[$g]:-}" ] || { echo "unknown group $g (heads data engine metrics compare)" >&2; exit 2; }
+    cd "$WT"
+    rm -rf mutants
+    tests=$(for t in ${TESTS[$g]}; do if [ -f "$t" ]; then echo "$t"; fi; done)
+    {
+        echo "[mutmut]"
+        echo "source_paths=waveform_mdn"
+        echo "only_mutate="; for m in ${MODULES[$g]}; do echo "    $m"; done
+        echo "also_copy=data_prep"
+        echo "pytest_add_cli_args_test_selection="; for t in $tests; do echo "    $t"; done
+        echo "pytest_add_cli_args="; printf '    %s\n' -p no:cacheprovider -q -m "not slow"
+        if [ -n "${DESELECT[$g]:-}" ]; then printf '    %s\n' -k "not ${DESELECT[$g]}"; fi
+        echo "process_isolation=forkserver"
+    } > setup.cfg
+    echo "== $g: ${MODULES[$g]} <- $(echo $tests)"
+    start=$(date +%s)
+    OMP_NUM_THREADS=1 timeout "$TIMEOUT_PER_GROUP" "$MUTMUT_VENV/bin/mutmut" run --max-children 1 \
+        > "$OUT/$g.log" 2>&1 || echo "   mutmut run ended with $? (timeout or error: partial numbers)"
+    secs=$(( $(date +%s) - start ))
+    "$MUTMUT_VENV/bin/mutmut" export-cicd-stats > /dev/null
+    cp mutants/mutmut-cicd-stats.json "$OUT/$g.json"
+    "$MUTMUT_VENV/bin/mutmut" results > "$OUT/$g.results.txt" || true
+    : > "$OUT/$g.survivors.txt"
+    for name in $(awk -F': ' '/: survived$|: no tests$|: timeout$/ {gsub(/ /, "", $1); print $1}' "$OUT/$g.results.txt"); do
+        "$MUTMUT_VENV/bin/mutmut" show "$name" >> "$OUT/$g.survivors.txt" 2>&1 || true
+    done
+    "$PY" - "$OUT/$g.json" "$g" "$secs" "$(git rev-parse --short HEAD)" >> "$OUT/summary.md" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+checked = s["killed"] + s["survived"] + s["no_tests"] + s["timeout"] + s["suspicious"] + s["segfault"]
+score = 100.0 * (s["killed"] + s["timeout"]) / checked if checked else float("nan")
+print(f"| {sys.argv[4]} | {sys.argv[2]} | {s['total']} | {checked} | {s['killed']} | {s['timeout']} | "
+      f"{s['survived']} | {s['no_tests']} | {score:.1f}% | {int(sys.argv[3]) // 60} min |")
+EOF
+    tail -n 1 "$OUT/summary.md"
+done
