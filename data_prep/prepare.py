@@ -18,11 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from waveform_mdn.audio_io import atomic_directory
 
 from . import DEMO_CORPUS, FORMAT_VERSION, PrepareError
 from .audio import AudioError
 from .corpus import CorpusError, Utterance, discover
+from .durations import mean_phone_durations
 from .phones import PhoneSet, UnknownPhoneError
 from .selection import Selection, SplitRule, assign_split, check_split
 from .sequences import SequenceAudio, load_utterance, sequences_of
@@ -118,9 +121,10 @@ def prepare(
         if not any(s.split == "train" for s in seqs):
             raise PrepareError("the split leaves no training data")
         records, norm = writer.finish(seqs)
+        durations = mean_phone_durations(np.load(tmp / "segments.npy"), records, pset.symbols, sample_rate)
         source = {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})}
         meta = _meta(records, norm, opts, {"selection": asdict(selection), "split": asdict(split),
-                                           "source": source, "skipped": skipped})
+                                           "source": source, "skipped": skipped}, durations)
         # meta.json last: a directory without it is never taken for a prepared dataset
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f, indent=1)
@@ -205,8 +209,9 @@ def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int]
     return seqs, skipped
 
 
-def _meta(records: list[dict], norm, opts: Options, described: dict) -> dict:
-    """``meta.json``; ``described``: its ``selection``, ``split``, ``source`` and ``skipped``."""
+def _meta(records: list[dict], norm, opts: Options, described: dict, durations: dict[str, float]) -> dict:
+    """``meta.json``; ``described``: its ``selection``, ``split``, ``source`` and ``skipped``;
+    ``durations``: each phone's mean duration in seconds over the training split."""
     pset = opts.phone_set
     return {
         "format_version": FORMAT_VERSION,
@@ -217,6 +222,7 @@ def _meta(records: list[dict], norm, opts: Options, described: dict) -> dict:
         "window": opts.window,
         "pad": opts.pad,
         "normalisation": {"mean": norm.mean, "std": norm.std, "computed_on": "train"},
+        "phone_durations": durations,
         "selection": described["selection"],
         "split": {**described["split"], "valid_sequences": [r["id"] for r in records if r["split"] == "valid"]},
         "source": described["source"],
