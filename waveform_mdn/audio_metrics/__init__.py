@@ -10,6 +10,9 @@ Everything is plain numpy / scipy / librosa (no torch).  Two entry points::
     measure(audio, sr, reference=None) -> dict[str, float | None]
     measure_files(path, reference_path=None) -> dict
 
+and ``per_file_progress(items)``, the progress bar (one tick per measured file) of the
+loops that measure many files.
+
 Frame conventions (shared by every frame-based metric)
 ------------------------------------------------------
 * **Analysis frame** (pYIN and periodicity): ``FRAME_S`` = 40 ms, rounded to an
@@ -115,7 +118,9 @@ same sound and a time-warp would hide timing errors.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Iterable, TypeVar
 
 import numpy as np
 
@@ -137,6 +142,7 @@ from .spectral import MCD_CONSTANT, lsd_db, mcd_db, power_spectrum
 __all__ = [
     "measure",
     "measure_files",
+    "per_file_progress",
     "METRIC_KEYS",
     "FRAME_S",
     "HOP_S",
@@ -236,3 +242,20 @@ def measure_files(path: str | Path, reference_path: str | Path | None = None) ->
         out["ref_duration_s"] = ref.size / sr
     out.update(metrics)
     return out
+
+
+T = TypeVar("T")
+
+
+def per_file_progress(items: Iterable[T], total: int | None = None, enabled: bool = True,
+                      desc: str = "measuring") -> Iterable[T]:
+    """``items`` (one per file to measure) with a tqdm bar on stderr, one tick per file;
+    redrawn at most every half second on a terminal, every 30 s otherwise (a log file gets
+    a few lines). ``enabled=False`` (``--quiet``): ``items`` unchanged, nothing printed."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(items, total=total, desc=desc, unit="file", file=sys.stderr, mininterval=0.5 if tty else 30.0,
+                dynamic_ncols=tty)

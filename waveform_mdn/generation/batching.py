@@ -4,6 +4,8 @@ normalisation, the sample rate and the context mode unless passed."""
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -49,6 +51,42 @@ def normalisation_of(model: nn.Module, norm: tuple[float, float] | None = None) 
     return Normalisation(float(mean), float(std))
 
 
+class StepBar:
+    """The progress bar of one batch of streams (tqdm, on stderr): samples done (steps x
+    streams), samples per second, and in the postfix the steps done and times real time.
+    Updated once per chunk of steps by the engine; redrawn at most every half second on a
+    terminal, every 30 s otherwise (a log file gets a few lines, not one per chunk)."""
+
+    def __init__(self, desc: str, streams: int, steps: int, sample_rate: int):
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        self.streams, self.steps, self.total, self.sample_rate = streams, 0, steps, sample_rate
+        self.bar = tqdm(total=steps * streams, desc=desc, unit="sample", unit_scale=True, file=sys.stderr,
+                        mininterval=0.5 if tty else 30.0, dynamic_ncols=tty)
+        self.t0 = self.last = time.perf_counter()
+        self._postfix()
+
+    def _postfix(self) -> None:
+        rate = self.steps * self.streams / max(self.last - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"step {self.steps:,}/{self.total:,}, {rate / self.sample_rate:.1f}x real time",
+                                 refresh=False)
+
+    def __call__(self, steps: int) -> None:
+        """``steps`` more steps of every stream are done."""
+        self.steps += steps
+        self.bar.update(steps * self.streams)
+        now = time.perf_counter()
+        if now - self.last >= 0.5:
+            self.last = now
+            self._postfix()
+
+    def close(self) -> None:
+        self.last = time.perf_counter()
+        self._postfix()
+        self.bar.close()
+
+
 def generate_sequences(
     model: nn.Module,
     sequences: Sequence[PhoneSequence],
@@ -61,12 +99,14 @@ def generate_sequences(
     norm: tuple[float, float] | None = None,
     context: str | None = None,
     log=None,
+    progress: bool = False,
     **engine: Any,
 ) -> list[GeneratedAudio]:
     """Generate ``streams`` streams per sequence (stream ``k`` seeded ``seed + k``), at most
     ``batch_size`` streams per batch. ``prime`` defaults to ``real`` when every sequence has
-    a reference, else ``silence``. ``engine``: keywords of :func:`~.engine.generate`
-    (``mode``, temperatures, ``gaussian_variance``, ``device``)."""
+    a reference, else ``silence``. ``progress``: a :class:`StepBar` per batch on stderr.
+    ``engine``: keywords of :func:`~.engine.generate` (``mode``, temperatures,
+    ``gaussian_variance``, ``device``)."""
     if not sequences:
         raise GenerationError("nothing to generate: no sequence given")
     W = int(predictor_of(model).window)
@@ -80,13 +120,18 @@ def generate_sequences(
     items = [(s.truncated(seconds, sr), k) for s in sequences for k in range(int(streams))]
     size = max(1, int(batch_size))
     results: list[GeneratedAudio] = []
+    n_batches = -(-len(items) // size)
     for b0 in range(0, len(items), size):
-        results += _batch(model, items[b0 : b0 + size], W, normalisation, prime, seed, context, streams > 1,
-                          log, engine)
+        batch = items[b0 : b0 + size]
+        desc = f"batch {b0 // size + 1}/{n_batches} ({len(batch)} stream{'s' if len(batch) > 1 else ''})"
+        bar = (desc, sr) if progress else None
+        results += _batch(model, batch, W, normalisation, prime, seed, context, streams > 1, log, engine, bar)
     return results
 
 
-def _batch(model, batch, W, norm: Normalisation, prime, seed, context, numbered, log, engine) -> list[GeneratedAudio]:
+def _batch(model, batch, W, norm: Normalisation, prime, seed, context, numbered, log, engine,
+           bar_of: tuple[str, int] | None = None) -> list[GeneratedAudio]:
+    """One batch through the engine; ``bar_of``: (description, sample rate) of its StepBar."""
     n = max(s.length for s, _ in batch)
     seeds = [int(seed) + k for _, k in batch]
     p, given = make_prime(prime, len(batch), W, norm.mean, norm.std, seeds, [s.reference for s, _ in batch])
@@ -95,7 +140,12 @@ def _batch(model, batch, W, norm: Normalisation, prime, seed, context, numbered,
     ctx = sequence_contexts([s for s, _ in batch], n, context, W)
     clip = ((-1.0 - norm.mean) / norm.std, (1.0 - norm.mean) / norm.std)  # full scale, normalised
     st = GenerationStats()
-    y = generate(model, ctx, n, prime=p, given=given, seed=seeds, clip=clip, stats=st, **engine)
+    bar = StepBar(bar_of[0], len(batch), n - (min(W, n) if given is not None else 0), bar_of[1]) if bar_of else None
+    try:
+        y = generate(model, ctx, n, prime=p, given=given, seed=seeds, clip=clip, stats=st, progress=bar, **engine)
+    finally:
+        if bar is not None:
+            bar.close()
     if log is not None:
         log(f"generated {len(batch)} stream(s) x {st.steps} steps in {st.seconds:.2f} s "
             f"({st.samples_per_second:,.0f} samples/s)")

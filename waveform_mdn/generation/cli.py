@@ -21,9 +21,11 @@ from ..data import PreparedDataset
 from .batching import generate_sequences, hparam, normalisation_of
 from .checkpoint import check_data, load_model
 from .engine import MODES
-from .inputs import PRIMES, GenerationError, sequence_from_inline, sequence_from_phn, sequence_from_prepared
+from .inputs import (
+    PRIMES, GenerationError, phone_durations, sequence_from_inline, sequence_from_phn, sequence_from_prepared,
+)
 from .network import gaussian_scale
-from .writers import check_output_directory, measure_wavs, remeasure, write_streams
+from .writers import check_output_directory, measure_entry, measure_wavs, remeasure, write_streams
 
 
 def _log(msg: str) -> None:
@@ -39,7 +41,10 @@ def parser_generate() -> argparse.ArgumentParser:
     src.add_argument("--utterance", nargs="+", metavar="ID", help="sequence or utterance id(s) of --data")
     src.add_argument("--split", choices=("train", "valid"), help="every sequence of this split of --data")
     src.add_argument("--phn", nargs="+", metavar="FILE", help="TIMIT .PHN file(s); audio beside = reference")
-    src.add_argument("--phones", help='inline phones with durations in seconds: "h#:0.1 aa:0.3 h#:0.1"')
+    src.add_argument("--phones", help='inline phones, with durations in seconds ("h#:0.1 aa:0.3 h#:0.1") or '
+                                      'without (each its mean duration in the training data: "sh iy hh ae d")')
+    src.add_argument("--text", help='words to say ("she had your dark suit"): CMU dictionary pronunciations, '
+                                    "TIMIT phones, mean durations of the training data")
     p.add_argument("--limit", type=int, default=None, help="at most this many sequences (with --split)")
     p.add_argument("--prime", choices=PRIMES, default=None,
                    help="first window: real (default with a reference), silence (default otherwise), noise")
@@ -61,6 +66,8 @@ def parser_generate() -> argparse.ArgumentParser:
     p.add_argument("--no-measure", action="store_true", help="skip the measurements (still writes the JSON)")
     p.add_argument("--allow-different-data", action="store_true",
                    help="generate even if --data is not the data the checkpoint was trained on")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (generation, measurements) and no progress lines on stderr")
     p.add_argument("--out", required=True, help="output directory")
     return p
 
@@ -74,7 +81,17 @@ def _check_arguments(a: argparse.Namespace) -> None:
         raise GenerationError("--device cuda: no CUDA device is available here")
 
 
-def _sequences(a: argparse.Namespace, prepared: PreparedDataset) -> tuple[list, dict]:
+def _durations(a: argparse.Namespace, model, prepared: PreparedDataset, notes: list[str]) -> dict | None:
+    """The duration model, when ``--text`` or ``--phones`` without durations needs it."""
+    if not (a.text or (a.phones and any(":" not in item for item in a.phones.replace(",", " ").split()))):
+        return None
+    durations, note = phone_durations(hparam(model, "phone_durations"), prepared)
+    if note:
+        notes.append(note)
+    return durations
+
+
+def _sequences(a: argparse.Namespace, prepared: PreparedDataset, durations: dict | None) -> tuple[list, dict]:
     """The selected sequences (names made unique) and how they were selected."""
     if a.utterance:
         seqs, how = [sequence_from_prepared(prepared, u) for u in a.utterance], {"utterances": list(a.utterance)}
@@ -83,8 +100,13 @@ def _sequences(a: argparse.Namespace, prepared: PreparedDataset) -> tuple[list, 
         seqs, how = [sequence_from_prepared(prepared, i) for i in idx], {"split": a.split, "limit": a.limit}
     elif a.phn:
         seqs, how = [sequence_from_phn(f, prepared) for f in a.phn], {"phn": [str(Path(f).resolve()) for f in a.phn]}
+    elif a.text:
+        from .text import sequence_from_text
+
+        seqs = [sequence_from_text(a.text, prepared, durations or {})]
+        how = {"text": a.text, "phones": seqs[0].source.split(" = ", 1)[1]}
     else:
-        seqs, how = [sequence_from_inline(a.phones, prepared)], {"phones": a.phones}
+        seqs, how = [sequence_from_inline(a.phones, prepared, durations=durations)], {"phones": a.phones}
     if not seqs:
         raise GenerationError("no sequence selected")
     names = [s.name for s in seqs]
@@ -100,7 +122,8 @@ def run_generate(a: argparse.Namespace) -> int:
     prepared = PreparedDataset(a.data)
     model = load_model(a.ckpt, a.device)
     notes = check_data(model, prepared, a.allow_different_data)
-    seqs, selection = _sequences(a, prepared)
+    seqs, selection = _sequences(a, prepared, _durations(a, model, prepared, notes))
+    log = None if a.quiet else _log
     head = model.net.head
     head_name = hparam(model, "head", getattr(head, "name", "?"))
     norm = normalisation_of(model) if hparam(model, "norm_mean") is not None else prepared.normalisation
@@ -113,18 +136,24 @@ def run_generate(a: argparse.Namespace) -> int:
         notes.append("the checkpoint holds no validation MSE: the MLP's noise uses the training MSE")
     for note in notes:
         _log(f"note: {note}")
-    _log(f"{len(seqs)} sequence(s) x {a.streams} stream(s), head {head_name}, mode {a.mode}, prime {prime}, "
-         f"device {a.device}")
+    if log is not None:
+        log(f"{len(seqs)} sequence(s) x {a.streams} stream(s), head {head_name}, mode {a.mode}, prime {prime}, "
+            f"device {a.device}" + (f"; phones {selection['phones']}" if a.text else ""))
     t0 = time.perf_counter()
     gens = generate_sequences(
         model, seqs, streams=a.streams, prime=prime, seed=a.seed, seconds=a.seconds, batch_size=a.batch_size,
-        norm=(norm.mean, norm.std), context=context, log=_log, mode=a.mode, device=a.device,
+        norm=(norm.mean, norm.std), context=context, log=log, progress=not a.quiet, mode=a.mode, device=a.device,
         temperature_weights=a.temperature_weights, temperature_scales=a.temperature_scales,
         gaussian_variance=a.gaussian_variance,
     )
     t_gen = time.perf_counter() - t0
-    files = write_streams(out, gens, sr, measure=not a.no_measure, log=_log,
-                          png_label=f"{head_name}, {a.mode}" if a.png else None)
+    files = write_streams(out, gens, sr, measure=False, log=log, png_label=f"{head_name}, {a.mode}" if a.png else None)
+    if not a.no_measure:
+        from ..audio_metrics import per_file_progress
+
+        for entry in per_file_progress(files, len(files), enabled=not a.quiet):
+            entry.update(measure_entry(out / entry["wav"], out / entry["reference"] if entry["reference"] else None,
+                                       out))
     settings = {
         "mode": a.mode, "prime": prime, "temperature_weights": a.temperature_weights,
         "temperature_scales": a.temperature_scales, "gaussian_variance": a.gaussian_variance,

@@ -193,6 +193,7 @@ def generate(
     fold_tanh: bool = True,
     row_sampler: bool | None = None,
     stats: GenerationStats | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Generate ``N`` streams of ``n_samples`` normalised samples, one step at a time.
 
@@ -208,7 +209,9 @@ def generate(
     per chunk (any value gives the same result). ``fold_tanh``: see
     :class:`~.network.StepNetwork`. ``row_sampler``: ``None``: the head's row sampler for
     up to ``ROW_STREAMS`` streams on CPU; ``True``: for any number on CPU; ``False``: the
-    tensor functions (same values). Uses the calling thread's torch settings; changes none.
+    tensor functions (same values). ``progress(steps)`` is called after each chunk of steps
+    with their number (a progress bar; once per chunk, not per step). Uses the calling
+    thread's torch settings; changes none.
 
     Returns ``[N, n_samples]`` float32 on ``device``. Never NaN or inf: a non-finite value is
     replaced (0, or the clip bound for +-inf) and counted in ``stats.nonfinite_replaced``.
@@ -227,7 +230,7 @@ def generate(
         step = StepNetwork(net, N, dev, fold_tanh, gaussian_variance)
         bias = ContextBias(net, ctx, n, N, step.input_scale, dev)
         steps = _step_kind(step, sampling, streams, dev, row_sampler)
-        _run(steps, bias, _stream_noise(step.head, sampling, seeds, dev, streams.start), streams, chunk)
+        _run(steps, bias, _stream_noise(step.head, sampling, seeds, dev, streams.start), streams, chunk, progress)
     if stats is not None:
         stats.clipped, stats.nonfinite_replaced = streams.clipped.tolist(), streams.nonfinite.tolist()
         stats.steps, stats.streams, stats.seeds = max(n - streams.start, 0), N, seeds
@@ -321,9 +324,9 @@ def _chunk_size(n_streams: int, hidden: int, requested: int | None) -> int:
 
 
 def _run(steps: _TensorSteps, bias: ContextBias, noise: StreamNoise | None, streams: _Streams,
-         chunk: int | None) -> None:
+         chunk: int | None, progress: Callable[[int], None] | None = None) -> None:
     """The loop: every step of every stream, in chunks of steps (noise, context rows,
-    accounting per chunk)."""
+    accounting and progress per chunk)."""
     buf, W, n = streams.samples, streams.window, streams.n
     C = _chunk_size(buf.shape[0], bias.hidden, chunk)
     for c0 in range(streams.start, n, C):
@@ -333,3 +336,5 @@ def _run(steps: _TensorSteps, bias: ContextBias, noise: StreamNoise | None, stre
         noises, slots = steps.chunk(c0, c1, noise.take(c1 - c0) if noise is not None else None)
         values = [steps(window, row, z, slot) for window, row, z, slot in zip(windows, rows, noises, slots)]
         streams.account(c0, steps.stacked(values))
+        if progress is not None:
+            progress(c1 - c0)

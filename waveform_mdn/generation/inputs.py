@@ -59,7 +59,7 @@ def sequence_from_prepared(prepared: PreparedDataset, key: str | int) -> PhoneSe
     )
 
 
-def _phone_mapper(prepared: PreparedDataset):
+def phone_mapper(prepared: PreparedDataset):
     """label -> phone id of the prepared dataset, folding like ``waveform-mdn prepare`` did
     (``None`` for a label merged into its neighbour, TIMIT ``q`` in the 39-phone set)."""
     from data_prep.phones import MERGE, PhoneSet, UnknownPhoneError
@@ -101,7 +101,7 @@ def segments_from_labels(labels: Sequence[tuple[int, int, str]], prepared: Prepa
 
     try:
         return segment_table(((a, b, label, f"phone {label!r}") for a, b, label in labels),
-                             _phone_mapper(prepared), prepared.no_phone)
+                             phone_mapper(prepared), prepared.no_phone)
     except CorpusError as e:
         raise GenerationError(str(e)) from None
 
@@ -113,22 +113,70 @@ def _seconds(item: str, label: str, dur: str) -> float:
         raise GenerationError(f"inline phones: duration {dur!r} of {label!r} is not a number") from None
 
 
-def sequence_from_inline(text: str, prepared: PreparedDataset, name: str = "phones") -> PhoneSequence:
-    """``"h#:0.1 aa:0.3 h#:0.1"``: phones with durations in seconds (``120ms`` also works)."""
-    labels, pos = [], 0
-    for item in text.replace(",", " ").split():
-        if ":" not in item:
-            raise GenerationError(f"inline phones: {item!r} is not PHONE:SECONDS (e.g. aa:0.3)")
-        label, dur = item.rsplit(":", 1)
-        n = int(round(_seconds(item, label, dur) * prepared.sample_rate))
+def phone_durations(from_checkpoint: dict | None, prepared: PreparedDataset) -> tuple[dict[str, float], str | None]:
+    """The duration model (each phone's mean duration in seconds over the training split):
+    the checkpoint's, else the prepared dataset's ``meta.json``, else computed from its
+    segments (data prepared before durations were recorded; returns a note saying so)."""
+    if from_checkpoint:
+        return {str(k): float(v) for k, v in from_checkpoint.items()}, None
+    if prepared.phone_durations:
+        return dict(prepared.phone_durations), None
+    from data_prep.durations import mean_phone_durations
+
+    durations = mean_phone_durations(prepared.segments, prepared.sequences, prepared.phones, prepared.sample_rate)
+    return durations, (f"{prepared.path}: no phone durations recorded (prepared before they were): "
+                       "computed from its training split")
+
+
+def sequence_from_items(items: Sequence[tuple[str, float | None]], prepared: PreparedDataset,
+                        durations: dict[str, float] | None = None, name: str = "phones",
+                        source: str = "") -> PhoneSequence:
+    """``[(label, seconds or None), ...]`` -> a sequence without audio. A phone without
+    seconds lasts its mean duration in ``durations`` (keyed by the phone set's symbols,
+    after the fold); a run of such phones that fold to one symbol is one segment of that
+    mean duration, as the training data joins equal neighbours."""
+    mapper = phone_mapper(prepared)
+    labels, pos, last_mean = [], 0, None
+    for label, seconds in items:
+        if seconds is None:
+            pid = mapper(label)
+            if pid is None or pid == last_mean:
+                continue  # merged into its neighbour (q in the 39 set), or the same phone again
+            symbol = prepared.phones[pid]
+            if not durations or symbol not in durations:
+                raise GenerationError(
+                    f"phone {label!r} has no mean duration: {symbol!r} never occurs in the training split "
+                    f"of this model's data; give its duration ({label}:SECONDS)")
+            seconds, last_mean = durations[symbol], pid
+        else:
+            last_mean = None
+        n = int(round(seconds * prepared.sample_rate))
         if n <= 0:
-            raise GenerationError(f"inline phones: {item!r} lasts less than one sample")
+            raise GenerationError(f"phones: {label}:{seconds:g} lasts less than one sample")
         labels.append((pos, pos + n, label))
         pos += n
     if not labels:
-        raise GenerationError("inline phones: empty phone sequence")
+        raise GenerationError("phones: empty phone sequence")
     table, _ = segments_from_labels(labels, prepared)
-    return PhoneSequence(name, table, pos, None, f"inline: {text}")
+    return PhoneSequence(name, table, pos, None, source)
+
+
+def sequence_from_inline(text: str, prepared: PreparedDataset, name: str = "phones",
+                         durations: dict[str, float] | None = None) -> PhoneSequence:
+    """``"h#:0.1 aa:0.3 h#:0.1"``: phones with durations in seconds (``120ms`` also works);
+    a phone without ``:SECONDS`` (``"sh iy hh ae d"``) lasts its mean duration in
+    ``durations`` (:func:`phone_durations`)."""
+    items: list[tuple[str, float | None]] = []
+    for item in text.replace(",", " ").split():
+        if ":" not in item:
+            if item[0].isdigit() or item[0] == ".":
+                raise GenerationError(f"inline phones: {item!r} is a number, not a phone "
+                                      "(write PHONE:SECONDS, e.g. aa:0.3)")
+            items.append((item, None))
+            continue
+        label, dur = item.rsplit(":", 1)
+        items.append((label, _seconds(item, label, dur)))
+    return sequence_from_items(items, prepared, durations, name, f"inline: {text}")
 
 
 def _audio_beside(phn: Path) -> Path | None:
