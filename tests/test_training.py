@@ -32,7 +32,7 @@ from waveform_mdn.schedules import LinearAnnealLR
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
-METRIC_TAGS = ["train/nll", "train/mse", "train/mse_sample", "val/nll", "val/mse", "val/mse_sample"]
+METRIC_TAGS = [f"{s}/{m}" for s in ("train", "val") for m in ("bits_per_sample", "nll", "mse", "mse_sample")]
 
 
 # -- a tiny synthetic corpus: harmonic "vowels" with per-segment pitch, noise "fricatives" --

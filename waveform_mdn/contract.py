@@ -7,7 +7,7 @@ what ``fit`` and ``generate`` write and what ``compare`` looks for. Change them 
 from __future__ import annotations
 
 STAGES = ("train", "val")
-METRICS = ("nll", "mse", "mse_sample")  #: per stage, epoch level
+METRICS = ("bits_per_sample", "nll", "mse", "mse_sample")  #: per stage, epoch level
 METRIC_TAGS = tuple(f"{stage}/{name}" for stage in STAGES for name in METRICS)
 EPOCH_TAG = "epoch"  #: logged by Lightning with every metric; compare reads epochs from it
 MONITOR = "val/nll"  #: what the best checkpoint is chosen by

@@ -16,15 +16,18 @@ for generation, and ``norm_mean``/``norm_std`` undo the normalisation.
 
 Metrics (logged identically for every head, epoch level, as sums and counts in a
 torchmetrics :class:`EpochSums` summed over DDP ranks, so they equal single-process
-values): ``{train,val}/nll`` mean NLL per sample in nats of the density over the
+values): ``{train,val}/bits_per_sample`` mean ``-log2`` probability of the target's 16-bit
+code (one scale for every head, >= 0; :mod:`waveform_mdn.heads.discretise`),
+``{train,val}/nll`` mean NLL per sample in nats of the density over the
 *normalised* signal (it can be negative: a density can exceed 1), ``{train,val}/mse``
 squared error of the point prediction (the mean), ``{train,val}/mse_sample`` squared error
 of one value drawn by the head's own sampler (``head.sample_from_params``, from a generator
 seeded by ``metric_seed``, epoch, batch and rank, so the draws are reproducible and resume
 exactly). The per-step extra work is a few element-wise operations on detached tensors and
-one draw per example; a head that derives its epoch NLL from the MSE (the Gaussian: its NLL
-uses the maximum-likelihood variance, the training MSE of the epoch, see
-:mod:`waveform_mdn.heads`) computes no per-step training NLL at all.
+one draw per example, plus whichever of the NLL and the bits is not the loss (``Head.training_sums``);
+a head that derives its epoch NLL from the MSE (the Gaussian: its NLL uses the
+maximum-likelihood variance, the training MSE of the epoch, and its training bits follow
+from that NLL, see :mod:`waveform_mdn.heads.gaussian`) computes neither per step.
 
 NaN policy: a non-finite step never changes the weights or the optimizer state. With
 ``check_finite_every_n_steps=1`` the loss and the gradients are checked before each
@@ -71,9 +74,10 @@ class NonFiniteLossError(RuntimeError):
 
 
 class EpochSums(Metric):
-    """Sums of per-example NLL, squared error of the mean and of one draw, and the example
-    count (float64). ``compute()`` returns ``[nll_sum, se_sum, se_sample_sum, count]``
-    summed over DDP ranks: the means of a sharded epoch equal those of one process."""
+    """Sums of per-example NLL, squared error of the mean and of one draw, the example
+    count and bits (float64). ``compute()`` returns ``[nll_sum, se_sum, se_sample_sum,
+    count, bits_sum]`` summed over DDP ranks: the means of a sharded epoch equal those of
+    one process."""
 
     full_state_update = False
 
@@ -82,17 +86,21 @@ class EpochSums(Metric):
         self.add_state("nll", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("se", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("bits", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, se: Tensor, count: int | Tensor, nll: Tensor | None = None) -> None:
+    def update(self, se: Tensor, count: int | Tensor, nll: Tensor | None = None, bits: Tensor | None = None) -> None:
         """``se = [se_sum, se_sample_sum]`` of a batch of ``count`` examples, ``nll`` its NLL
-        sum (None: not measured; a head that derives its epoch NLL from the MSE)."""
+        sum and ``bits`` its bits sum (None: not measured; a head that derives its epoch
+        values from the MSE)."""
         self.se += se
         self.count += count
         if nll is not None:
             self.nll += nll
+        if bits is not None:
+            self.bits += bits
 
     def compute(self) -> Tensor:
-        return torch.cat([self.nll.view(1), self.se, self.count.view(1)])
+        return torch.cat([self.nll.view(1), self.se, self.count.view(1), self.bits.view(1)])
 
 
 def _metric_seed(*parts: int) -> int:
@@ -129,18 +137,21 @@ def step_or_undo(step_ok: Callable[[], Tensor], optimizer: torch.optim.Optimizer
 
 
 class WaveformPredictor(pl.LightningModule):
-    """LightningModule: MLP (``head="gaussian"``) or MDN (``head="mixture"``)."""
+    """LightningModule: MLP (``head="gaussian"``), MDN (``head="mixture"``) or another
+    registered head (:mod:`waveform_mdn.heads`)."""
 
     def __init__(
         self,
         head: str = "gaussian",
         components: int = 3,
+        likelihood: Literal["continuous", "discretised"] = "continuous",
         hidden: list[int] = [300, 300],  # noqa: B006 (jsonargparse needs a literal default)
         activation: str = "tanh",
         context_fields: list[str] = ["phone", "next_phone"],  # noqa: B006
         phone_encoding: Literal["onehot", "embedding"] = "onehot",
         embedding_dim: int = 16,
         min_scale: float = 1e-3,
+        min_scale_bins: float = 0.1,
         metric_seed: int = 0,
         check_finite_every_n_steps: int = 1,
         data_fingerprint: str | None = None,
@@ -157,14 +168,17 @@ class WaveformPredictor(pl.LightningModule):
         """
         Args:
             head: output distribution, one of the registered heads ("gaussian" = MLP,
-                "mixture" = MDN).
-            components: mixture components K (ignored by "gaussian").
+                "mixture" = MDN, "logistic_mixture", "mulaw_softmax"; see docs/heads.md).
+            components: mixture components K (ignored by "gaussian" and "mulaw_softmax").
+            likelihood: what the "mixture" head is trained on: "continuous" (the density,
+                the 2014 MDN) or "discretised" (the mass of the target's 16-bit bin).
             hidden: sizes of the fully connected trunk layers.
             activation: tanh, relu, gelu or sigmoid.
             context_fields: phone context inputs: phone, next_phone, prev_phone, position.
             phone_encoding: "onehot" (as in 2014) or a learned "embedding".
             embedding_dim: size of the learned phone embedding.
             min_scale: floor added to the predicted scales (normalised units).
+            min_scale_bins: floor of the logistic mixture's scales, in 16-bit bin widths.
             metric_seed: seed of the draws used by the mse_sample metrics.
             check_finite_every_n_steps: how often the training loss and gradients are
                 checked for NaN/inf on the host (1 = every step; larger avoids a device
@@ -176,6 +190,11 @@ class WaveformPredictor(pl.LightningModule):
         super().__init__()
         if head not in HEADS:
             raise ConfigError(f"model.head {head!r}: unknown head; registered: {sorted(HEADS)}")
+        if likelihood not in ("continuous", "discretised"):
+            raise ConfigError(f"model.likelihood must be 'continuous' or 'discretised', not {likelihood!r}")
+        if likelihood == "discretised" and likelihood not in HEADS[head].likelihood_options:
+            raise ConfigError(f"model.likelihood discretised: the {head} head has a loss of its own "
+                              "(the mixture head reads model.likelihood)")
         if window is None or n_phone_ids is None:
             raise ConfigError("WaveformPredictor needs the data's window and n_phone_ids: pass "
                               "**datamodule.data_hparams() (waveform-mdn fit links them)")
@@ -183,7 +202,8 @@ class WaveformPredictor(pl.LightningModule):
         self.net = Predictor(
             window=window, n_phone_ids=n_phone_ids, context_fields=context_fields, phone_encoding=phone_encoding,
             embedding_dim=embedding_dim, hidden=hidden, activation=activation, head=head, components=components,
-            min_scale=min_scale,
+            min_scale=min_scale, head_options={"likelihood": likelihood, "min_scale_bins": min_scale_bins,
+                                               "norm_mean": norm_mean, "norm_std": norm_std},
         )
         self.train_sums, self.val_sums = EpochSums(), EpochSums()
         self._generator: torch.Generator | None = None
@@ -215,22 +235,22 @@ class WaveformPredictor(pl.LightningModule):
 
     @torch.no_grad()
     def _observe(self, sums: EpochSums, params: tuple[Tensor, ...], target: Tensor, nll_sum: Tensor | None,
-                 generator: torch.Generator) -> None:
+                 bits_sum: Tensor | None, generator: torch.Generator) -> None:
         """Add one batch to ``sums``: a few operations on detached tensors, no host sync."""
         head = self.net.head
         draws = torch.stack([head.mean_from_params(params), head.sample_from_params(params, generator=generator)])
-        sums.update((draws - target.float()).square().sum(-1), target.numel(), nll_sum)
+        sums.update((draws - target.float()).square().sum(-1), target.numel(), nll_sum, bits_sum)
 
-    def _means(self, sums: EpochSums) -> tuple[Tensor, Tensor, Tensor] | None:
-        """(nll, mse, mse_sample) over the epoch so far, summed over ranks; None before any batch."""
+    def _means(self, sums: EpochSums) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """(nll, mse, mse_sample, bits) over the epoch so far, summed over ranks; None before any batch."""
         if sums.update_count == 0:
             return None
         total = sums.compute()
         n = total[3].clamp(min=1)
-        return total[0] / n, total[1] / n, total[2] / n
+        return total[0] / n, total[1] / n, total[2] / n, total[4] / n
 
-    def _log_stage(self, stage: str, nll: Tensor, mse: Tensor, mse_sample: Tensor) -> None:
-        for name, value in (("nll", nll), ("mse", mse), ("mse_sample", mse_sample)):
+    def _log_stage(self, stage: str, nll: Tensor, mse: Tensor, mse_sample: Tensor, bits: Tensor) -> None:
+        for name, value in (("bits_per_sample", bits), ("nll", nll), ("mse", mse), ("mse_sample", mse_sample)):
             # reduced over ranks already: sync_dist's mean of equal values changes nothing
             self.log(f"{stage}/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
 
@@ -238,14 +258,12 @@ class WaveformPredictor(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         head, target = self.net.head, batch["target"]
         params = self.net.params(batch)
-        loss_sum = head.loss(params, target).sum()
-        if type(head).loss is Head.loss:  # trained by NLL: the loss is the metric
-            nll_sum = loss_sum.detach()
-        elif type(head).epoch_nll is Head.epoch_nll:  # the epoch NLL needs per-example values
-            nll_sum = head.nll(params, target).detach().sum()
-        else:  # the head derives its epoch NLL from the MSE (the Gaussian): none per step
-            nll_sum = None
-        self._observe(self.train_sums, params, target, nll_sum, self._seeded(1, self.current_epoch, batch_idx))
+        loss = head.loss(params, target)
+        loss_sum = loss.sum()
+        with torch.no_grad():  # NLL and bits: the loss is one of them, or they come at the epoch end
+            nll_sum, bits_sum = head.training_sums(tuple(p.detach() for p in params), target, loss.detach())
+        self._observe(self.train_sums, params, target, nll_sum, bits_sum,
+                      self._seeded(1, self.current_epoch, batch_idx))
         self._loss = loss_sum.detach()  # for the finiteness check before the update
         return loss_sum / target.numel()
 
@@ -254,8 +272,8 @@ class WaveformPredictor(pl.LightningModule):
         # epoch without calling on_train_epoch_start): its sums so far, once (rank 0)
         restored, self._restored_sums = self._restored_sums, None
         if restored is not None and restored[0] == self.current_epoch and self.global_rank == 0:
-            nll, se_sum, se_sample, count = restored[1].to(self.device).unbind()
-            self.train_sums.update(torch.stack([se_sum, se_sample]), count, nll)
+            nll, se_sum, se_sample, count, *bits = restored[1].to(self.device).unbind()
+            self.train_sums.update(torch.stack([se_sum, se_sample]), count, nll, bits[0] if bits else None)
 
     def on_train_epoch_start(self) -> None:
         self.train_sums.reset()
@@ -265,10 +283,11 @@ class WaveformPredictor(pl.LightningModule):
         means = self._means(self.train_sums)
         if means is None:
             return
-        nll, mse, mse_sample = means
+        nll, mse, mse_sample, bits = means
         head = self.net.head
         head.observe_training_mse(float(mse))  # also when no validation runs (the Gaussian's noise)
-        self._log_stage("train", head.epoch_nll(nll, mse), mse, mse_sample)
+        nll = head.epoch_nll(nll, mse)
+        self._log_stage("train", nll, mse, mse_sample, head.epoch_bits(bits, nll))
 
     # -- the NaN policy -----------------------------------------------------------------
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -329,17 +348,18 @@ class WaveformPredictor(pl.LightningModule):
         self.val_sums.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        head, target = self.net.head, batch["target"]
         params = self.net.params(batch)
-        nll = self.net.head.nll(params, batch["target"])
-        self._observe(self.val_sums, params, batch["target"], nll.sum(), self._seeded(2, batch_idx))
+        self._observe(self.val_sums, params, target, head.nll(params, target).sum(), head.bits(params, target).sum(),
+                      self._seeded(2, batch_idx))
 
     def on_validation_epoch_end(self) -> None:
         means = self._means(self.val_sums)
         if means is None:
             return
-        nll, mse, mse_sample = means
+        nll, mse, mse_sample, bits = means
         self.net.head.observe_validation_mse(float(mse))
-        self._log_stage("val", nll, mse, mse_sample)
+        self._log_stage("val", nll, mse, mse_sample, bits)
         if self.trainer.state.fn == TrainerFn.FITTING:
             self.log("hp_metric", nll.float(), sync_dist=True)  # TensorBoard's HPARAMS tab
 

@@ -5,7 +5,7 @@ samples plus the phone context to a distribution over the next normalised sample
 
     input = [window (W floats), one-hot(phone), one-hot(next_phone), ...]
     trunk = Linear -> act -> Linear -> act ...       (default 2 x 300 tanh)
-    head  = heads.build_head(name)                   ("gaussian" = MLP, "mixture" = MDN)
+    head  = heads.build_head(name)                   ("gaussian" = MLP, "mixture" = MDN, ...)
 
 The first layer is stored **split** into a window part and a context part. With
 ``phone_encoding="onehot"`` the context part is one table of ``n_phone_ids x H`` per
@@ -81,7 +81,10 @@ class Predictor(nn.Module):
         head: str = "gaussian",
         components: int = 3,
         min_scale: float = 1e-3,
+        head_options: dict | None = None,
     ):
+        """``head_options``: more keyword arguments of the head (``likelihood``,
+        ``min_scale_bins``, and ``norm_mean``/``norm_std``, which place the 16-bit bins)."""
         super().__init__()
         fields, hidden = checked_settings(context_fields, phone_encoding, activation, hidden)
         self.window = int(window)
@@ -121,7 +124,8 @@ class Predictor(nn.Module):
         for a, b in zip(hidden[:-1], hidden[1:]):
             layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
         self.trunk = nn.Sequential(*layers)
-        self.head: Head = build_head(head, hidden[-1], components=components, min_scale=min_scale)
+        self.head: Head = build_head(head, hidden[-1], components=components, min_scale=min_scale,
+                                     **(head_options or {}))
 
     # -- generation-friendly pieces ---------------------------------------------------
     def context_bias(

@@ -1,0 +1,106 @@
+"""The "MLP" head: one output, the mean; the variance is the maximum-likelihood estimate."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Normal
+
+from .base import Head, RowSampler, _check_mode, register_head
+from .discretise import LN2, normal_log_mass
+
+
+@register_head("gaussian")
+class GaussianHead(Head):
+    """The "MLP": predicts the mean; variance = maximum-likelihood estimate (training MSE)."""
+
+    n_outputs = 1
+
+    def __init__(self, in_features: int, components: int = 1, min_scale: float = 1e-3, **kw: object):
+        super().__init__(in_features, 1, min_scale, **kw)
+        # variance of Normal(mean, sqrt(var)) on the normalised signal: 1 until measured
+        self.register_buffer("var", torch.ones(()))
+        self.register_buffer("valid_mse", torch.full((), float("nan")))
+
+    @property
+    def scale(self) -> Tensor:
+        return self.var.clamp(min=self.min_scale**2).sqrt()
+
+    def params(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        mean = self.project(features).squeeze(-1)
+        return mean, self.scale.expand_as(mean)
+
+    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+        mean, scale = params
+        return Normal(mean, scale, validate_args=False)
+
+    def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        return (target.float() - params[0]).square()
+
+    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        mean, scale = params
+        return normal_log_mass(self.quant, target.float(), mean, scale)
+
+    def training_sums(self, params, target, loss) -> tuple[None, None]:
+        """None, None: both come from the epoch's MSE (:meth:`epoch_nll`, :meth:`epoch_bits`)."""
+        return None, None
+
+    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
+        return params[0].shape
+
+    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+        return params[0]
+
+    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+        return params[0]
+
+    def draw_noise(self, shape, generator=None, device=None) -> Tensor:
+        """One standard normal number per draw."""
+        return torch.randn(*shape, 1, generator=generator, device=device)
+
+    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
+                          temperature_scales: float = 1.0) -> Tensor:
+        mean, scale = params
+        if temperature_scales == 0:
+            return mean
+        return torch.addcmul(mean, scale, noise[..., 0], value=temperature_scales)
+
+    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
+                    temperature_scales: float = 1.0) -> RowSampler:
+        _check_mode(mode)
+        if mode != "sample" or temperature_scales == 0:
+            return lambda row, noise: row[0]
+        spread = float(temperature_scales) * float(self.scale)
+        return lambda row, noise: row[0] + spread * noise[0]
+
+    def observe_training_mse(self, mse: float) -> None:
+        if math.isfinite(mse) and mse > 0:
+            self.var.fill_(mse)
+
+    def observe_validation_mse(self, mse: float) -> None:
+        self.valid_mse.fill_(mse)
+
+    def epoch_nll(self, mean_nll: Tensor, mse: Tensor) -> Tensor:
+        # NLL of Normal(mean, sqrt(v)) with v = the MSE itself: 0.5 log(2 pi v) + 1/2
+        v = mse.clamp(min=self.min_scale**2)
+        return 0.5 * torch.log(2 * math.pi * v) + 0.5
+
+    def epoch_bits(self, mean_bits: Tensor, epoch_nll: Tensor) -> Tensor:
+        """``(NLL - log 2h) / ln 2`` from the epoch NLL: the bin mass of a Gaussian whose
+        scale (the ML one, about 0.1 here) is hundreds of bins wide is its density times
+        the bin width (relative error about ``(h / scale)^2``)."""
+        return (epoch_nll - math.log(2 * self.quant.half_width)) / LN2
+
+    def use_variance(self, which: str = "valid") -> float:
+        """Set ``var`` from ``"valid"`` (last validation MSE) or keep ``"train"``; returns it."""
+        if which == "valid":
+            if not torch.isfinite(self.valid_mse):
+                raise ValueError("no validation MSE recorded in this head")
+            self.var.copy_(self.valid_mse)
+        elif which != "train":
+            raise ValueError(f"which must be 'train' or 'valid', not {which!r}")
+        return float(self.var)
+
+

@@ -1,0 +1,108 @@
+"""The discretised mixture of logistics (PixelCNN++, WaveNet vocoders): K logistic
+components over the normalised signal, trained on the mass of the target's 16-bit bin."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import (AffineTransform, Categorical, Distribution, MixtureSameFamily, SigmoidTransform,
+                                 TransformedDistribution, Uniform)
+
+from .base import _EPS32, _TINY, RowSampler, _argmax, _check_mode, register_head
+from .discretise import logistic_log_mass, logistic_log_pdf, mixture_log_mass
+from .mixture import MixtureHead
+
+MAX_LOG_SCALE = 10.0  #: log-scales are clamped to at most this (normalised units; no overflow)
+
+
+@register_head("logistic_mixture")
+class LogisticMixtureHead(MixtureHead):
+    """K logistics: ``3 K`` outputs (logits, means, log-scales). The log-scale is clamped
+    from below at ``log(min_scale_bins * 2h)``: a floor relative to the bin width ``2h``
+    (PixelCNN++ clamps at -7 on 8-bit audio in [-1, 1], about 0.1 bin; 0.1 bin lets one bin
+    hold 99 % of a component's mass). The loss is ``-log P(bin)``; the logged NLL is the
+    continuous mixture density's. Sampling: component by Gumbel-max, then
+    ``mean + T_s scale (log u - log(1 - u))``, clamped to the int16 range."""
+
+    likelihood_options = ("discretised",)
+
+    def __init__(self, in_features: int, components: int = 10, min_scale: float = 1e-3,
+                 min_scale_bins: float = 0.1, **kw: object):
+        kw.pop("likelihood", None)  # always the discretised likelihood
+        super().__init__(in_features, components, min_scale, likelihood="discretised", **kw)
+        if not min_scale_bins > 0:
+            raise ValueError(f"min_scale_bins must be > 0, not {min_scale_bins}")
+        self.min_scale_bins = float(min_scale_bins)
+        self.min_log_scale = math.log(self.min_scale_bins * 2 * self.quant.half_width)
+
+    def params(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        logits, means, raw = self.project(features).tensor_split(3, dim=-1)
+        return logits, means, raw.clamp(self.min_log_scale, MAX_LOG_SCALE).exp()
+
+    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+        """The mixture as a torch Distribution (for ``cdf``, ``icdf``, ``mean``); the NLL and
+        the bits use the stable forms below."""
+        logits, means, scales = params
+        unit = Uniform(torch.zeros_like(means), torch.ones_like(means), validate_args=False)
+        logistic = TransformedDistribution(unit, [SigmoidTransform().inv, AffineTransform(means, scales)],
+                                           validate_args=False)
+        return MixtureSameFamily(Categorical(logits=logits, validate_args=False), logistic, validate_args=False)
+
+    def nll(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        """``-log sum_k w_k f((x - mu_k) / s_k) / s_k`` by log-sum-exp."""
+        logits, means, scales = params
+        z = (target.float().unsqueeze(-1) - means) / scales
+        return -torch.logsumexp(torch.log_softmax(logits, -1) + logistic_log_pdf(z) - scales.log(), dim=-1)
+
+    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        logits, means, scales = params
+        return mixture_log_mass(logits, logistic_log_mass(self.quant, target.float(), means, scales))
+
+    def noise_size(self) -> int:
+        return self.components + 1
+
+    def draw_noise(self, shape, generator=None, device=None) -> Tensor:
+        """``K`` Gumbel(0, 1) numbers (the component), then one uniform number in (0, 1)
+        (the offset within the logistic), per draw."""
+        u = torch.rand(*shape, self.components + 1, generator=generator, device=device).clamp_(_TINY, 1.0 - _EPS32)
+        u[..., : self.components].log_().neg_().log_().neg_()
+        return u
+
+    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
+                          temperature_scales: float = 1.0) -> Tensor:
+        logits, means, scales = params
+        if temperature_weights == 0:
+            k = logits.argmax(-1, keepdim=True)
+        else:
+            gumbel = noise[..., : self.components]
+            k = (logits.add(gumbel) if temperature_weights == 1 else
+                 gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+        x = means.gather(-1, k).squeeze(-1)
+        if temperature_scales != 0:
+            u = noise[..., self.components]
+            x = x + temperature_scales * scales.gather(-1, k).squeeze(-1) * (u.log() - torch.log1p(-u))
+        return x.clamp(self.quant.lowest, self.quant.highest)
+
+    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
+                    temperature_scales: float = 1.0) -> RowSampler:
+        _check_mode(mode)
+        if mode != "sample":  # the mean and the mode are the Gaussian mixture's (means of the components)
+            return super().row_sampler(mode, temperature_weights, temperature_scales)
+        K, ts = self.components, float(temperature_scales)
+        lo_s, hi_s, lo, hi = self.min_log_scale, MAX_LOG_SCALE, self.quant.lowest, self.quant.highest
+        inv_tw = 1.0 / temperature_weights if temperature_weights > 0 else 0.0
+
+        def sample(row: list[float], noise: list[float]) -> float:
+            k = _argmax([v * inv_tw + g for v, g in zip(row[:K], noise)] if inv_tw else row[:K])
+            x = row[K + k]
+            if ts != 0:
+                u = noise[K]
+                x += ts * math.exp(min(max(row[2 * K + k], lo_s), hi_s)) * (math.log(u) - math.log1p(-u))
+            return lo if x < lo else (hi if x > hi else x)
+        return sample
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", min_scale_bins={self.min_scale_bins}"
+

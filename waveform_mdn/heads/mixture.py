@@ -1,0 +1,134 @@
+"""The "MDN" head: a mixture of K Gaussians, trained on the continuous density (the 2014
+MDN) or on the discretised likelihood of the 16-bit codes (``likelihood="discretised"``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
+
+from .base import _EPS32, _TINY, Head, RowSampler, _argmax, _check_mode, _softplus, register_head
+from .discretise import LN2, mixture_log_mass, normal_log_mass
+
+
+@register_head("mixture")
+class MixtureHead(Head):
+    """The "MDN": K Gaussian components; logits, means, softplus scales with a floor.
+
+    ``likelihood``: ``"continuous"`` trains on the density (the 2014 MDN), ``"discretised"``
+    on the mass of the target's 16-bit bin (the loss is then the bits, in nats). Either way
+    the logged NLL is the density's and the bits are the bin mass's.
+    """
+
+    likelihood_options = ("continuous", "discretised")
+
+    def __init__(self, in_features: int, components: int = 3, min_scale: float = 1e-3,
+                 likelihood: str = "continuous", **kw: object):
+        if int(components) < 1:
+            raise ValueError(f"components must be >= 1, not {components}")
+        if likelihood not in self.likelihood_options:
+            raise ValueError(f"likelihood must be one of {self.likelihood_options}, not {likelihood!r}")
+        super().__init__(in_features, components, min_scale, **kw)
+        self.likelihood = likelihood
+
+    def output_size(self) -> int:
+        return 3 * self.components
+
+    def params(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        logits, means, raw = self.project(features).tensor_split(3, dim=-1)
+        return logits, means, F.softplus(raw).add_(self.min_scale)
+
+    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+        logits, means, scales = params
+        return MixtureSameFamily(
+            Categorical(logits=logits, validate_args=False),
+            Normal(means, scales, validate_args=False),
+            validate_args=False,
+        )
+
+    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        logits, means, scales = params
+        return mixture_log_mass(logits, normal_log_mass(self.quant, target.float(), means, scales))
+
+    def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        if self.likelihood == "discretised":
+            return -self.log_bin_mass(params, target)
+        return self.nll(params, target)
+
+    def training_sums(self, params, target, loss) -> tuple[Tensor, Tensor]:
+        """The loss is one of the two; the other is computed."""
+        if self.likelihood == "discretised":
+            return self.nll(params, target).sum(), loss.sum() / LN2
+        return loss.sum(), self.bits(params, target).sum()
+
+    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
+        return params[0].shape[:-1]
+
+    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+        """Mean of the mixture with weights ``softmax(logits / T)``; ``T = 0``: the most
+        probable component's mean."""
+        logits, means, _ = params
+        if temperature_weights == 0:
+            return self.mode_from_params(params)
+        if temperature_weights != 1:
+            logits = logits / temperature_weights
+        return torch.linalg.vecdot(torch.softmax(logits, dim=-1), means)
+
+    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+        """The most probable component's mean."""
+        logits, means, _ = params
+        return means.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
+
+    def noise_size(self) -> int:
+        return self.components + 1
+
+    def draw_noise(self, shape, generator=None, device=None) -> Tensor:
+        """``K`` Gumbel(0, 1) numbers (the component, by Gumbel-max), then one standard
+        normal (the offset within the component), per draw."""
+        u = torch.rand(*shape, self.components, generator=generator, device=device)
+        gumbel = u.clamp_(min=_TINY, max=1.0 - _EPS32).log_().neg_().log_().neg_()
+        z = torch.randn(*shape, 1, generator=generator, device=device)
+        return torch.cat([gumbel, z], dim=-1)
+
+    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
+                          temperature_scales: float = 1.0) -> Tensor:
+        """Component ``argmax(logits / T_w + gumbel)`` (drawn with ``softmax(logits / T_w)``),
+        then its mean plus ``T_s`` times its scale times the normal number."""
+        logits, means, scales = params
+        if temperature_weights == 0:
+            k = logits.argmax(-1, keepdim=True)
+        else:
+            gumbel = noise[..., : self.components]
+            k = (logits.add(gumbel) if temperature_weights == 1 else
+                 gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+        mean = means.gather(-1, k)
+        if temperature_scales == 0:
+            return mean.squeeze(-1)
+        return mean.addcmul_(scales.gather(-1, k), noise[..., self.components :],
+                             value=temperature_scales).squeeze(-1)
+
+    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
+                    temperature_scales: float = 1.0) -> RowSampler:
+        _check_mode(mode)
+        K, floor, ts = self.components, self.min_scale, float(temperature_scales)
+        inv_tw = 1.0 / temperature_weights if temperature_weights > 0 else 0.0
+        if mode == "mode" or (mode == "mean" and inv_tw == 0):
+            return lambda row, noise: row[K + _argmax(row[:K])]
+        if mode == "mean":
+            def tempered_mean(row: list[float], noise: None) -> float:
+                logits = [v * inv_tw for v in row[:K]]
+                top = max(logits)
+                w = [math.exp(v - top) for v in logits]
+                return sum(wk * mk for wk, mk in zip(w, row[K : 2 * K])) / sum(w)
+            return tempered_mean
+        def sample(row: list[float], noise: list[float]) -> float:
+            k = _argmax([v * inv_tw + g for v, g in zip(row[:K], noise)] if inv_tw else row[:K])
+            if ts == 0:
+                return row[K + k]
+            return row[K + k] + ts * (_softplus(row[2 * K + k]) + floor) * noise[K]
+        return sample
+
+
