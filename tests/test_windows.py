@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -221,19 +222,24 @@ def test_demo_windows_equal_source_audio(demo_prepared, pad, context):
         assert abs(float(b["position"][i]) - position) < 1e-6
 
 
-def test_train_and_valid_share_one_waveform_copy(demo_prepared):
-    from waveform_mdn.data import NextSampleDataset, PreparedDataset
-
+def test_the_waveform_is_the_memory_map_itself_shared_by_train_and_valid(demo_prepared):
+    """No copy per process: the default tensor is a view of the file's memory map (pages the
+    OS shares between DDP ranks), made without torch's read-only warning; in_memory=True is a
+    private copy with the same values."""
     p = PreparedDataset(demo_prepared)
-    train = NextSampleDataset(p, "train")
-    valid = NextSampleDataset(p, "valid")
-    assert train._wave.data_ptr() == valid._wave.data_ptr()
-    assert len(train._wave) == len(p.wave)
-    # and the shared copy still gives the right windows for both splits
-    for ds in (train, valid):
-        b = ds.get_batch(torch.tensor([0, len(ds) - 1]))
-        t = ds.target_positions(torch.tensor([0, len(ds) - 1]))
-        raw = np.asarray(p.wave)
-        for row, tt in enumerate(t.tolist()):
-            expect = p.normalise(raw[tt - ds.window: tt])
-            np.testing.assert_allclose(b["window"][row].numpy(), expect, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mapped = p.wave_tensor()
+    assert mapped.data_ptr() == p.wave.__array_interface__["data"][0] and len(mapped) == len(p.wave)
+    copy = p.wave_tensor(in_memory=True)
+    assert copy.data_ptr() != mapped.data_ptr() and torch.equal(copy, mapped)
+    for in_memory in (False, True):
+        train = NextSampleDataset(p, "train", in_memory=in_memory)
+        valid = NextSampleDataset(p, "valid", in_memory=in_memory)
+        assert p.wave_tensor(in_memory) is (copy if in_memory else mapped)  # one tensor for both splits
+        for ds in (train, valid):  # the right windows for both splits
+            idx = torch.tensor([0, len(ds) - 1])
+            b = ds.get_batch(idx)
+            raw = np.asarray(p.wave)
+            for row, tt in enumerate(ds.target_positions(idx).tolist()):
+                np.testing.assert_allclose(b["window"][row].numpy(), p.normalise(raw[tt - ds.window: tt]), atol=1e-5)

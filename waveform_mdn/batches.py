@@ -3,7 +3,9 @@
 :class:`IndexBatchSampler` yields one ``LongTensor`` of example indices per batch (no
 per-example Python call, no collation): shuffled per epoch from ``seed + epoch`` and shared
 out by rank for training, in storage order without padding for validation (see
-:mod:`waveform_mdn.datamodule`). :class:`BatchLoader` gathers them with
+:mod:`waveform_mdn.datamodule`). Neither keeps an array of the epoch's examples: the
+training order is a :class:`~waveform_mdn.shuffle.FeistelPermutation` evaluated 64 K
+positions at a time, so memory and the time to the first batch do not grow with the data. :class:`BatchLoader` gathers them with
 ``dataset.get_batch`` in the training thread, in one background thread, or in DataLoader
 worker processes, and is *stateful*: ``state_dict()`` is the epoch and the number of
 batches handed out in it, so a resumed run continues at the next batch.
@@ -22,9 +24,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from .shuffle import FeistelPermutation
 
 Batch = dict[str, torch.Tensor]
 GATHER_EXAMPLES = 1024  # the datamodule's loaders gather at least this many examples per get_batch call
+SHUFFLE_CHUNK = 1 << 16  # training positions permuted per call (512 KB of int64)
 
 
 class IndexBatchSampler:
@@ -56,12 +60,17 @@ class IndexBatchSampler:
         self.epoch = int(epoch)
 
     # -- training: shuffled, strided shares of equal length -------------------------
-    def _train_indices(self) -> torch.Tensor:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
+    def _train_stop(self) -> int:
         per_rank = self.n // self.num_replicas
-        return perm[self.rank : per_rank * self.num_replicas : self.num_replicas]
+        return per_rank - per_rank % self.batch_size if self.drop_last else per_rank
+
+    def _train_batches(self, permutation: FeistelPermutation, start: int) -> Iterator[torch.Tensor]:
+        # this rank's i-th example is the permutation's value at position rank + i * world_size
+        bs, stop = self.batch_size, self._train_stop()
+        chunk = bs * max(SHUFFLE_CHUNK // bs, 1)
+        for lo in range(start * bs, stop, chunk):
+            i = torch.arange(lo, min(lo + chunk, stop), dtype=torch.int64)
+            yield from permutation(i.mul_(self.num_replicas).add_(self.rank)).split(bs)
 
     # -- validation: contiguous shares, same number of batches on every rank --------
     def _eval_bounds(self, rank: int) -> tuple[int, int]:
@@ -71,30 +80,35 @@ class IndexBatchSampler:
         largest = max(b - a for a, b in (self._eval_bounds(r) for r in range(self.num_replicas)))
         return max(math.ceil(largest / self.batch_size), 1)
 
+    def _eval_batches(self, start: int) -> Iterator[torch.Tensor]:
+        # this rank's share cut into _eval_n_batches() nearly equal parts, the longer ones first
+        a, b = self._eval_bounds(self.rank)
+        parts = self._eval_n_batches()
+        size, longer = divmod(b - a, parts)
+        for j in range(start, parts):
+            lo = a + j * size + min(j, longer)
+            hi = lo + size + (j < longer)
+            yield torch.arange(lo, hi, dtype=torch.int64).mul_(self.stride)
+
     def batches(self, start: int = 0) -> Iterator[torch.Tensor]:
         """The batches of the current epoch from batch number ``start`` on (the epoch's order
-        is drawn by this call, not later)."""
-        bs = self.batch_size
+        is chosen by this call, not later)."""
         if self.shuffle:
-            idx = self._train_indices()
-            stop = len(idx) - len(idx) % bs if self.drop_last else len(idx)
-            return (idx[i : min(i + bs, stop)] for i in range(start * bs, stop, bs))
-        a, b = self._eval_bounds(self.rank)
-        positions = torch.arange(a, b, dtype=torch.int64) * self.stride
-        return iter(positions.tensor_split(self._eval_n_batches())[start:])
+            permutation = FeistelPermutation(max(self.n, 1), self.seed + self.epoch)  # n = 0: no batches
+            return self._train_batches(permutation, start)
+        return self._eval_batches(start)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self.batches(0)
 
     def __len__(self) -> int:
         if self.shuffle:
-            per_rank = self.n // self.num_replicas
-            return per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
+            return math.ceil(self._train_stop() / self.batch_size)
         return self._eval_n_batches()
 
-    def layout(self) -> dict[str, int]:
+    def layout(self) -> dict[str, int | str]:
         """What must be equal for a saved position to mean the same batches."""
-        return {"n": self.n, "batch_size": self.batch_size, "seed": self.seed, "world_size": self.num_replicas,
+        return {"order": "feistel", "n": self.n, "batch_size": self.batch_size, "seed": self.seed, "world_size": self.num_replicas,
                 "shuffle": int(self.shuffle), "drop_last": int(self.drop_last), "stride": self.stride}
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ class PreparedDataset:
         #: mean duration in seconds of each phone in the training split (the duration model of
         #: ``generate --text``); empty for data prepared before it was recorded
         self.phone_durations: dict[str, float] = {str(k): float(v) for k, v in self.meta.get("phone_durations", {}).items()}
-        self._wave_tensor: torch.Tensor | None = None
+        self._wave_tensors: dict[bool, torch.Tensor] = {}  # by in_memory
         norm = self.meta["normalisation"]
         self.normalisation = Normalisation(float(norm["mean"]), float(norm["std"]))
 
@@ -101,12 +102,21 @@ class PreparedDataset:
         """Normalised signal back to float audio in [-1, 1] (not clipped)."""
         return self.normalisation.denormalise(x)
 
-    def wave_tensor(self) -> torch.Tensor:
-        """The whole int16 waveform as a tensor in RAM (2 bytes per sample), loaded once and
-        shared by every dataset made from this object (train and valid share one copy)."""
-        if self._wave_tensor is None:
-            self._wave_tensor = torch.from_numpy(np.array(self.wave, dtype=np.int16, copy=True))
-        return self._wave_tensor
+    def wave_tensor(self, in_memory: bool = False) -> torch.Tensor:
+        """The whole int16 waveform as a tensor, made once and shared by every dataset made
+        from this object. By default a view of the read-only memory map, never to be written:
+        no copy, and the OS shares its pages between processes (DDP ranks, workers) through
+        the page cache. ``in_memory=True``: a private copy in this process's RAM (2 bytes per
+        sample), read once from the file."""
+        if in_memory not in self._wave_tensors:
+            if in_memory:
+                tensor = torch.from_numpy(np.array(self.wave, dtype=np.int16, copy=True))
+            else:
+                with warnings.catch_warnings():  # torch warns that the map is read-only: it is never written
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    tensor = torch.from_numpy(self.wave)
+            self._wave_tensors[in_memory] = tensor
+        return self._wave_tensors[in_memory]
 
     @property
     def fingerprint(self) -> str:
@@ -153,18 +163,22 @@ def phone_context(
     seq_starts: torch.Tensor,
     context: str = "target",
     window: int = 240,
+    segment_starts: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Phone context of target samples: the one definition used everywhere.
 
     ``segments``: int64 ``[S, 5]`` (start, end, phone, prev_phone, next_phone), sorted by
     start, non-overlapping; ``targets``: int64 ``[B]`` sample offsets in the same frame of
     reference; ``seq_starts``: int64 ``[B]`` (or scalar) start of each target's sequence.
-    Returns ``phone``, ``prev_phone``, ``next_phone`` (int64) and ``position`` (float32).
+    ``segment_starts``: ``segments[:, 0]`` made contiguous once by a caller that calls this
+    per batch (else a copy per call). Returns ``phone``, ``prev_phone``, ``next_phone``
+    (int64) and ``position`` (float32).
     """
     if context not in CONTEXT_MODES:
         raise ValueError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
     ref = targets if context == "target" else torch.maximum(targets - window, seq_starts)
-    j = torch.searchsorted(segments[:, 0].contiguous(), ref, right=True) - 1
+    starts = segment_starts if segment_starts is not None else segments[:, 0].contiguous()
+    j = torch.searchsorted(starts, ref, right=True) - 1
     j = j.clamp_(0, len(segments) - 1)
     seg = segments[j]
     length = (seg[:, 1] - seg[:, 0]).clamp_(min=1)
@@ -175,9 +189,11 @@ def phone_context(
 class NextSampleDataset(torch.utils.data.Dataset):
     """Examples (window, phone context) -> next sample over the sequences of one split.
 
-    ``get_batch(idx)`` gathers a whole batch by vectorised indexing. With
-    ``in_memory=True`` (default) the int16 waveform is copied into RAM once (2 bytes per
-    sample); otherwise batches are read from the memory map.
+    ``get_batch(idx)`` gathers a whole batch by vectorised indexing from the int16 waveform:
+    by default a tensor view of the memory map (shared with other processes through the page
+    cache); ``in_memory=True``: a copy in this process's RAM (see
+    :meth:`PreparedDataset.wave_tensor`). Per example nothing is stored: an index is mapped
+    to its sequence by a binary search in the per-sequence cumulative counts.
     """
 
     def __init__(
@@ -188,7 +204,7 @@ class NextSampleDataset(torch.utils.data.Dataset):
         pad: str = "skip",
         context: str = "target",
         sequences: list[int] | None = None,
-        in_memory: bool = True,
+        in_memory: bool = False,
     ):
         if not isinstance(prepared, PreparedDataset):
             prepared = PreparedDataset(prepared)
@@ -221,9 +237,9 @@ class NextSampleDataset(torch.utils.data.Dataset):
                 f"{prepared.path}: every sequence of split {split!r} is shorter than "
                 f"window+1 = {self.window + 1} samples (pad='skip' leaves no examples)"
             )
-        self._wave_np = prepared.wave
-        self._wave = prepared.wave_tensor() if in_memory else None
+        self._wave = prepared.wave_tensor(in_memory)
         self.segments = torch.from_numpy(np.ascontiguousarray(prepared.segments, dtype=np.int64))
+        self._segment_starts = self.segments[:, 0].contiguous()
         self._offsets = torch.arange(-self.window, 0, dtype=torch.int64)
         self._scale, self._offset = prepared.normalisation.int16_scale_offset
 
@@ -258,23 +274,19 @@ class NextSampleDataset(torch.utils.data.Dataset):
             "window": raw.float().mul_(self._scale).add_(self._offset),
             "target": self._gather(t).float().mul_(self._scale).add_(self._offset),
         }
-        batch.update(phone_context(self.segments, t, seq_start, self.context, self.window))
+        batch.update(phone_context(self.segments, t, seq_start, self.context, self.window, self._segment_starts))
         return batch
 
     def _gather(self, pos: torch.Tensor) -> torch.Tensor:
-        if self._wave is not None:
-            return self._wave[pos]
-        return torch.from_numpy(np.asarray(self._wave_np[pos.numpy()]))
+        return self._wave[pos]
 
     def _windows(self, first: torch.Tensor) -> torch.Tensor:
         """int16 ``[B, W]`` windows starting at ``first`` (clamped into the array; callers mask)."""
-        n = len(self._wave_np)
+        n = len(self._wave)
         if n < self.window:  # every window reaches before its sequence (pad="zero"): callers fill all
             return torch.zeros((len(first), self.window), dtype=torch.int16)
         first = first.clamp(0, n - self.window)
-        if self._wave is not None:  # a strided view: one index_select, no [B, W] index
-            return self._wave.unfold(0, self.window, 1).index_select(0, first)
-        return self._gather(first[:, None] + torch.arange(self.window))
+        return self._wave.unfold(0, self.window, 1).index_select(0, first)  # a strided view: no [B, W] index
 
     def __getitem__(self, idx):
         if isinstance(idx, (int, np.integer)):

@@ -6,10 +6,11 @@ Batches are gathered whole by :meth:`waveform_mdn.data.NextSampleDataset.get_bat
 :class:`BatchLoader` gathers them in the training thread, in one background thread, or in
 DataLoader worker processes.
 
-Training: each epoch draws a permutation from ``seed + epoch`` (the same on every rank,
-whatever the global RNG); under DDP every rank takes a strided share of it, cut to the same
-length on all ranks (at most ``world_size - 1`` examples per epoch are left out); the global
-batch is ``batch_size x world_size``.
+Training: each epoch's order is a permutation chosen by ``seed + epoch`` (the same on every
+rank, whatever the global RNG), a :class:`~waveform_mdn.shuffle.FeistelPermutation` computed
+a chunk of positions at a time, never held whole; under DDP every rank takes a strided share
+of it, cut to the same length on all ranks (at most ``world_size - 1`` examples per epoch
+are left out); the global batch is ``batch_size x world_size``.
 
 Exact resume, mid-epoch too: the training loader is *stateful*. ``state_dict()`` is the
 epoch and the number of batches handed out in it; Lightning saves it in every checkpoint
@@ -56,7 +57,7 @@ class WaveformDataModule(pl.LightningDataModule):
         prefetch_factor: int | None = None,
         drop_last: bool = False,
         seed: int = 0,
-        in_memory: bool = True,
+        in_memory: bool = False,
     ):
         """
         Args:
@@ -79,7 +80,9 @@ class WaveformDataModule(pl.LightningDataModule):
             prefetch_factor: batches prefetched per worker (null: PyTorch's default).
             drop_last: drop the last incomplete training batch of each epoch.
             seed: seed of the shuffling (epoch e uses seed + e).
-            in_memory: copy the int16 waveform into RAM instead of reading the memory map.
+            in_memory: copy the int16 waveform into this process's RAM (2 bytes per sample,
+                per process); false (default): gather from the memory map, whose pages the OS
+                keeps once in its page cache for every process and DDP rank on the machine.
         """
         super().__init__()
         # window and pad also appear (resolved) among the model's hparams; Lightning refuses
