@@ -220,7 +220,9 @@ def test_cli_with_names_and_generated(runs, tmp_path, capsys):
     md2 = (out / "report.md").read_text()
     assert "- mlp: no generated audio" in md2
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.md", "table.csv", "summary.json", "curves.png", "generated.png"])
+        ["report.md", "report.html", "media", "table.csv", "summary.json", "curves.png", "generated.png"])
+    # the page now shows only mdn's audio: MLP-aa's copies are gone with the old media/
+    assert sorted(p.name for p in (out / "media").iterdir()) == ["1", "ref"]
 
 
 def test_different_data_refused(runs, tmp_path, capsys):

@@ -10,17 +10,24 @@ import numpy as np
 from .audio_io import atomic_path, int16_to_float
 
 
+#: Spectrogram colour scale (dB): fixed, so that every figure is on the same scale.
+SPEC_DB = (-140, -20)
+
+
 def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int, title: str = "",
-                    zoom_ms: float | None = None):
+                    zoom_ms: float | None = None, panel_size: tuple[float, float] = (10, 2.4),
+                    fontsize: float | None = None):
     """One row per ``(label, audio)`` (int16 or float audio): its waveform, then its
-    spectrogram on one shared dB scale; with ``zoom_ms``, a last panel overlays the
-    middle ``zoom_ms`` milliseconds of every signal. Returns a ``matplotlib.figure.Figure``
-    made without pyplot (no global backend or figure registry is touched)."""
+    spectrogram on one shared dB scale (:data:`SPEC_DB`); with ``zoom_ms``, a last panel
+    overlays the middle ``zoom_ms`` milliseconds of every signal. ``panel_size``: width and
+    height of one panel in inches; ``fontsize``: of every text (default: matplotlib's).
+    Returns a ``matplotlib.figure.Figure`` made without pyplot (no global backend or figure
+    registry is touched)."""
     from matplotlib.figure import Figure
 
     rows = [(label, int16_to_float(x)) for label, x in signals]
     n_axes = 2 * len(rows) + (1 if zoom_ms else 0)
-    fig = Figure(figsize=(10, 2.4 * n_axes), layout="constrained")
+    fig = Figure(figsize=(panel_size[0], panel_size[1] * n_axes), layout="constrained")
     axes = fig.subplots(n_axes, 1, squeeze=False)
     axes = axes[:, 0]
     nfft = 512 if sample_rate <= 24000 else 1024
@@ -31,9 +38,13 @@ def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int,
         ax.set_ylim(-1.05, 1.05)
         ax.set_ylabel("amplitude")
         ax.set_title(label + (f": {title}" if title and r == 0 else ""), fontsize=9, loc="left")
+        ax.set_xlim(0, len(x) / sample_rate)
         ax = axes[2 * r + 1]
         if len(x) > nfft:
-            ax.specgram(x + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma", vmin=-140, vmax=-20)
+            with np.errstate(divide="ignore"):  # digital silence: -inf dB, drawn at the bottom
+                ax.specgram(x + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma",
+                            vmin=SPEC_DB[0], vmax=SPEC_DB[1])
+        ax.set_xlim(0, len(x) / sample_rate)
         ax.set_ylabel("Hz")
         ax.set_xlabel("time (s)")
     if zoom_ms:
@@ -46,7 +57,26 @@ def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int,
         ax.set_title(f"{zoom_ms:g} ms zoom", fontsize=9, loc="left")
         ax.set_xlabel("ms")
         ax.legend(loc="upper right", fontsize=8)
+    if fontsize is not None:
+        for ax in axes:
+            for text in [ax.title, ax.xaxis.label, ax.yaxis.label] + ax.get_xticklabels() + ax.get_yticklabels():
+                text.set_fontsize(fontsize)
     return fig
+
+
+def audio_image(audio: np.ndarray, sample_rate: int, path: str | Path, title: str = "") -> None:
+    """The PNG of one signal for a page of players (about 500 x 330 pixels, shown a few
+    hundred pixels wide): its waveform above its spectrogram (:func:`waveform_figure`)."""
+    fig = waveform_figure([(title, audio)], sample_rate, panel_size=(5.0, 1.65), fontsize=8)
+    save_figure(fig, path, dpi=100)
+
+
+def wav_image(wav: str | Path, path: str | Path) -> None:
+    """:func:`audio_image` of a WAV file (its first channel), titled with its name."""
+    import soundfile as sf
+
+    audio, sample_rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    audio_image(audio[:, 0], sample_rate, path, Path(wav).stem)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:

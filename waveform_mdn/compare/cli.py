@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .report import compare_runs
+from .report import PAGE_ROWS, compare_runs
 from .errors import CompareError, DataMismatchError
 
 
@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="waveform-mdn compare",
         description="Compare training runs (TensorBoard event files or a CSVLogger's metrics.csv, "
                     "hparams.yaml / config.yaml): table, plots of the curves, generated-audio "
-                    "measurements side by side, Markdown report.",
+                    "measurements side by side, Markdown report and a listening page (report.html).",
         epilog="Exit codes: 0 ok, 1 bad input (missing files/tags/keys), 2 bad usage or runs "
                "trained on different data/normalisation. See docs/comparison.md.",
     )
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a version dir (events.out.tfevents.* + hparams.yaml) or a dir holding "
                         "version_* dirs (the highest-numbered one with event files is used)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
-                   help="where report.md, table.csv, summary.json and the PNGs go")
+                   help="where report.md, report.html (+ media/), table.csv, summary.json and the PNGs go")
     p.add_argument("--names", metavar="A,B,...",
                    help="comma-separated run labels, one per RUN_DIR (default: directory names)")
     p.add_argument("--generated", nargs="+", metavar="DIR", default=None,
@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-different-data", action="store_true",
                    help="compare runs even if their data fingerprint or normalisation differ")
     p.add_argument("--title", default="Run comparison", help="report title")
+    p.add_argument("--page-rows", type=int, default=PAGE_ROWS, metavar="N",
+                   help=f"utterances on report.html, the first found (default {PAGE_ROWS}); their WAVs "
+                        "and images are copied into REPORT_DIR/media")
     return p
 
 
@@ -47,6 +50,7 @@ def _print_result(result: dict) -> None:
     if not result["same_data"]:
         print("warning: the runs were trained on different data or normalisation", file=sys.stderr)
     print(f"report: {result['outputs']['report.md']}")
+    print(f"listening page: {result['outputs']['report.html']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"waveform-mdn compare: error: --names has {len(names)} names for "
               f"{len(args.run_dirs)} runs", file=sys.stderr)
         return 2
+    if args.page_rows < 0:
+        print(f"waveform-mdn compare: error: --page-rows must be 0 or more, got {args.page_rows}", file=sys.stderr)
+        return 2
     try:
         result = compare_runs(args.run_dirs, args.out, names, generated=args.generated,
-                              allow_different_data=args.allow_different_data, title=args.title)
+                              allow_different_data=args.allow_different_data, title=args.title,
+                              page_rows=args.page_rows)
     except CompareError as exc:
         print(f"waveform-mdn compare: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, DataMismatchError) else 1

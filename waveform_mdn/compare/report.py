@@ -1,6 +1,7 @@
 """The comparison (:func:`compare_runs`): read and check every run, then write the report
-directory (``report.md``, ``table.csv``, ``summary.json``, ``curves.png``,
-``generated.png``) into a temporary directory beside REPORT_DIR and rename it into place."""
+directory (``report.md``, ``report.html`` and its ``media/``, ``table.csv``,
+``summary.json``, ``curves.png``, ``generated.png``) into a temporary directory beside
+REPORT_DIR and rename it into place."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from typing import Any, Sequence
 
 from ..audio_io import write_json, write_text
 from .errors import CompareError
+from .html import report_html
 from .measurements import attach_generated, natural_means
+from .media import MEDIA_DIR, stage_media
 from .plots import plot_curves, plot_generated
 from .markdown import markdown
 from .runs import Run, check_same_data, default_names, load_run
 from .tables import NATURAL, csv_text, generated_rows, text_table, validation_table
 
-#: Every file the report holds; stale ones from an earlier report are removed.
-OUTPUT_FILES = ("report.md", "table.csv", "summary.json", "curves.png", "generated.png")
+#: Every file the report holds (and the directory ``media/``); stale ones from an earlier
+#: report are removed.
+OUTPUT_FILES = ("report.md", "report.html", "table.csv", "summary.json", "curves.png", "generated.png")
+#: Utterances on report.html unless told otherwise.
+PAGE_ROWS = 24
 
 
 def json_safe(obj: Any) -> Any:
@@ -55,16 +61,28 @@ def _run_summary(r: Run) -> dict[str, Any]:
     }
 
 
+def _replace_media(staging: Path, out_dir: Path) -> None:
+    """The staged ``media/`` takes the place of the old one (moved into ``staging``, which
+    is removed afterwards); without staged media the old one goes."""
+    old, new = out_dir / MEDIA_DIR, staging / MEDIA_DIR
+    if old.is_dir():
+        os.rename(old, staging / f"{MEDIA_DIR}.old")
+    if new.is_dir():
+        os.rename(new, old)
+
+
 def publish(staging: Path, out_dir: Path, produced: list[str]) -> None:
     """Move the staged files into ``out_dir``: one rename of the whole directory when
-    ``out_dir`` does not exist yet, else one atomic rename per file, report.md last."""
+    ``out_dir`` does not exist yet, else ``media/`` first, then one atomic rename per file,
+    report.html and report.md last."""
     if not out_dir.exists():
         try:
             os.rename(staging, out_dir)
             return
         except OSError:
             out_dir.mkdir(parents=True, exist_ok=True)
-    for name in sorted(produced, key=lambda n: n == "report.md"):
+    _replace_media(staging, out_dir)
+    for name in sorted(produced, key=lambda n: (n == "report.md", n == "report.html")):
         os.replace(staging / name, out_dir / name)
     for name in OUTPUT_FILES:
         if name not in produced and (out_dir / name).is_file():
@@ -86,7 +104,7 @@ def _check_arguments(paths: list[Path], names: Sequence[str] | None, out_dir: Pa
 
 
 def _write_files(staging: Path, out_dir: Path, runs: list[Run], summary: dict[str, Any],
-                 table, data_warning: list[str], title: str) -> list[str]:
+                 table, data_warning: list[str], title: str, page_rows: int) -> list[str]:
     gen_rows = generated_rows(runs)
     natural = summary["natural_speech"]
     plot_curves(runs, staging / "curves.png")
@@ -96,17 +114,22 @@ def _write_files(staging: Path, out_dir: Path, runs: list[Run], summary: dict[st
     write_json(staging / "summary.json", summary)
     write_text(staging / "report.md", markdown(runs, out_dir, table, data_warning, gen_rows, natural,
                                                have_gen_plot, title))
-    return ["curves.png"] + (["generated.png"] if have_gen_plot else []) + ["table.csv", "summary.json", "report.md"]
+    listening = stage_media(gen_rows, staging, page_rows)
+    write_text(staging / "report.html", report_html(runs, listening, table, data_warning, gen_rows, natural,
+                                                    have_gen_plot, title))
+    return (["curves.png"] + (["generated.png"] if have_gen_plot else [])
+            + ["table.csv", "summary.json", "report.html", "report.md"])
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence[str] | None = None, *,
                  generated: Sequence[str | Path | None] | None = None, allow_different_data: bool = False,
-                 title: str = "Run comparison") -> dict[str, Any]:
+                 title: str = "Run comparison", page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     """Compare training runs and write the report into ``out_dir``.
 
     ``run_dirs``: version dirs or dirs holding ``version_*``; ``names``: labels (default:
     directory names); ``generated``: per run (in order) a directory holding
-    ``measurements.json`` or the file itself, ``None``/``"-"`` to search the run dir.
+    ``measurements.json`` or the file itself, ``None``/``"-"`` to search the run dir;
+    ``page_rows``: how many utterances ``report.html`` shows (the first ones found).
 
     Returns the summary (as in ``summary.json``) plus ``"table"`` (the printed text table)
     and ``"outputs"`` (paths written). Raises :class:`CompareError` /
@@ -127,7 +150,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Seq
     except OSError as exc:
         raise CompareError(f"cannot write the report into {out_dir}: {exc}") from exc
     try:
-        produced = _write_files(staging, out_dir, runs, summary, table, data_warning, title)
+        produced = _write_files(staging, out_dir, runs, summary, table, data_warning, title, page_rows)
         publish(staging, out_dir, produced)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,7 +1,9 @@
-"""What generation writes: one WAV (and optionally one PNG) per stream, the reference audio
-in ``reference/``, and ``measurements.json`` (settings, notes, one entry per file with its
-measurements). Every file is written atomically (:mod:`waveform_mdn.audio_io`); the figure
-is :func:`waveform_mdn.figures.waveform_figure`."""
+"""What generation writes: one WAV per stream, the reference audio in ``reference/``, and
+``measurements.json`` (settings, notes, one entry per file with its measurements); with a
+``png_label``, one PNG beside every WAV (references included): that signal's waveform and
+spectrogram (:func:`waveform_mdn.figures.audio_image`, the image ``compare``'s
+``report.html`` shows under each player). Every file is written atomically
+(:mod:`waveform_mdn.audio_io`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, Sequence
 
 from ..audio_io import int16_to_float, write_json, write_wav
 from ..contract import MEASUREMENTS_FILE, REFERENCE_DIR
-from ..figures import save_figure, waveform_figure
+from ..figures import audio_image
 from .batching import GeneratedAudio
 from .inputs import GenerationError
 
@@ -62,12 +64,13 @@ def _reference_of(g: GeneratedAudio, out: Path, sample_rate: int, written: dict[
 
 def write_streams(out: Path, gens: Sequence[GeneratedAudio], sample_rate: int, *, measure: bool = True,
                   png_label: str | None = None, log=None) -> list[dict[str, Any]]:
-    """The WAV of every stream (and its reference, once per sequence), a PNG of each when
-    ``png_label`` is given; returns the ``files`` entries of ``measurements.json``."""
+    """The WAV of every stream (and its reference, once per sequence), and a PNG beside each
+    of them when ``png_label`` is given; returns the ``files`` entries of ``measurements.json``."""
     # The WAVs are replaced one by one; measurements.json is written last. A stale one
     # must not describe new audio if this run stops half-way: remove it first.
     (out / MEASUREMENTS_FILE).unlink(missing_ok=True)
     refs: dict[int, Path] = {}
+    ref_pngs: set[int] = set()
     files = []
     for g in gens:
         wav = out / f"{safe_name(g.name)}.wav"
@@ -79,10 +82,13 @@ def write_streams(out: Path, gens: Sequence[GeneratedAudio], sample_rate: int, *
             entry.update(measure_entry(wav, ref, out))
         entry["clipped"], entry["nonfinite_replaced"] = g.clipped, g.nonfinite_replaced
         if png_label is not None:
-            png = out / f"{safe_name(g.name)}.png"
-            signals = [("generated", g.audio)] + ([("reference", g.sequence.reference)] if ref else [])
-            save_figure(waveform_figure(signals, sample_rate, f"{g.name} ({png_label}, seed {g.seed})"), png, dpi=90)
+            png = wav.with_suffix(".png")
+            audio_image(g.audio, sample_rate, png, f"{g.name} ({png_label}, seed {g.seed})")
             entry["png"] = os.path.relpath(png, out)
+            if ref is not None and id(g.sequence) not in ref_pngs:
+                audio_image(int16_to_float(g.sequence.reference), sample_rate, ref.with_suffix(".png"),
+                            f"{g.sequence.name} (reference)")
+                ref_pngs.add(id(g.sequence))
         entry["info"] = {"sequence": g.sequence.name, "source": g.sequence.source, "stream": g.stream,
                          "seed": g.seed, "samples": int(len(g.audio)), "generated_from": g.start}
         files.append(entry)
