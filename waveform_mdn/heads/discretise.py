@@ -17,7 +17,9 @@ and far tails:
 * ``log(F(b) - F(a)) = log F(b) + log(1 - exp(-(log F(b) - log F(a))))``;
 * where that difference ``d`` is below ``MIDPOINT_BELOW`` (a bin much narrower than the
   distribution, where subtracting two rounded log-CDFs would lose digits), the midpoint
-  rule ``log f(z) + log(2 dz)`` is used instead (relative error about ``d^2 / 24``).
+  rule ``log f(z) + log(2 dz)`` is used instead (relative error about ``d^2 / 24``); so
+  it is for bins more than 1000 scales from a component's centre (log-mass below -500000
+  for the Gaussian), where both ends are clamped.
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ CODE_MIN, CODE_MAX = -32768, 32767
 N_CODES = CODE_MAX - CODE_MIN + 1
 LN2 = math.log(2.0)
 MIDPOINT_BELOW = 1e-2  #: log F(b) - log F(a) under this: the midpoint rule (see the module text)
-_OPEN = 1e6  #: a standardised bin end this far out stands for an open end (finite: no inf * 0 in gradients)
+#: standardised bin ends are clamped to +-_OPEN (F(-1000) = exp(-500000) for the Gaussian, 0
+#: in float64): the open ends of the edge bins, and finite gradients (torch's ``log_ndtr``
+#: backward overflows in float32 beyond a few thousand)
+_OPEN = 1e3
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 LogFn = Callable[[Tensor], Tensor]
@@ -110,8 +115,8 @@ def log_bin_mass(log_cdf: LogFn, log_pdf: LogFn, z: Tensor, dz: Tensor, at_lowes
     """``log(F(z + dz) - F(z - dz))`` of a symmetric standardised family (open-ended at the
     edges): see the module text. ``log_cdf``/``log_pdf`` act on the standardised scale;
     ``log(dz)`` is included, so this is the log-mass in any units."""
-    a = torch.where(at_lowest, torch.full_like(z, -_OPEN), z - dz)
-    b = torch.where(at_highest, torch.full_like(z, _OPEN), z + dz)
+    a = torch.where(at_lowest, torch.full_like(z, -_OPEN), z - dz).clamp(-_OPEN, _OPEN)
+    b = torch.where(at_highest, torch.full_like(z, _OPEN), z + dz).clamp(-_OPEN, _OPEN)
     upper = z > 0
     a, b = torch.where(upper, -b, a), torch.where(upper, -a, b)
     la, lb = log_cdf(a), log_cdf(b)
