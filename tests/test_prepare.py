@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from prep_helpers import parse_phn, read_prepared, signal, timit_corpus, write_audio, write_phn
+from prep_helpers import SR, parse_phn, read_prepared, signal, timit_corpus, write_audio, write_phn, write_utterance
 
 import data_prep.prepare as prep_mod
 from data_prep import FORMAT_VERSION
@@ -235,6 +235,28 @@ def test_timit39_fold_merges_q(timit_sample, tmp_path):
             elif p != "q":
                 assert np.all(ids[a:b] == ps39.id(ps39.map_label(p)))
     assert n_q > 0
+
+
+@pytest.mark.parametrize("phone_set", ["timit61", "timit39"])
+def test_phone_durations_are_means_over_the_training_split(tmp_path, phone_set):
+    """Known answers: two training utterances (segments of 400/437/474 and 600/637/674
+    samples, by position mod 3) and a validation speaker (1000+) that must not count."""
+    d = tmp_path / "c" / "TRAIN" / "DR1" / "FABC0"
+    write_utterance(d, "SA1", seg_len=400, seed=1)
+    write_utterance(d, "SA2", seg_len=600, seed=2)
+    write_utterance(tmp_path / "c" / "TEST" / "DR2" / "MDEF0", "SA1", seg_len=1000, seed=3)
+    meta = _prep(tmp_path / "c", tmp_path / "o", phone_set=phone_set, split=SplitRule(mode="official"))
+    # labels h# sh iy hv ae dcl d aa r h#, lengths by position: base + 0, 37, 74, 0, 37, 74, 0, 37, 74, 0
+    per_label = {"sh": 37, "iy": 74, "hv": 0, "ae": 37, "dcl": 74, "d": 0, "aa": 37, "r": 74}
+    expect = {p: (500 + extra) / SR for p, extra in per_label.items()}  # mean of base 400 and 600
+    if phone_set == "timit61":
+        expect["h#"] = 500 / SR
+    else:  # h# and dcl fold to sil, hv to hh; each utterance: sil 0, sil 74, sil 0 (+ base)
+        expect["hh"] = expect.pop("hv")
+        del expect["dcl"]
+        expect["sil"] = (3 * 500 + 74) / 3 / SR
+    assert meta["phone_durations"] == pytest.approx(expect, rel=1e-12)
+    assert json.loads((tmp_path / "o" / "meta.json").read_text())["phone_durations"] == meta["phone_durations"]
 
 
 @pytest.mark.parametrize("rate", [8000, 22050])
