@@ -12,8 +12,10 @@ from .tables import fmt, generated_table, hparam_diffs, link, md_table
 
 VALIDATION_TEXT = (
     "Minimum over validation epochs, with the epoch of the minimum in parentheses (0-based, "
-    "Lightning's `epoch`); final = last validation point. NLL in nats per sample, MSE on the "
-    "normalised signal. `mse` is the point prediction (MLP output, MDN mixture mean), `mse_sample` "
+    "Lightning's `epoch`); final = last validation point. `bits_per_sample`: -log2 of the "
+    "probability of the target's 16-bit code, one scale for every head (16 = uniform over the "
+    "codes, 0 = certain); NLL in nats per sample of the continuous density over the normalised "
+    "signal (n/a: not logged by that run), MSE on the normalised signal. `mse` is the point prediction (MLP output, MDN mixture mean), `mse_sample` "
     "the MSE of a value drawn from the predicted distribution (what the 2014 report calls the MDN's "
     "MSE). How to read them: `docs/comparison.md` in the waveform-mdn repository.")
 GENERATED_TEXT = (

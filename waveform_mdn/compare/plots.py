@@ -1,4 +1,4 @@
-"""The two figures of a comparison: ``curves.png`` (nll / mse / mse_sample against epoch,
+"""The two figures of a comparison: ``curves.png`` (bits / nll / mse / mse_sample against epoch,
 every run, validation solid and training dashed) and ``generated.png`` (mean audio
 measurements per run next to natural speech). Written with :func:`figures.save_figure`."""
 
@@ -16,6 +16,7 @@ from .runs import Run
 from .tables import NATURAL
 
 COLORS = [f"C{i}" for i in range(10)]
+UNITS = {"nll": " (nats/sample, normalised signal)", "bits_per_sample": " (16-bit codes)"}
 
 
 def _new_figure(width: float, height: float):
@@ -59,10 +60,9 @@ def _plot_metric(ax, runs: list[Run], metric: str) -> None:
             best = curve.summary()["min"]
             if val and best is not None:
                 ax.plot([xs_all[curve.values.index(best)]], [best], "o", ms=8, mfc="none", color=color)
-    if metric != "nll" and positive and ax.has_data():
+    if metric.startswith("mse") and positive and ax.has_data():
         ax.set_yscale("log")
-    ax.set_title(metric + (" (nats/sample, normalised signal)" if metric == "nll" else " (normalised signal)"),
-                 fontsize=10)
+    ax.set_title(metric + UNITS.get(metric, " (normalised signal)"), fontsize=10)
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3, which="both")
 
@@ -70,8 +70,8 @@ def _plot_metric(ax, runs: list[Run], metric: str) -> None:
 def plot_curves(runs: list[Run], path: Path) -> None:
     from matplotlib.lines import Line2D
 
-    fig = _new_figure(15, 4.6)
-    axes = fig.subplots(1, 3, sharex=True)
+    fig = _new_figure(5 * len(METRICS), 4.6)
+    axes = fig.subplots(1, len(METRICS), sharex=True)
     for ax, metric in zip(axes, METRICS):
         _plot_metric(ax, runs, metric)
     handles, labels = axes[0].get_legend_handles_labels()

@@ -15,7 +15,7 @@ from .measurements import REF_KEYS, Measurements
 from .runs import Run
 
 #: Order of the columns of the validation table (metric names without the "val/").
-TABLE_METRICS = ("mse", "mse_sample", "nll")
+TABLE_METRICS = ("bits_per_sample", "nll", "mse", "mse_sample")
 NATURAL = "natural speech"
 
 
