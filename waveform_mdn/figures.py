@@ -16,18 +16,19 @@ SPEC_DB = (-140, -20)
 
 def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int, title: str = "",
                     zoom_ms: float | None = None, panel_size: tuple[float, float] = (10, 2.4),
-                    fontsize: float | None = None):
+                    fontsize: float | None = None, layout: str | None = "constrained"):
     """One row per ``(label, audio)`` (int16 or float audio): its waveform, then its
     spectrogram on one shared dB scale (:data:`SPEC_DB`); with ``zoom_ms``, a last panel
     overlays the middle ``zoom_ms`` milliseconds of every signal. ``panel_size``: width and
-    height of one panel in inches; ``fontsize``: of every text (default: matplotlib's).
+    height of one panel in inches; ``fontsize``: of every text (default: matplotlib's);
+    ``layout``: matplotlib's layout engine (None: place the axes yourself, which is faster).
     Returns a ``matplotlib.figure.Figure`` made without pyplot (no global backend or figure
     registry is touched)."""
     from matplotlib.figure import Figure
 
     rows = [(label, int16_to_float(x)) for label, x in signals]
     n_axes = 2 * len(rows) + (1 if zoom_ms else 0)
-    fig = Figure(figsize=(panel_size[0], panel_size[1] * n_axes), layout="constrained")
+    fig = Figure(figsize=(panel_size[0], panel_size[1] * n_axes), layout=layout)
     axes = fig.subplots(n_axes, 1, squeeze=False)
     axes = axes[:, 0]
     nfft = 512 if sample_rate <= 24000 else 1024
@@ -67,7 +68,8 @@ def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int,
 def audio_image(audio: np.ndarray, sample_rate: int, path: str | Path, title: str = "") -> None:
     """The PNG of one signal for a page of players (about 500 x 330 pixels, shown a few
     hundred pixels wide): its waveform above its spectrogram (:func:`waveform_figure`)."""
-    fig = waveform_figure([(title, audio)], sample_rate, panel_size=(5.0, 1.65), fontsize=8)
+    fig = waveform_figure([(title, audio)], sample_rate, panel_size=(5.0, 1.65), fontsize=8, layout=None)
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.12, top=0.93, hspace=0.32)
     save_figure(fig, path, dpi=100)
 
 

@@ -11,6 +11,7 @@ to 6 measured sets; wide tables scroll inside their own box."""
 from __future__ import annotations
 
 import html
+import re
 import urllib.parse
 from datetime import datetime, timezone
 
@@ -47,7 +48,7 @@ img { display: block; max-width: 100%; height: auto; }
 .table-wrap { overflow-x: auto; max-width: 100%; margin-bottom: 8px; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; }
-th { background: #f3f3f3; overflow-wrap: anywhere; min-width: 4ch; }
+th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.natural td { background: #f6f6f0; font-style: italic; }
 .warning { border: 1px solid #c90; background: #fff8e0; padding: 6px 10px; }
@@ -62,6 +63,18 @@ def esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+def inline(text: str) -> str:
+    """Escaped text with Markdown's inline marks made HTML: `code`, **bold**, *emphasis*."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
+
+
+def header_cell(text: str) -> str:
+    """Escaped, with line-break chances after ``/`` and ``_`` (long metric names)."""
+    return esc(text).replace("/", "/<wbr>").replace("_", "_<wbr>")
+
+
 def href(rel: str) -> str:
     """A path relative to the report, quoted for an attribute."""
     return esc(urllib.parse.quote(rel))
@@ -70,7 +83,8 @@ def href(rel: str) -> str:
 def table_html(header: list[str], rows: list[list[str]], numeric_from: int, row_class=None) -> str:
     """A table in a box that scrolls sideways when it is wider than the page."""
     def cells(row: list[str], tag: str) -> str:
-        return "".join(f"<{tag}{NUM if tag == 'td' and i >= numeric_from else ''}>{esc(c)}</{tag}>"
+        text = header_cell if tag == "th" else esc
+        return "".join(f"<{tag}{NUM if tag == 'td' and i >= numeric_from else ''}>{text(c)}</{tag}>"
                        for i, c in enumerate(row))
 
     def tr(row: list[str]) -> str:
@@ -95,7 +109,8 @@ def _player(p: Player | None, label: str, css: str, title: str) -> str:
         body = f'<p class="missing">missing: {esc(p.source)}</p>'
     else:
         body = (f'<audio controls preload="metadata" src="{href(p.wav)}"></audio>'
-                f'<img src="{href(p.png)}" alt="{esc(f"waveform and spectrogram: {title}")}">')
+                f'<a href="{href(p.png)}"><img src="{href(p.png)}" '
+                f'alt="{esc(f"waveform and spectrogram: {title}")}"></a>')
     return (f'<figure class="cell {css}"><figcaption>{esc(label)}</figcaption>'
             f'<div class="values">{_values_line(p.values)}</div>{body}</figure>')
 
@@ -119,12 +134,12 @@ def listening_section(listen: Listening) -> list[str]:
 
 
 def numbers_section(runs: list[Run], table, gen_rows, natural, have_gen_plot: bool) -> list[str]:
-    out = ['<aside class="numbers">', "<h2>Validation results</h2>", f"<p>{esc(VALIDATION_TEXT)}</p>",
+    out = ['<aside class="numbers">', "<h2>Validation results</h2>", f"<p>{inline(VALIDATION_TEXT)}</p>",
            table_html(*table, numeric_from=2),
            '<img src="curves.png" alt="validation and training curves">']
     notes = [f"{r.name}: {n}" for r in runs for n in r.notes]
     if notes:
-        out += ["<p>Notes:</p><ul>"] + [f"<li>{esc(n)}</li>" for n in notes] + ["</ul>"]
+        out += ["<p>Notes:</p><ul>"] + [f"<li>{inline(n)}</li>" for n in notes] + ["</ul>"]
     diffs = hparam_diffs(runs)
     if diffs:
         out += ["<details><summary>Hyperparameters that differ</summary>",
@@ -132,7 +147,7 @@ def numbers_section(runs: list[Run], table, gen_rows, natural, have_gen_plot: bo
     out.append("<h2>Generated audio</h2>")
     if gen_rows:
         header, rows = generated_table(gen_rows, natural)
-        out += [f"<p>{esc(GENERATED_TEXT)}</p>",
+        out += [f"<p>{inline(GENERATED_TEXT)}</p>",
                 table_html(header, rows, numeric_from=1, row_class=lambda r: "natural" if r[0] == NATURAL else "")]
         if have_gen_plot:
             out.append('<img src="generated.png" alt="generated audio measurements">')
@@ -153,8 +168,7 @@ def report_html(runs: list[Run], listen: Listening, table, data_warning: list[st
         '<a href="summary.json">summary.json</a>.</p>',
     ]
     if data_warning:
-        lines = [ln.replace("**", "").replace("`", "") for ln in data_warning]
-        head.append('<div class="warning">' + "<br>".join(esc(ln) for ln in lines) + "</div>")
+        head.append('<div class="warning">' + "<br>".join(inline(ln) for ln in data_warning) + "</div>")
     body = ['<main class="page">'] + listening_section(listen)
     body += numbers_section(runs, table, gen_rows, natural, have_gen_plot) + ["</main>", "</body>", "</html>"]
     return "\n".join(head + body) + "\n"

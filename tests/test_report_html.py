@@ -1,0 +1,213 @@
+"""``report.html``, the listening page of ``waveform-mdn compare``, loaded in headless
+Chromium (DevTools protocol, :mod:`browser`): six runs (Lightning TensorBoardLogger event
+files) with generated WAVs of three utterances each, the report copied to another folder
+and the originals moved away. Every player must load its WAV (duration within 10 ms of the
+source WAV that belongs in that row and column), every image must decode, the console must
+stay clean, and the page must fit 1366 x 768 without scrolling sideways.
+
+Without chromium the browser tests skip, except under ``CI=true`` (``.ci/run`` installs
+it): there they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from browser import Chromium, find_chromium, inspect_page
+from test_compare import FP, MDN, MLP, _hp_mdn, _hp_mlp, _write_run
+from waveform_mdn.compare import compare_runs, main
+from waveform_mdn.compare.runs import load_run
+from waveform_mdn.compare.tables import validation_table
+from waveform_mdn.figures import wav_image
+
+SR = 16000
+UTTERANCES = ("utt_a", "utt_b", "utt_c")
+# a name to be escaped, and names that differ only in characters the page must keep
+NAMES = ('run <b>A</b> & "q"', "run-1", "run-2", "run-3", "run-4", "run 5's")  # MLP, MDN, MLP, ...
+COLUMN_JS = """[...document.querySelectorAll('.utt')].map(u => ({
+  key: u.querySelector('h3').textContent,
+  cells: [...u.querySelectorAll('.cell')].map(c => ({
+    label: c.querySelector('figcaption').textContent,
+    audio: c.querySelector('audio') ? c.querySelector('audio').src : null,
+    audioWidth: c.querySelector('audio') ? c.querySelector('audio').clientWidth : 0})),
+}))"""
+TABLES_JS = """[...document.querySelectorAll('table')].map(t =>
+  [...t.rows].map(r => [...r.cells].map(c => c.textContent)))"""
+
+
+def _seconds(column: int, utt: int) -> float:
+    """Every generated WAV has its own length, so a player showing the wrong file fails."""
+    return 0.30 + 0.05 * column + 0.02 * utt
+
+
+def _tone(seconds: float, f0: float) -> np.ndarray:
+    t = np.arange(int(round(seconds * SR))) / SR
+    return 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t))
+
+
+def _write_generated(gen: Path, refs: Path, column: int, png: Path | None) -> None:
+    """Three WAVs and measurements.json; even columns record the utterance in ``info``,
+    odd ones only through the reference's name (both must land in the same rows). With
+    ``png``, a copy of it beside each WAV, as ``generate --png`` leaves one (compare reuses
+    it rather than drawing)."""
+    gen.mkdir(parents=True)
+    refs.mkdir(exist_ok=True)
+    files = []
+    for u, name in enumerate(UTTERANCES):
+        ref = refs / f"{name}.wav"
+        if not ref.exists():
+            sf.write(ref, _tone(0.5 + 0.1 * u, 110.0), SR, subtype="PCM_16")
+        sf.write(gen / f"{name}_gen.wav", _tone(_seconds(column, u), 120.0 + 10 * column), SR, subtype="PCM_16")
+        if png is not None:
+            shutil.copyfile(png, gen / f"{name}_gen.png")
+        entry = {"wav": f"{name}_gen.wav", "reference": os.path.relpath(ref, gen), "clipped": 0,
+                 "lsd_db": 5.0 + column, "mcd_db": 6.0, "rms_db": -13.0, "kurtosis": 2.0 + u,
+                 "ref_rms_db": -12.0, "ref_kurtosis": 1.5}
+        if column % 2 == 0:
+            entry["info"] = {"sequence": name, "stream": 0}
+        files.append(entry)
+    (gen / "measurements.json").write_text(json.dumps({
+        "checkpoint": None, "data_fingerprint": FP, "head": None, "settings": {}, "files": files}))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    """Six runs and their generated audio; the report built, copied elsewhere, and the
+    sources moved away (a page that links outside its folder breaks)."""
+    root = tmp_path_factory.mktemp("report_html")
+    logs = root / "logs"
+    run_dirs = [_write_run(logs, "mlp", 0, _hp_mlp(), MLP), _write_run(logs, "mdn", 0, _hp_mdn(), MDN)]
+    runs = [run_dirs[i % 2] for i in range(len(NAMES))]
+    gens = [root / "gen" / f"run{c}" for c in range(len(NAMES))]
+    _write_generated(gens[0], root / "gen" / "refs", 0, None)  # its images and the references': drawn
+    sf.write(root / "other.wav", _tone(0.2, 300.0), SR, subtype="PCM_16")
+    wav_image(root / "other.wav", root / "drawn.png")
+    for c, gen in enumerate(gens[1:], 1):
+        _write_generated(gen, root / "gen" / "refs", c, root / "drawn.png")
+    out = root / "built" / "report"
+    compare_runs(runs, out, names=list(NAMES), generated=gens, title="Listen <here> & compare")
+    copied = root / "elsewhere" / "copied_report"
+    shutil.copytree(out, copied)
+    shutil.move(root / "gen", root / "gen_moved")
+    moved = root / "gen_moved"
+    return {"root": root, "page": copied / "report.html", "runs": runs, "out": out,
+            "sources": {"ref": {u: moved / "refs" / f"{u}.wav" for u in UTTERANCES},
+                        **{n: {u: moved / f"run{c}" / f"{u}_gen.wav" for u in UTTERANCES}
+                           for c, n in enumerate(NAMES)}}}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = find_chromium()
+    if exe is None:
+        why = "chromium is not installed (Debian: apt-get install chromium; or set CHROMIUM=/path/to/it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}; .ci/run installs it, so under CI=true this is an error")
+        pytest.skip(why)
+    with Chromium(exe, width=1366, height=768) as b:
+        yield b
+
+
+def test_links_are_relative_and_text_is_escaped(report):
+    text = report["page"].read_text()
+    links = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert len(links) == 3 * 3 * (len(NAMES) + 1) + 2 + 3  # player, image and its link; plots; files
+    for link in links:
+        assert not link.startswith("/") and not re.match(r"[a-z]+:", link), link
+    assert "<b>" not in text and "run &lt;b&gt;A&lt;/b&gt; &amp; &quot;q&quot;" in text
+    assert "<title>Listen &lt;here&gt; &amp; compare</title>" in text
+
+
+def test_page_in_chromium(report, browser, tmp_path):
+    shot = tmp_path / "report_html_1366.png"
+    page = inspect_page(browser, report["page"].as_uri(), screenshot=shot,
+                        extra_js=f"({{rows: {COLUMN_JS}, tables: {TABLES_JS}, "
+                                 "bold: document.querySelectorAll('b').length})")
+    print(f"\nscreenshot of report.html at 1366 px: {shot}")
+    assert page.errors == []
+    assert page.scroll_width <= page.inner_width == 1366
+
+    # every player loaded its WAV: the one of its row and column, to within 10 ms
+    assert len(page.audio) == len(UTTERANCES) * (len(NAMES) + 1)
+    assert all(a["error"] is None and a["readyState"] >= 1 for a in page.audio), page.audio
+    rows = page.result["rows"]
+    assert [r["key"] for r in rows] == list(UTTERANCES)
+    copied = report["page"].parent
+    for row in rows:
+        assert [c["label"] for c in row["cells"]] == ["reference", *NAMES]  # escaped text shown as given
+        for cell in row["cells"]:
+            source = report["sources"]["ref" if cell["label"] == "reference" else cell["label"]][row["key"]]
+            src = Path(urllib.parse.unquote(cell["audio"].removeprefix("file://")))
+            assert copied in src.parents  # the copy inside the report, not the moved original
+            duration = next(a["duration"] for a in page.audio if a["src"] == cell["audio"])
+            assert abs(duration - sf.info(str(source)).duration) <= 0.010, (row["key"], cell["label"])
+            assert cell["audioWidth"] >= 150  # the controls stay usable at 7 columns
+    assert page.result["bold"] == 0
+
+    # every image decoded: one per player, the curves and the generated-audio plot
+    assert len(page.images) == len(page.audio) + 2
+    drawn = {p.name for p in (copied / "media").rglob("*.png") if p.read_bytes() != (report["root"] / "drawn.png").read_bytes()}
+    assert drawn == {f"{u}.png" for u in UTTERANCES} | {f"{u}_gen.png" for u in UTTERANCES}  # refs, run 0
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in page.images), page.images
+    assert {Path(i["src"]).name for i in page.images} >= {"curves.png", "generated.png"}
+
+    # the tables are report.md's: the validation table, then the generated audio with natural speech
+    tables = page.result["tables"]
+    header, body = validation_table([load_run(n, Path(d)) for n, d in zip(NAMES, report["runs"])])
+    assert tables[0] == [header, *body]
+    assert "0.0222 (2)" in tables[0][1] and "-0.91 (7)" in tables[0][2]  # MLP, MDN
+    generated = tables[-1]
+    assert [r[0] for r in generated[1:]] == [*NAMES, "natural speech"]
+    lsd = generated[0].index("lsd_db")
+    assert [float(r[lsd]) for r in generated[1:-1]] == [5.0 + c for c in range(len(NAMES))]
+    assert generated[-1][1] == "3"  # three distinct references
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
+
+
+def test_the_checks_catch_a_broken_page(browser, tmp_path):
+    """The same inspection on a page with a missing WAV and image, a WAV whose length is
+    known, a console error and an element wider than the window."""
+    sf.write(tmp_path / "ok.wav", np.zeros(12345), SR, subtype="PCM_16")
+    (tmp_path / "broken.html").write_text(
+        '<!doctype html><meta charset="utf-8"><audio controls preload="metadata" src="ok.wav"></audio>'
+        '<audio controls preload="metadata" src="gone.wav"></audio><img src="gone.png">'
+        '<div style="width: 2000px">wide</div><script>console.error("planted")</script>')
+    page = inspect_page(browser, (tmp_path / "broken.html").as_uri())
+    assert page.audio[0]["duration"] == pytest.approx(12345 / SR, abs=1e-3)
+    assert page.audio[1]["error"] is not None and page.audio[1]["duration"] is None  # NaN
+    assert page.images[0]["naturalWidth"] == 0
+    assert page.scroll_width > page.inner_width
+    assert any("planted" in e for e in page.errors)
+    assert any("gone.png" in e for e in page.errors) and any("gone.wav" in e for e in page.errors)
+
+
+def test_media_are_replaced_capped_and_images_reused_only_when_fresh(report, tmp_path, capsys):
+    """A second report into the same folder replaces media/; --page-rows caps the rows; a
+    PNG beside a WAV is copied when it is not older than the WAV, drawn anew otherwise."""
+    moved = report["root"] / "gen_moved"
+    fresh, stale = moved / "run0" / "utt_a_gen.png", moved / "run0" / "utt_b_gen.png"
+    for png in (fresh, stale):
+        png.write_bytes((report["page"].parent / "curves.png").read_bytes())  # some real PNG
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    out = tmp_path / "again"
+    shutil.copytree(report["out"], out)
+    rc = main(["compare", str(report["runs"][0]), "--names", "one", "--generated", str(moved / "run0"),
+               "--out", str(out), "--page-rows", "2"])
+    assert rc == 0
+    assert f"listening page: {out / 'report.html'}" in capsys.readouterr().out
+    text = (out / "report.html").read_text()
+    assert "2 of 3 utterances shown" in text and "utt_c" not in text.split("<aside")[0]
+    assert sorted(p.name for p in (out / "media").iterdir()) == ["1", "ref"]  # columns 2-6 gone
+    assert (out / "media" / "1" / "utt_a_gen.png").read_bytes() == fresh.read_bytes()
+    assert (out / "media" / "1" / "utt_b_gen.png").read_bytes() != stale.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
