@@ -192,22 +192,27 @@ def test_the_checks_catch_a_broken_page(browser, tmp_path):
 
 def test_media_are_replaced_capped_and_images_reused_only_when_fresh(report, tmp_path, capsys):
     """A second report into the same folder replaces media/; --page-rows caps the rows; a
-    PNG beside a WAV is copied when it is not older than the WAV, drawn anew otherwise."""
+    PNG beside a WAV is copied when it is not older than the WAV, drawn anew otherwise; a
+    WAV listed but missing is named on the page, not linked."""
     moved = report["root"] / "gen_moved"
     fresh, stale = moved / "run0" / "utt_a_gen.png", moved / "run0" / "utt_b_gen.png"
     for png in (fresh, stale):
         png.write_bytes((report["page"].parent / "curves.png").read_bytes())  # some real PNG
     old = time.time() - 3600
     os.utime(stale, (old, old))
+    gone = moved / "run1" / "utt_a_gen.wav"
+    gone.unlink()
     out = tmp_path / "again"
     shutil.copytree(report["out"], out)
-    rc = main(["compare", str(report["runs"][0]), "--names", "one", "--generated", str(moved / "run0"),
-               "--out", str(out), "--page-rows", "2"])
+    rc = main(["compare", *map(str, report["runs"][:2]), "--names", "one,two", "--generated",
+               str(moved / "run0"), str(moved / "run1"), "--out", str(out), "--page-rows", "2"])
     assert rc == 0
     assert f"listening page: {out / 'report.html'}" in capsys.readouterr().out
     text = (out / "report.html").read_text()
     assert "2 of 3 utterances shown" in text and "utt_c" not in text.split("<aside")[0]
-    assert sorted(p.name for p in (out / "media").iterdir()) == ["1", "ref"]  # columns 2-6 gone
+    assert sorted(p.name for p in (out / "media").iterdir()) == ["1", "2", "ref"]  # columns 3-6 gone
+    assert sorted(p.name for p in (out / "media" / "2").iterdir()) == ["utt_b_gen.png", "utt_b_gen.wav"]
+    assert f"missing: {gone}" in text and text.count("<audio ") == 2 * 3 - 1
     assert (out / "media" / "1" / "utt_a_gen.png").read_bytes() == fresh.read_bytes()
     assert (out / "media" / "1" / "utt_b_gen.png").read_bytes() != stale.read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
