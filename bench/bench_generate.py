@@ -3,6 +3,7 @@
     python bench/bench_generate.py                 # MDN (K=3) and MLP, 1 and 64 streams, 1 and 2 threads
     python bench/bench_generate.py --heads mixture --streams 1 --threads 1 --json out.json
     python bench/bench_generate.py --streams 1 2 4 8 --threads 1 --sampler auto tensor
+    python bench/bench_generate.py --heads all --streams 1 64 --threads 1   # every registered head
 
 Goals (issue 9, 2-core CPU): MDN, 1 stream, 1 thread >= 45,000 samples/s; MDN, 64
 streams, 2 threads >= 300,000 samples/s in aggregate. Threads are set here, as the
@@ -38,16 +39,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from waveform_mdn import generate as G  # noqa: E402
 from waveform_mdn.generation.network import StepNetwork  # noqa: E402
+from waveform_mdn.heads import HEADS  # noqa: E402
 from waveform_mdn.models import WaveformPredictor  # noqa: E402
 
 SR = 16000
 N_PHONE_IDS = 62  # TIMIT 61 + "no phone"
 
 
+#: components per head in this benchmark: the 2014 MDN's 3, the logistic mixture's usual 10
+COMPONENTS = {"logistic_mixture": 10}
+
+
 def make_model(head: str) -> WaveformPredictor:
     torch.manual_seed(0)
-    return WaveformPredictor(head=head, components=3, hidden=[300, 300], window=240, n_phone_ids=N_PHONE_IDS,
-                             norm_mean=0.0, norm_std=0.1, sample_rate=SR).eval()
+    return WaveformPredictor(head=head, components=COMPONENTS.get(head, 3), hidden=[300, 300], window=240,
+                             n_phone_ids=N_PHONE_IDS, norm_mean=0.0, norm_std=0.1, sample_rate=SR).eval()
 
 
 def synthetic_sequence(n: int, seed: int) -> G.PhoneSequence:
@@ -138,7 +144,8 @@ def breakdown(model, n_streams: int, threads: int, step_us: float) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--heads", nargs="+", default=["mixture", "gaussian"])
+    p.add_argument("--heads", nargs="+", default=["mixture", "gaussian"],
+                   help="registered head names, or 'all' (logistic_mixture with 10 components, mixture with 3)")
     p.add_argument("--streams", nargs="+", type=int, default=[1, 64])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--mode", default="sample", choices=G.MODES)
@@ -149,25 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the results here")
     a = p.parse_args(argv)
+    if "all" in a.heads:
+        a.heads = list(HEADS)
 
     print(f"# waveform-mdn generate benchmark: torch {torch.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start, mode {a.mode}")
-    print("| head | streams | threads | sampler | best samples/s | median samples/s | x real time (best) | us/step (best) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| head | head params | streams | threads | sampler | best samples/s | median samples/s "
+          "| x real time (best) | us/step (best) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     results = []
     for head in a.heads:
         model = make_model(head)
+        head_params = sum(p.numel() for p in model.net.head.parameters())
         for n_streams in a.streams:
             steps = int(a.seconds * SR) if n_streams == 1 else a.steps_many
             for threads, sampler in ((t, s) for t in a.threads for s in a.sampler):
                 runs = [run_once(model, n_streams, steps, threads, a.mode, sampler) for _ in range(a.repeats)]
                 rates = [r for r, _ in runs]
                 best, med = max(rates), statistics.median(rates)
-                row = {"head": head, "streams": n_streams, "threads": threads, "sampler": runs[0][1], "steps": steps,
+                row = {"head": head, "head_params": head_params, "streams": n_streams, "threads": threads, "sampler": runs[0][1], "steps": steps,
                        "best_samples_per_s": best, "median_samples_per_s": med,
                        "realtime_factor_best": best / SR, "us_per_step_best": n_streams / best * 1e6}
                 results.append(row)
-                print(f"| {head} | {n_streams} | {threads} | {row['sampler']} | {best:,.0f} | {med:,.0f} | "
+                print(f"| {head} | {head_params:,} | {n_streams} | {threads} | {row['sampler']} | {best:,.0f} | {med:,.0f} | "
                       f"{best / SR:.1f} | {row['us_per_step_best']:.1f} |", flush=True)
     print()
     print("## Where the time of one step goes (1 thread, mixture head; isolated timings)")

@@ -6,6 +6,12 @@
 #   --fit-args "..."             extra arguments for both `waveform-mdn fit` calls
 #                                (e.g. "--trainer.max_epochs 3 --trainer.accelerator gpu")
 #   --gen-args "..."             extra arguments for `waveform-mdn generate`
+#   --models mlp_mdn|heads       mlp_mdn (default): the 2014 MLP and MDN; heads: every output
+#                                distribution on the same data, one report (docs/heads.md):
+#                                stage 2 trains the MLP and the MDN, stage 3 the MDN on the
+#                                discretised likelihood, the logistic mixture and the mu-law
+#                                softmax (recipes/heads/*.yaml over the MDN config); the best
+#                                checkpoint of each is chosen by val/bits_per_sample
 # Each stage is one `waveform-mdn` call, printed before it runs, so it can be rerun by hand.
 set -euo pipefail
 
@@ -13,6 +19,8 @@ stage=${stage:-1}
 stop_stage=${stop_stage:-5}
 fit_args=${fit_args:-}
 gen_args=${gen_args:-}
+models=${models:-mlp_mdn}
+heads_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/heads
 WAVEFORM_MDN=${WAVEFORM_MDN:-waveform-mdn}
 
 recipe_usage() {
@@ -32,11 +40,16 @@ parse_common() {
       --exp) exp=$2; shift 2 ;;
       --fit-args) fit_args=$2; shift 2 ;;
       --gen-args) gen_args=$2; shift 2 ;;
+      --models) models=$2; shift 2 ;;
       -h|--help) recipe_usage 0 ;;
       *) if ! parse_recipe_option "$@"; then echo "unknown option: $1" >&2; recipe_usage 2; fi
          shift "$consumed" ;;
     esac
   done
+  case "$models" in
+    mlp_mdn|heads) ;;
+    *) echo "error: --models must be mlp_mdn or heads, not '$models'" >&2; exit 2 ;;
+  esac
   if ! command -v "$WAVEFORM_MDN" >/dev/null 2>&1; then
     echo "error: '$WAVEFORM_MDN' not found on PATH; install the package (pip install -e .) or" \
          "activate its virtual environment" >&2
@@ -56,11 +69,12 @@ run() {
 
 stage_banner() { printf '\n==== stage %s: %s ====\n' "$1" "$2" >&2; }
 
-# fit_run NAME CONFIG: train one model into $exp/runs/NAME/run (TensorBoard logs +
+# fit_run NAME CONFIG [ARGS...]: train one model into $exp/runs/NAME/run (TensorBoard logs +
 # checkpoints). A run already there is kept, renamed to run.<date-time>, so that the new
 # curves and checkpoints never mix with it -- unless --fit-args resume it (--ckpt_path).
 fit_run() {
   local name=$1 config=$2
+  shift 2
   local dir=$exp/runs/$name/run
   case " $fit_args " in
     *" --ckpt_path"*) ;;
@@ -74,7 +88,7 @@ fit_run() {
   # shellcheck disable=SC2086
   run "$WAVEFORM_MDN" fit --config "$config" --data.path "$exp/data" \
     --trainer.logger.init_args.save_dir "$exp/runs" --trainer.logger.init_args.name "$name" \
-    --trainer.logger.init_args.version run $fit_args
+    --trainer.logger.init_args.version run "$@" $fit_args
 }
 
 # gen_run NAME: generate from the best checkpoint of run NAME into $exp/runs/NAME/run/generated.
@@ -88,6 +102,10 @@ gen_run() {
 # model_stages MLP_CONF MDN_CONF GENERATE_ARGS...: the stages every recipe shares after its
 # own preparation: 2 train MLP, 3 train MDN, 4 generate from both, 5 compare.
 model_stages() {
+  if [ "$models" = heads ]; then
+    heads_stages "$@"
+    return
+  fi
   local mlp_conf=$1 mdn_conf=$2
   shift 2
   if in_stage 2; then
@@ -106,6 +124,36 @@ model_stages() {
   if in_stage 5; then
     stage_banner 5 "compare MLP and MDN"
     run "$WAVEFORM_MDN" compare "$exp/runs/mlp/run" "$exp/runs/mdn/run" --names MLP,MDN --out "$exp/report"
+  fi
+}
+
+# heads_stages MLP_CONF MDN_CONF GENERATE_ARGS...: every head on the same data (--models heads).
+HEAD_RUNS=(mlp mdn mdn_discretised logistic_mixture mulaw_softmax)
+HEAD_NAMES=MLP,MDN,MDN-discretised,logistic-mixture,mu-law-softmax
+heads_stages() {
+  local mlp_conf=$1 mdn_conf=$2 name
+  shift 2
+  local by_bits=(--checkpoint.monitor val/bits_per_sample)
+  if in_stage 2; then
+    stage_banner 2 "train the MLP and the MDN (best checkpoint by bits/sample)"
+    fit_run mlp "$mlp_conf" "${by_bits[@]}"
+    fit_run mdn "$mdn_conf" "${by_bits[@]}"
+  fi
+  if in_stage 3; then
+    for name in mdn_discretised logistic_mixture mulaw_softmax; do
+      stage_banner 3 "train $name: $mdn_conf + $heads_dir/$name.yaml"
+      fit_run "$name" "$mdn_conf" --config "$heads_dir/$name.yaml" "${by_bits[@]}"
+    done
+  fi
+  if in_stage 4; then
+    stage_banner 4 "generate from every head ($*)"
+    for name in "${HEAD_RUNS[@]}"; do gen_run "$name" "$@"; done
+  fi
+  if in_stage 5; then
+    stage_banner 5 "compare every head"
+    local dirs=()
+    for name in "${HEAD_RUNS[@]}"; do dirs+=("$exp/runs/$name/run"); done
+    run "$WAVEFORM_MDN" compare "${dirs[@]}" --names "$HEAD_NAMES" --out "$exp/report"
   fi
 }
 

@@ -3,13 +3,15 @@
 # SPHERE .WAV files, any letter case). Reproduces the 2014 experiments and scales up.
 #
 # usage: recipes/timit/run.sh --timit DIR [--setup aa|fclt0|full] [--stage N] [--stop-stage M]
-#                             [--exp DIR] [--fit-args "..."] [--gen-args "..."]
+#                             [--exp DIR] [--fit-args "..."] [--gen-args "..."] [--models mlp_mdn|heads]
 #   --timit DIR   the corpus (or set TIMIT_DIR)
 #   --setup aa     segments of /aa/ from TRAIN: 100 train, 10 valid sequences (2014 "aa" dataset)
 #           fclt0  one speaker, FCLT0: 9 train, 1 valid utterance (2014 "one speaker")
 #           full   all of TIMIT, official split (TEST as validation), DDP on all GPUs
 #   stages: 1 prepare, 2 train MLP, 3 train MDN, 4 generate, 5 compare
-#   --exp DIR     output folder (default exp/timit_<setup>)
+#   --models heads every output distribution on the same data, one report (recipes/common.sh;
+#                 e.g. --setup aa --models heads)
+#   --exp DIR     output folder (default exp/timit_<setup>, with --models heads exp/timit_<setup>_heads)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 timit=${TIMIT_DIR:-}
@@ -25,7 +27,7 @@ parse_recipe_option() {
 # shellcheck source=../common.sh
 . "$here/../common.sh"
 parse_common "$@"
-exp=${exp:-exp/timit_$setup}
+exp=${exp:-exp/timit_$setup$([ "$models" = heads ] && echo _heads)}
 
 case "$setup" in
   aa)    prep=(--corpus-split train --phone-filter aa --max-sequences 110 --split total --valid 10 --split-by sequence)

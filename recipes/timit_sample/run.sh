@@ -5,13 +5,15 @@
 #
 # usage: recipes/timit_sample/run.sh [--corpus DIR] [--setup one_speaker|all_speakers]
 #                                    [--speaker ID] [--stage N] [--stop-stage M] [--exp DIR]
-#                                    [--fit-args "..."] [--gen-args "..."]
+#                                    [--fit-args "..."] [--gen-args "..."] [--models mlp_mdn|heads]
 #   --corpus DIR   the sample (default: $TIMIT_SAMPLE_DIR, else $NLTK_DATA/corpora/timit,
 #                  else ~/nltk_data/corpora/timit)
 #   --setup one_speaker    one speaker (--speaker, default FAEM0): 9 train, 1 valid utterance
 #           all_speakers   every speaker: 9 train, 1 valid utterance each
 #   stages: 1 prepare, 2 train MLP, 3 train MDN, 4 generate, 5 compare
-#   --exp DIR      output folder (default exp/timit_sample_<setup>)
+#   --models heads every output distribution on the same data, one report (recipes/common.sh)
+#   --exp DIR      output folder (default exp/timit_sample_<setup>, with --models heads
+#                  exp/timit_sample_<setup>_heads)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 corpus=${TIMIT_SAMPLE_DIR:-${NLTK_DATA:-$HOME/nltk_data}/corpora/timit}
@@ -29,7 +31,7 @@ parse_recipe_option() {
 # shellcheck source=../common.sh
 . "$here/../common.sh"
 parse_common "$@"
-exp=${exp:-exp/timit_sample_$setup}
+exp=${exp:-exp/timit_sample_$setup$([ "$models" = heads ] && echo _heads)}
 
 case "$setup" in
   one_speaker)  prep=(--speakers "$speaker" --split per_speaker --valid 1); gen=(--split valid --png)
