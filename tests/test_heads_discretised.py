@@ -265,3 +265,13 @@ def test_heads_are_registered_and_likelihood_is_checked():
     with pytest.raises(ValueError, match="likelihood"):
         build_head("mixture", 4, likelihood="exact")
     assert normal_log_mass(Q, torch.zeros(1), torch.zeros(1), torch.ones(1)).item() < 0
+
+
+@pytest.mark.parametrize("head,likelihood", [("gaussian", "discretised"), ("mulaw_softmax", "discretised"),
+                                             ("mixture", "exact")])
+def test_a_likelihood_the_head_is_not_trained_on_is_a_config_error(head, likelihood):
+    from waveform_mdn.models import ConfigError, WaveformPredictor
+
+    with pytest.raises(ConfigError, match="model.likelihood"):
+        WaveformPredictor(head=head, likelihood=likelihood, window=16, n_phone_ids=5)
+    WaveformPredictor(head="mixture", likelihood="discretised", window=16, n_phone_ids=5)  # the one that reads it

@@ -113,6 +113,26 @@ def test_demo_recipe(workdir):
     assert sorted(p.name for p in (new / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+def test_demo_recipe_every_head(workdir):
+    """--models heads: five heads trained on the same data, one report whose table has
+    bits per sample for each, chosen by val/bits_per_sample; each head generated audio."""
+    exp = workdir / "exp_heads"
+    proc = run_recipe("demo", exp, "--models", "heads")
+    with open(exp / "report" / "table.csv") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"MLP", "MDN", "MDN-discretised", "logistic-mixture", "mu-law-softmax"}
+    assert {r["head"] for r in rows.values()} == {"gaussian", "mixture", "logistic_mixture", "mulaw_softmax"}
+    for name, r in rows.items():
+        assert 0 < float(r["final_val_bits_per_sample"]) < 16, name
+        assert r["final_val_nll"] != "" and r["final_val_mse"] != "", name
+    for run in ("mlp", "mdn", "mdn_discretised", "logistic_mixture", "mulaw_softmax"):
+        assert list((exp / "runs" / run / "run" / "generated").glob("*.wav")), run
+        config = (exp / "runs" / run / "run" / "config.yaml").read_text()
+        assert "monitor: val/bits_per_sample" in config, run
+    assert "likelihood: discretised" in (exp / "runs" / "mdn_discretised" / "run" / "hparams.yaml").read_text()
+    assert str(exp / "report" / "report.md") in proc.stdout
+
+
 def test_timit_recipe_one_speaker(workdir):
     """A TIMIT-layout fixture where the demo voice MKAL0 plays speaker FCLT0."""
     timit = workdir / "TIMIT"

@@ -7,12 +7,11 @@ optimizer and the learning-rate schedule (LightningCLI's ``optimizer:`` and
 ``lr_scheduler:`` sections, e.g. :class:`waveform_mdn.schedules.LinearAnnealLR`; in Python,
 a ``configure_optimizers`` of your own), checkpoints and resuming.
 
-Hyperparameters include the data-derived ``data_fingerprint``, ``norm_mean``,
-``norm_std``, ``sample_rate``, ``window``, ``n_phone_ids``, ``phones``, ``phone_context``
-``pad`` and ``phone_durations`` (:data:`DATA_HPARAMS`): ``waveform-mdn fit`` links them from the datamodule's
-``data_hparams()`` as init arguments; in Python pass ``**datamodule.data_hparams()``. So a
-checkpoint is self-contained: ``WaveformPredictor.load_from_checkpoint(path).net`` is ready
-for generation, and ``norm_mean``/``norm_std`` undo the normalisation.
+Hyperparameters include the data-derived :data:`DATA_HPARAMS`: ``waveform-mdn fit`` links
+them from the datamodule's ``data_hparams()``; in Python pass ``**datamodule.data_hparams()``.
+So a checkpoint is self-contained: ``WaveformPredictor.load_from_checkpoint(path).net`` is
+ready for generation, and ``norm_mean``/``norm_std`` undo the normalisation (and place the
+16-bit bins of the bits per sample).
 
 Metrics (logged identically for every head, epoch level, as sums and counts in a
 torchmetrics :class:`EpochSums` summed over DDP ranks, so they equal single-process
@@ -23,11 +22,9 @@ code (one scale for every head, >= 0; :mod:`waveform_mdn.heads.discretise`),
 squared error of the point prediction (the mean), ``{train,val}/mse_sample`` squared error
 of one value drawn by the head's own sampler (``head.sample_from_params``, from a generator
 seeded by ``metric_seed``, epoch, batch and rank, so the draws are reproducible and resume
-exactly). The per-step extra work is a few element-wise operations on detached tensors and
-one draw per example, plus whichever of the NLL and the bits is not the loss (``Head.training_sums``);
-a head that derives its epoch NLL from the MSE (the Gaussian: its NLL uses the
-maximum-likelihood variance, the training MSE of the epoch, and its training bits follow
-from that NLL, see :mod:`waveform_mdn.heads.gaussian`) computes neither per step.
+exactly). The per-step extra work: element-wise operations on detached tensors, one draw
+per example, and whichever of the NLL and the bits is not the loss (``Head.training_sums``;
+the Gaussian derives both from the epoch MSE, :mod:`waveform_mdn.heads.gaussian`).
 
 NaN policy: a non-finite step never changes the weights or the optimizer state. With
 ``check_finite_every_n_steps=1`` the loss and the gradients are checked before each
@@ -190,11 +187,9 @@ class WaveformPredictor(pl.LightningModule):
         super().__init__()
         if head not in HEADS:
             raise ConfigError(f"model.head {head!r}: unknown head; registered: {sorted(HEADS)}")
-        if likelihood not in ("continuous", "discretised"):
-            raise ConfigError(f"model.likelihood must be 'continuous' or 'discretised', not {likelihood!r}")
-        if likelihood == "discretised" and likelihood not in HEADS[head].likelihood_options:
-            raise ConfigError(f"model.likelihood discretised: the {head} head has a loss of its own "
-                              "(the mixture head reads model.likelihood)")
+        if likelihood != "continuous" and likelihood not in HEADS[head].likelihood_options:
+            raise ConfigError(f"model.likelihood {likelihood!r}: not one the {head} head is trained on "
+                              "(the mixture head: continuous or discretised; the others have a loss of their own)")
         if window is None or n_phone_ids is None:
             raise ConfigError("WaveformPredictor needs the data's window and n_phone_ids: pass "
                               "**datamodule.data_hparams() (waveform-mdn fit links them)")
