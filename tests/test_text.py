@@ -55,6 +55,18 @@ def test_she_had_your_dark_suit_on_the_demo_corpus(demo_has):
         "h#", "sh", "iy", "hh", "ae", "d", "y", "ao", "r", "d", "aa", "r", "k", "s", "uw", "t", "h#"]
 
 
+def test_she_had_your_dark_suit_on_the_timit_sample(timit_sample, tmp_path):
+    """Real TIMIT labels have closures and pauses: the model's data decides, not a flag."""
+    from data_prep.prepare import SplitRule, prepare
+
+    meta = prepare(timit_sample, tmp_path / "t", split=SplitRule(mode="none"), progress=False)
+    has = meta["phone_durations"].__contains__
+    assert text_to_phones("She had your dark suit, in greasy wash water.", has) == [
+        "h#", "sh", "iy", "hh", "ae", "dcl", "d", "y", "ao", "r", "dcl", "d", "aa", "r", "kcl", "k", "s", "uw",
+        "tcl", "t", "pau", "ih", "n", "gcl", "g", "r", "iy", "s", "iy", "w", "aa", "sh", "w", "ao", "tcl", "t",
+        "axr", "h#"]
+
+
 def test_reduced_vowels_affricates_and_fold_substitutes(demo_has):
     # the DH AH0 | farther F AA1 R DH ER0 | measure M EH1 ZH ER0 | chip CH IH1 P | judge JH AH1 JH
     text = "the farther measure chip judge"
@@ -192,6 +204,12 @@ def test_trained_demo_model_says_a_harvard_sentence_not_in_the_corpus(trained, p
     audio, sr = sf.read(str(out / "the_wharf_could_be_seen_at_the_farther_shore.wav"), dtype="float32")
     assert sr == SR and len(audio) == sum(int(round(prepared.phone_durations[p] * SR)) for p in labels)
     assert np.all(np.isfinite(audio)) and np.std(audio) > 0
+
+    # --phones without durations: the same duration model
+    rc = G.main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--phones", "h# sh iy h#",
+                 "--no-measure", "--quiet", "--out", str(tmp_path / "p")])
+    audio, _ = sf.read(str(tmp_path / "p" / "phones.wav"), dtype="float32")
+    assert rc == 0 and len(audio) == sum(int(round(prepared.phone_durations[p] * SR)) for p in ("h#", "sh", "iy", "h#"))
 
     rc = G.main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--text", "she sells zzxqvy",
                  "--quiet", "--out", str(tmp_path / "bad")])
