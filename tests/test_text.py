@@ -108,6 +108,18 @@ def test_a_phone_the_training_data_never_has(demo_has):
         text_to_phones("the boy", demo_has)
 
 
+def test_39_phone_set_sil_for_edges_and_pauses_no_closures(tmp_path):
+    from data_prep.prepare import Selection, SplitRule, prepare
+
+    prepare(DEMO_CORPUS, tmp_path / "p39", phone_set="timit39", selection=Selection(speakers=["MKAL0"]),
+            split=SplitRule(mode="per_speaker", valid=2, seed=0), progress=False)
+    p39 = PreparedDataset(tmp_path / "p39")
+    seq = sequence_from_text("She had, your dark suit.", p39, p39.phone_durations)
+    symbols = "sil sh iy hh ae d sil y aa r d aa r k s uw t sil".split()  # ao -> aa in the 39 set
+    assert [p39.phones[i] for i in seq.segments[:, 2]] == symbols
+    assert seq.length == sum(int(round(p39.phone_durations[p] * SR)) for p in symbols)
+
+
 # ---------------------------------------------------------------- the duration model
 def test_durations_are_the_means_over_the_training_utterances_phn_files(prepared):
     """Naive loop over the .PHN files of the training utterances (demo labels are

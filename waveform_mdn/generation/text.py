@@ -11,6 +11,9 @@ stress digits stripped, to TIMIT's lower-case symbols, with TIMIT's conventions:
 * ``h#`` at both ends; a pause (``pau``, else ``epi``) between words where the text has
   punctuation (``, ; : . ! ?`` and dashes), when the training data has that pause.
 
+In the 39-phone set ``h#`` and pauses become ``sil``; closures are left out there (folded
+into ``sil`` they would last a silence's mean duration).
+
 A phone the training data never has is replaced by one it has from the same group of
 TIMIT's 39-phone fold (``ax`` -> ``ah``, ``zh`` -> ``sh``, ``hv`` -> ``hh``, ...); failing
 that it is an error naming the word. A word not in the dictionary is an error naming it.
@@ -137,7 +140,7 @@ def _available(label: str, available: Callable[[str], bool], where: str) -> str:
     alts = [p for p in SUBSTITUTES.get(label, [label]) if p != label]
     also = f" (nor {', '.join(alts)})" if alts else ""
     raise GenerationError(f"{where}: phone {label!r} never occurs in the training data of this model{also}, "
-                          f"so it has no duration; say it with --phones PHONE:SECONDS ...")
+                          "so it has no duration; say it with --phones PHONE:SECONDS ...")
 
 
 def sequence_from_text(text: str, prepared: PreparedDataset, durations: dict[str, float]) -> PhoneSequence:
@@ -151,7 +154,9 @@ def sequence_from_text(text: str, prepared: PreparedDataset, durations: dict[str
             pid = mapper(label)
         except GenerationError:
             return False
-        return pid is not None and prepared.phones[pid] in durations
+        if pid is None or (label in CLOSURE_LABELS and prepared.phones[pid] != label):
+            return False  # a closure folded into sil (39 set) would last a silence's mean
+        return prepared.phones[pid] in durations
 
     labels = text_to_phones(text, available)
     name = "_".join(w for w in words_of(text) if w != BREAK)[:60].rstrip("_") or "text"
