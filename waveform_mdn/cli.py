@@ -16,7 +16,7 @@ COMMANDS = {
     "corpus-info": ("data_prep.cli", "summary of a corpus or a prepared dataset"),
     "fit": ("waveform_mdn.train", "train a model (LightningCLI; --config, --print_config)"),
     "validate": ("waveform_mdn.train", "validate a checkpoint (LightningCLI)"),
-    "generate": ("waveform_mdn.generation.cli", "sample waveforms from a checkpoint"),
+    "generate": ("waveform_mdn.generation.cli", "sample waveforms from a checkpoint (utterances, phones, --text)"),
     "evaluate": ("waveform_mdn.generation.cli", "measure WAV files against references"),
     "compare": ("waveform_mdn.compare.cli", "compare runs: table, curves, audio measurements, Markdown report"),
     "versions": (None, "print the installed versions of torch, torchaudio, Lightning, ... on one line"),
