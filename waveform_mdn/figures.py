@@ -69,7 +69,7 @@ def audio_image(audio: np.ndarray, sample_rate: int, path: str | Path, title: st
     """The PNG of one signal for a page of players (about 500 x 330 pixels, shown a few
     hundred pixels wide): its waveform above its spectrogram (:func:`waveform_figure`)."""
     fig = waveform_figure([(title, audio)], sample_rate, panel_size=(5.0, 1.65), fontsize=8, layout=None)
-    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.12, top=0.93, hspace=0.32)
+    fig.subplots_adjust(left=0.14, right=0.96, bottom=0.12, top=0.93, hspace=0.32)
     save_figure(fig, path, dpi=100)
 
 

@@ -40,7 +40,7 @@ p { margin: 4px 0 8px; max-width: 110ch; }
 .cells { display: grid; grid-template-columns: repeat(var(--columns), minmax(0, 1fr)); gap: 10px; }
 .cell { margin: 0; min-width: 0; }
 .cell figcaption { font-weight: 600; overflow-wrap: anywhere; }
-.cell .values { font-size: 12px; color: #555; min-height: 1.4em; }
+.cell .values { font-size: 12px; color: #555; min-height: 2.8em; }  /* two lines: players stay aligned */
 .cell.reference figcaption { color: #555; }
 audio { display: block; width: 100%; min-width: 0; height: 36px; }
 img { display: block; max-width: 100%; height: auto; }
