@@ -84,6 +84,16 @@ def test_a_different_batch_order_restarts_the_epoch_with_a_warning():
     assert _epoch(b, 0) == _epoch(BatchLoader(_Indices(), b.sampler, prefetch=0), 0)
 
 
+def test_a_position_saved_with_the_old_randperm_order_restarts_the_epoch():
+    # checkpoints of the versions that shuffled with torch.randperm have no "order" in
+    # their layout: the same numbers there meant other batches
+    loader = BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=0)
+    old = {k: v for k, v in loader.sampler.layout().items() if k != "order"}
+    with pytest.warns(UserWarning, match="restarts from its first batch"):
+        loader.load_state_dict({"epoch": 0, "batches": 5, "layout": old})
+    assert len(_epoch(loader, 0)) == 21
+
+
 def test_loader_hands_out_exactly_the_batches_of_the_sampler(tiny):
     # the loader gathers several batches per get_batch call and cuts them apart: the same
     # values as one get_batch per batch, batch by batch

@@ -107,6 +107,18 @@ def test_batches_do_not_depend_on_the_chunk_size_and_resume_anywhere(monkeypatch
     assert not torch.equal(torch.cat(whole), torch.cat(_epoch(3001, 30, 3, rank=1, world=2)))  # next epoch
 
 
+def test_an_epoch_of_a_trillion_examples_starts_at_once_anywhere():
+    # nothing of the epoch's size is made: a whole-epoch randperm would need 8 TB here
+    n, bs, world = 2**40 + 8 * 77 + 3, 1024, 8  # 2**37 + 77 examples per rank
+    s = IndexBatchSampler(n, bs, shuffle=True, seed=0, rank=5, world_size=world)
+    assert len(s) == math.ceil((n // world) / bs)
+    start = len(s) - 2  # resume near the end of the epoch
+    first, last = list(s.batches(start))
+    perm = FeistelPermutation(n, 0)
+    i = torch.arange(start * bs, n // world)
+    assert torch.equal(torch.cat([first, last]), perm(5 + world * i)) and len(first) == bs and len(last) == 77
+
+
 # -- mixing: a whole epoch against a uniform shuffle ------------------------------------------
 BATCH = 128
 UTTERANCES, PER_SPEAKER = 400, 10
