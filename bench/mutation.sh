@@ -38,7 +38,7 @@ declare -A MODULES TESTS DESELECT
 MODULES[heads]="waveform_mdn/heads.py waveform_mdn/heads/*"
 TESTS[heads]="tests/test_heads.py tests/test_sampling_statistics.py tests/test_known_answers.py"
 MODULES[data]="waveform_mdn/data.py"
-TESTS[data]="tests/test_windows.py tests/test_known_answers.py"
+TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
 MODULES[engine]="waveform_mdn/generation/engine.py waveform_mdn/generation/noise.py"
 TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py"
 DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
