@@ -3,9 +3,11 @@
 #
 #   bench/mutation.sh [--rev REV] [--out DIR] [GROUP...]
 #
-# GROUP is one of: heads data engine metrics compare (default: all). For each group mutmut
-# mutates only that group's modules and runs only that group's fast test files (mutmut's
-# own coverage step then picks, per mutant, the tests that reach the mutated function).
+# GROUP is one of: heads data engine metrics spectral compare (default: all but spectral).
+# For each group mutmut mutates only that group's modules and runs only that group's fast
+# test files (mutmut's own coverage step then picks, per mutant, the tests that reach the
+# mutated function).
+# Run a copy of this script if you edit it meanwhile (bash reads a script as it goes).
 # It runs in a separate git worktree of REV (default HEAD) under /tmp, so edits in the
 # working tree do not interfere, and removes the worktree afterwards. mutmut is not a
 # project dependency: it is installed into its own venv ($MUTMUT_VENV) that sees the
@@ -44,6 +46,8 @@ TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/te
 DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
 MODULES[metrics]="waveform_mdn/audio_metrics/*"
 TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py"
+MODULES[spectral]="waveform_mdn/audio_metrics/spectral.py"  # LSD and MCD alone: "metrics" spends its time in pYIN
+TESTS[spectral]="${TESTS[metrics]}"
 MODULES[compare]="waveform_mdn/compare/scalars.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
 TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py"
 
@@ -64,7 +68,7 @@ trap 'cd "$REPO"; git worktree remove --force "$WT"' EXIT
 echo "mutation testing $(git -C "$WT" rev-parse --short HEAD) in $WT -> $OUT"
 
 for g in "${GROUPS_ASKED[@]}"; do
-    [ -n "${MODULES[$g]:-}" ] || { echo "unknown group $g (heads data engine metrics compare)" >&2; exit 2; }
+    [ -n "${MODULES[$g]:-}" ] || { echo "unknown group $g (heads data engine metrics spectral compare)" >&2; exit 2; }
     cd "$WT"
     rm -rf mutants
     tests=$(for t in ${TESTS[$g]}; do if [ -f "$t" ]; then echo "$t"; fi; done)
