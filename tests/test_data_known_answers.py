@@ -77,3 +77,12 @@ def test_default_split_is_train_and_indices_out_of_range_are_errors(prepared):
     ds.get_batch(torch.tensor([0, len(ds) - 1]))  # the ends themselves are examples
     from_path = NextSampleDataset(str(prepared.path), split="valid")
     assert from_path.seq_indices == prepared.sequence_indices("valid")
+
+
+def test_in_memory_wave_is_a_private_copy(prepared):
+    """``in_memory=True``: the samples copied into this process (not the memory map);
+    default: the map itself (no copy)."""
+    mapped, private = prepared.wave_tensor(), prepared.wave_tensor(in_memory=True)
+    assert private.dtype == mapped.dtype == torch.int16 and torch.equal(private, mapped)
+    assert np.shares_memory(mapped.numpy(), prepared.wave)
+    assert not np.shares_memory(private.numpy(), prepared.wave)
