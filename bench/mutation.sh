@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Mutation testing of the core with mutmut (not part of CI: about an hour on 2 cores).
+# Mutation testing of the core with mutmut (not part of CI: hours on 2 cores for every
+# mutant; TIMEOUT_PER_GROUP cuts each group short, and the numbers are then partial).
 #
 #   bench/mutation.sh [--rev REV] [--out DIR] [GROUP...]
 #
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --rev) REV=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) GROUPS_ASKED+=("$1"); shift ;;
     esac
 done
