@@ -216,3 +216,23 @@ def test_media_are_replaced_capped_and_images_reused_only_when_fresh(report, tmp
     assert (out / "media" / "1" / "utt_a_gen.png").read_bytes() == fresh.read_bytes()
     assert (out / "media" / "1" / "utt_b_gen.png").read_bytes() != stale.read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_generate_png_draws_each_wav_and_its_reference_once(tmp_path):
+    """``generate --png`` (``write_streams`` with a label): one image per WAV, 500 x 330
+    pixels (the signal alone), the reference's beside it in reference/, one for two streams."""
+    import matplotlib.image as mpimg
+
+    from waveform_mdn.generation.batching import GeneratedAudio
+    from waveform_mdn.generation.inputs import PhoneSequence
+    from waveform_mdn.generation.writers import write_streams
+
+    ref = (_tone(0.4, 110.0) * 32767).astype(np.int16)
+    seq = PhoneSequence("utt_x", np.zeros((1, 5), dtype=np.int64), len(ref), ref)
+    gens = [GeneratedAudio(f"utt_x_{s}", seq, s, s, _tone(0.4, 150.0 + 50 * s), 0, 0, 0) for s in (0, 1)]
+    files = write_streams(tmp_path, gens, SR, measure=False, png_label="mixture, sample")
+    assert [f["png"] for f in files] == ["utt_x_0.png", "utt_x_1.png"]
+    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["utt_x.png", "utt_x.wav"]
+    images = [mpimg.imread(tmp_path / name) for name in ("utt_x_0.png", "utt_x_1.png", "reference/utt_x.png")]
+    assert all(im.shape[:2] == (330, 500) for im in images)
+    assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[0], images[2])
