@@ -9,14 +9,16 @@ reports the prepare time measured when they were made.
 
 Then ``waveform-mdn fit`` runs in a child with ``recipes/timit/conf/mdn_full_ddp.yaml``,
 made to fit a CPU: 1 device, 32-bit, no validation, no audio, ``--batches`` batches of
-``data.batch_size`` (1,024) in epoch 0 and a few in epoch 1. A callback stamps the times;
-the child's peak RSS is ``ru_maxrss`` (``os.wait4``), and its resident memory at the end
-is split into anonymous (its own) and file-backed pages (the memory-mapped waveform, kept
-once in the page cache for all processes on the machine).
+``data.batch_size`` (1,024) in epoch 0 and a few in epoch 1. A callback stamps the times
+and reads each process's peak RSS (``ru_maxrss``) and, at the end, its resident memory
+split into anonymous (its own) and file-backed pages (the memory-mapped waveform, kept
+once in the page cache for all processes on the machine), and the file-backed PSS (each
+page split among the processes that map it). ``--ddp N`` adds a run of N DDP processes
+on the CPU on the first corpus: the memory per rank, and the waveform's pages shared.
 
     .venv/bin/python bench/bench_scale.py --work /tmp/scale      # both corpora, ~5 min
     .venv/bin/python bench/bench_scale.py --scales 1 --batches 200
-    .venv/bin/python bench/bench_scale.py --work /tmp/scale --before 71e7c2c --scales 1
+    .venv/bin/python bench/bench_scale.py --work /tmp/scale --before 71e7c2c --ddp 2
 
 ``--before COMMIT`` also runs the fit with that commit's code (``git archive`` into the
 work directory) on the first corpus, for a before/after comparison.
@@ -51,16 +53,20 @@ EPOCH1_BATCHES = 20
 
 
 def _memory_status() -> dict[str, int]:
-    """This process's resident memory by kind, in bytes (Linux /proc; empty elsewhere)."""
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return {}
+    """This process's resident memory by kind, in bytes (Linux /proc; empty elsewhere): peak
+    and current RSS, anonymous and file-backed RSS, and PSS (each shared page counted as
+    1 / the number of processes that map it)."""
     out = {}
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
-            out[key] = int(value.split()[0]) * 1024
+    for name, keys in (("status", ("VmHWM", "VmRSS", "RssAnon", "RssFile")),
+                       ("smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))):
+        try:
+            lines = Path(f"/proc/self/{name}").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in keys:
+                out[key] = int(value.split()[0]) * 1024
     return out
 
 
@@ -87,9 +93,10 @@ class ScaleStamps(pl.Callback):
             self.stamps["batch_end"].append(time.time())
 
     def on_train_end(self, trainer, pl_module):
-        self.stamps["memory"] = _memory_status()
+        self.stamps["memory"] = _memory_status()  # read by every rank at about the same time
         self.stamps["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        Path(self.out).write_text(json.dumps(self.stamps))
+        self.stamps["world_size"] = trainer.world_size
+        Path(f"{self.out}.{trainer.global_rank}").write_text(json.dumps(self.stamps))
 
 
 def corpus(work: Path, scale: int) -> dict:
@@ -116,13 +123,16 @@ def corpus(work: Path, scale: int) -> dict:
     return {**rec, "cached": False}
 
 
-def fit(data: str, work: Path, batches: int, threads: int, code: Path = ROOT) -> dict:
-    """``waveform-mdn fit`` in a child; its stamps, peak RSS and launch time."""
+def fit(data: str, work: Path, batches: int, threads: int, code: Path = ROOT, devices: int = 1) -> dict:
+    """``waveform-mdn fit`` in a child (``devices`` > 1: DDP ranks on the CPU); rank 0's
+    stamps, every rank's memory and the launch time."""
     out = work / "stamps.json"
-    out.unlink(missing_ok=True)
+    for old in work.glob("stamps.json.*"):
+        old.unlink()
     args = [
         "fit", "--config", str(code / "recipes/timit/conf/mdn_full_ddp.yaml"), "--data.path", data,
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
+        "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
+        "--trainer.strategy", "ddp" if devices > 1 else "auto",
         "--trainer.precision", "32-true", "--trainer.max_epochs", "2",
         "--trainer.limit_train_batches", str(batches), "--trainer.max_steps", str(batches + EPOCH1_BATCHES),
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
@@ -135,31 +145,39 @@ def fit(data: str, work: Path, batches: int, threads: int, code: Path = ROOT) ->
     p = subprocess.Popen([sys.executable, "-m", "waveform_mdn.train", *args], cwd=code, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
+    rc = p.wait()
+    ranks = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(devices) if Path(f"{out}.{r}").exists()]
+    if rc != 0 or len(ranks) != devices:
         raise SystemExit(f"fit failed:\n{log.decode()[-3000:]}")
     shutil.rmtree(work / "runs", ignore_errors=True)
-    return {**json.loads(out.read_text()), "launch": launch, "peak_rss": usage.ru_maxrss * 1024}
+    return {**ranks[0], "launch": launch, "ranks": [r["memory"] | {"ru_maxrss": r["ru_maxrss"]} for r in ranks]}
 
 
 def summarise(c: dict, s: dict, batch_size: int) -> dict:
+    """The table's values; memory: the largest over the ranks."""
     ends = s["batch_end"]
     start = {int(k): v for k, v in s["epoch_start"].items()}
     first = {int(k): v for k, v in s["first_batch"].items()}
-    mem = s.get("memory", {})
+
+    def most(key):
+        return max((r.get(key) or 0) for r in s["ranks"])
+
     return {
+        "devices": s["world_size"],
         "utterances": c["utterances"], "hours": c["hours"], "examples": c["examples"],
         "prepare_s": c["prepare_s"], "prepare_cached": c["cached"],
         "startup_s": s["setup_done"] - s["launch"],
         "setup_to_first_batch_s": first[0] - s["setup_done"],
         "first_batch_epoch0_s": first[0] - start[0], "first_batch_epoch1_s": first[1] - start[1],
-        "batches": len(ends), "examples_per_s": batch_size * (len(ends) - 1) / (ends[-1] - ends[0]),
-        "peak_rss": s["peak_rss"], "rss_anon_end": mem.get("RssAnon"), "rss_file_end": mem.get("RssFile"),
-        "wave_bytes": c["wave_bytes"],
+        "batches": len(ends),
+        "examples_per_s": batch_size * s["world_size"] * (len(ends) - 1) / (ends[-1] - ends[0]),
+        "peak_rss": most("ru_maxrss"), "rss_anon_end": most("RssAnon"), "rss_file_end": most("RssFile"),
+        "pss_file_end": most("Pss_File"), "wave_bytes": c["wave_bytes"],
     }
 
 
 ROWS = [
+    ("processes (CPU devices)", lambda r: f"{r['devices']}"),
     ("utterances", lambda r: f"{r['utterances']:,}"),
     ("audio", lambda r: f"{r['hours']:.1f} h"),
     ("training examples", lambda r: f"{r['examples'] / 1e6:,.0f} M"),
@@ -169,10 +187,11 @@ ROWS = [
     ("setup done to first batch", lambda r: f"{r['setup_to_first_batch_s']:.2f} s"),
     ("first batch, epoch 0 (from epoch start)", lambda r: f"{r['first_batch_epoch0_s']:.3f} s"),
     ("first batch, epoch 1 (from epoch start)", lambda r: f"{r['first_batch_epoch1_s']:.3f} s"),
-    ("examples/s over the epoch-0 batches", lambda r: f"{r['examples_per_s']:,.0f} ({r['batches']:,} batches)"),
-    ("peak RSS (ru_maxrss)", lambda r: f"{r['peak_rss'] / 2**30:.2f} GB"),
-    ("  at the end: anonymous", lambda r: f"{(r['rss_anon_end'] or 0) / 2**30:.2f} GB"),
-    ("  at the end: file-backed (page cache)", lambda r: f"{(r['rss_file_end'] or 0) / 2**30:.2f} GB"),
+    ("examples/s (all processes), epoch 0", lambda r: f"{r['examples_per_s']:,.0f} ({r['batches']:,} batches)"),
+    ("peak RSS per process (ru_maxrss)", lambda r: f"{r['peak_rss'] / 2**30:.2f} GB"),
+    ("  at the end: anonymous", lambda r: f"{r['rss_anon_end'] / 2**30:.2f} GB"),
+    ("  at the end: file-backed (page cache)", lambda r: f"{r['rss_file_end'] / 2**30:.2f} GB"),
+    ("  file-backed PSS (shared pages split)", lambda r: f"{r['pss_file_end'] / 2**30:.2f} GB"),
 ]
 
 
@@ -205,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the fit (default 1)")
     ap.add_argument("--before", metavar="COMMIT", help="also run the fit with this commit's code on the first corpus")
     ap.add_argument("--before-batches", type=int, default=200, help="batches of epoch 0 for --before (default 200)")
+    ap.add_argument("--ddp", type=int, default=0, metavar="N", help="also a run of N DDP processes on the first corpus")
+    ap.add_argument("--ddp-batches", type=int, default=200, help="batches of epoch 0 for --ddp (default 200)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     work = Path(a.work or tempfile.mkdtemp(prefix="bench_scale_"))
@@ -221,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         for scale, c in corpora.items():
             print(f"fit on x{scale}", flush=True)
             results[f"x{scale}"] = summarise(c, fit(c["path"], work, a.batches, a.threads), batch_size)
+        if a.ddp > 1:
+            c = corpora[a.scales[0]]
+            print(f"fit on x{a.scales[0]}, {a.ddp} DDP processes", flush=True)
+            s = fit(c["path"], work, a.ddp_batches, a.threads, devices=a.ddp)
+            results[f"x{a.scales[0]}, DDP x{a.ddp}"] = summarise(c, s, batch_size)
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
