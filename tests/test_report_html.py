@@ -44,9 +44,14 @@ TABLES_JS = """[...document.querySelectorAll('table')].map(t =>
   [...t.rows].map(r => [...r.cells].map(c => c.textContent)))"""
 
 
-def _seconds(column: int, utt: int) -> float:
+#: (utterance, stream) generated per column: run-4 made no utt_c, run 5's two streams of utt_a.
+MADE = {c: [(0, 0), (1, 0), (2, 0)] for c in range(len(NAMES))} | {4: [(0, 0), (1, 0)],
+                                                                    5: [(0, 0), (0, 1), (1, 0), (2, 0)]}
+
+
+def _seconds(column: int, utt: int, stream: int) -> float:
     """Every generated WAV has its own length, so a player showing the wrong file fails."""
-    return 0.30 + 0.05 * column + 0.02 * utt
+    return 0.30 + 0.05 * column + 0.02 * utt + 0.007 * stream
 
 
 def _tone(seconds: float, f0: float) -> np.ndarray:
@@ -55,25 +60,27 @@ def _tone(seconds: float, f0: float) -> np.ndarray:
 
 
 def _write_generated(gen: Path, refs: Path, column: int, png: Path | None) -> None:
-    """Three WAVs and measurements.json; even columns record the utterance in ``info``,
-    odd ones only through the reference's name (both must land in the same rows). With
-    ``png``, a copy of it beside each WAV, as ``generate --png`` leaves one (compare reuses
-    it rather than drawing)."""
+    """The WAVs of ``MADE[column]`` and measurements.json; even columns record the
+    utterance in ``info``, odd ones only through the reference's name (both must land in
+    the same rows). With ``png``, a copy of it beside each WAV, as ``generate --png``
+    leaves one (compare reuses it rather than drawing)."""
     gen.mkdir(parents=True)
     refs.mkdir(exist_ok=True)
     files = []
-    for u, name in enumerate(UTTERANCES):
+    for u, stream in MADE[column]:
+        name = UTTERANCES[u]
         ref = refs / f"{name}.wav"
         if not ref.exists():
             sf.write(ref, _tone(0.5 + 0.1 * u, 110.0), SR, subtype="PCM_16")
-        sf.write(gen / f"{name}_gen.wav", _tone(_seconds(column, u), 120.0 + 10 * column), SR, subtype="PCM_16")
+        stem = f"{name}_gen" + (f"_{stream}" if stream else "")
+        sf.write(gen / f"{stem}.wav", _tone(_seconds(column, u, stream), 120.0 + 10 * column), SR, subtype="PCM_16")
         if png is not None:
-            shutil.copyfile(png, gen / f"{name}_gen.png")
-        entry = {"wav": f"{name}_gen.wav", "reference": os.path.relpath(ref, gen), "clipped": 0,
+            shutil.copyfile(png, gen / f"{stem}.png")
+        entry = {"wav": f"{stem}.wav", "reference": os.path.relpath(ref, gen), "clipped": 0,
                  "lsd_db": 5.0 + column, "mcd_db": 6.0, "rms_db": -13.0, "kurtosis": 2.0 + u,
                  "ref_rms_db": -12.0, "ref_kurtosis": 1.5}
         if column % 2 == 0:
-            entry["info"] = {"sequence": name, "stream": 0}
+            entry["info"] = {"sequence": name, "stream": stream}
         files.append(entry)
     (gen / "measurements.json").write_text(json.dumps({
         "checkpoint": None, "data_fingerprint": FP, "head": None, "settings": {}, "files": files}))
@@ -99,10 +106,7 @@ def report(tmp_path_factory) -> dict:
     shutil.copytree(out, copied)
     shutil.move(root / "gen", root / "gen_moved")
     moved = root / "gen_moved"
-    return {"root": root, "page": copied / "report.html", "runs": runs, "out": out,
-            "sources": {"ref": {u: moved / "refs" / f"{u}.wav" for u in UTTERANCES},
-                        **{n: {u: moved / f"run{c}" / f"{u}_gen.wav" for u in UTTERANCES}
-                           for c, n in enumerate(NAMES)}}}
+    return {"root": root, "page": copied / "report.html", "runs": runs, "out": out, "moved": moved}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,8 @@ def browser():
 def test_links_are_relative_and_text_is_escaped(report):
     text = report["page"].read_text()
     links = re.findall(r'(?:src|href)="([^"]*)"', text)
-    assert len(links) == 3 * 3 * (len(NAMES) + 1) + 2 + 3  # player, image and its link; plots; files
+    players = len(UTTERANCES) + sum(map(len, MADE.values()))
+    assert len(links) == 3 * players + 2 + 3  # player, image and its link; plots; files
     for link in links:
         assert not link.startswith("/") and not re.match(r"[a-z]+:", link), link
     assert "<b>" not in text and "run &lt;b&gt;A&lt;/b&gt; &amp; &quot;q&quot;" in text
@@ -137,20 +142,28 @@ def test_page_in_chromium(report, browser, tmp_path):
     assert page.scroll_width <= page.inner_width == 1366
 
     # every player loaded its WAV: the one of its row and column, to within 10 ms
-    assert len(page.audio) == len(UTTERANCES) * (len(NAMES) + 1)
+    assert len(page.audio) == len(UTTERANCES) + sum(map(len, MADE.values()))
     assert all(a["error"] is None and a["readyState"] >= 1 for a in page.audio), page.audio
     rows = page.result["rows"]
     assert [r["key"] for r in rows] == list(UTTERANCES)
-    copied = report["page"].parent
-    for row in rows:
+    assert [c["label"] for c in rows[0]["cells"]] == ["reference", *NAMES, NAMES[5]]  # 2 streams
+    for row in rows[1:]:
         assert [c["label"] for c in row["cells"]] == ["reference", *NAMES]  # escaped text shown as given
-        for cell in row["cells"]:
-            source = report["sources"]["ref" if cell["label"] == "reference" else cell["label"]][row["key"]]
+    assert rows[2]["cells"][5]["audio"] is None  # run-4 made no utt_c: its column says so
+    copied, moved = report["page"].parent, report["moved"]
+    heard = []
+    for row in rows:
+        for cell in filter(lambda c: c["audio"], row["cells"]):
             src = Path(urllib.parse.unquote(cell["audio"].removeprefix("file://")))
             assert copied in src.parents  # the copy inside the report, not the moved original
+            assert src.stem.startswith(row["key"])
+            source = (moved / "refs" / f"{row['key']}.wav" if cell["label"] == "reference"
+                      else moved / f"run{NAMES.index(cell['label'])}" / f"{src.stem}.wav")
             duration = next(a["duration"] for a in page.audio if a["src"] == cell["audio"])
             assert abs(duration - sf.info(str(source)).duration) <= 0.010, (row["key"], cell["label"])
             assert cell["audioWidth"] >= 150  # the controls stay usable at 7 columns
+            heard.append(source)
+    assert sorted(heard) == sorted(moved.rglob("*.wav"))  # each WAV once
     assert page.result["bold"] == 0
 
     # every image decoded: one per player, the curves and the generated-audio plot

@@ -38,7 +38,8 @@ p { margin: 4px 0 8px; max-width: 110ch; }
 }
 .utt { border-top: 1px solid #ddd; padding: 8px 0; }
 .cells { display: grid; grid-template-columns: repeat(var(--columns), minmax(0, 1fr)); gap: 10px; }
-.cell { margin: 0; min-width: 0; }
+.column { min-width: 0; }
+.cell { margin: 0 0 8px; min-width: 0; }
 .cell figcaption { font-weight: 600; overflow-wrap: anywhere; }
 .cell .values { font-size: 12px; color: #555; min-height: 2.8em; }  /* two lines: players stay aligned */
 .cell.reference figcaption { color: #555; }
@@ -118,18 +119,20 @@ def _player(p: Player | None, label: str, css: str, title: str) -> str:
 def listening_section(listen: Listening) -> list[str]:
     out = ['<section class="listen">', "<h2>Listen</h2>"]
     if not listen.utterances:
-        return out + ["<p>No generated audio was found for these runs.</p>", "</section>"]
+        why = (f"{listen.total} utterances found, none shown (--page-rows 0)." if listen.total
+               else "No generated audio was found for these runs.")
+        return out + [f"<p>{esc(why)}</p>", "</section>"]
     shown = (f"{len(listen.utterances)} of {listen.total} utterances shown"
              if len(listen.utterances) < listen.total else f"{listen.total} utterances")
     out.append(f"<p>{esc(shown)}: one row each, the reference recording first, then the audio of every "
                "run. Under each player: its waveform and its spectrogram (one dB scale for all).</p>")
-    for u in listen.utterances:
-        cells = [_player(u.reference, "reference", "reference", f"{u.key}, reference")]
+    for u in listen.utterances:  # one grid column per set; several streams stack in theirs
+        columns = [_player(u.reference, "reference", "reference", f"{u.key}, reference")]
         for label, players in zip(listen.columns, u.cells):
-            cells += [_player(p, label, "generated", f"{u.key}, {label}") for p in players] or [
-                _player(None, label, "generated", "")]
-        out.append(f'<div class="utt"><h3>{esc(u.key)}</h3>'
-                   f'<div class="cells" style="--columns: {len(cells)}">{"".join(cells)}</div></div>')
+            columns.append("".join(_player(p, label, "generated", f"{u.key}, {label}") for p in players)
+                           or _player(None, label, "generated", ""))
+        out.append(f'<div class="utt"><h3>{esc(u.key)}</h3><div class="cells" style="--columns: '
+                   f'{len(columns)}">{"".join(f"<div class=column>{c}</div>" for c in columns)}</div></div>')
     return out + ["</section>"]
 
 
