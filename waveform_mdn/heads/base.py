@@ -19,6 +19,7 @@ RowSampler = Callable[[list, "list | None"], float]  #: (row of project(features
 _TINY = 1e-20  #: uniform numbers are kept in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
 _EPS32 = 1e-7
 
+
 def register_head(name: str) -> Callable[[type["Head"]], type["Head"]]:
     """Class decorator: make a :class:`Head` subclass available under ``name``."""
 

@@ -63,7 +63,6 @@ class MulawSoftmaxHead(Head):
     n_outputs = N_CLASSES
 
     def __init__(self, in_features: int, components: int = 1, min_scale: float = 1e-3, **kw: object):
-        kw.pop("likelihood", None)
         super().__init__(in_features, 1, min_scale, **kw)
         t = MulawTables(self.quant)
         self.register_buffer("class_of_code", torch.from_numpy(t.class_of_code), persistent=False)
