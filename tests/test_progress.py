@@ -4,6 +4,7 @@ over the measured files, both on stderr; ``--quiet`` silences them."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -71,3 +72,19 @@ def test_per_file_progress_disabled_is_the_items_themselves(capsys):
     assert per_file_progress(items, enabled=False) is items
     assert list(per_file_progress(items, desc="measuring")) == items
     assert "3/3" in capsys.readouterr().err
+
+
+def test_evaluate_shows_a_bar_per_file_and_quiet_silences_it(ckpt, prepared, tmp_path, capsys):
+    assert _generate(ckpt, prepared, tmp_path / "e", "--quiet") == 0
+    before = json.loads((tmp_path / "e" / "measurements.json").read_text())
+    capsys.readouterr()
+    assert G.main(["evaluate", str(tmp_path / "e")]) == 0  # re-measure in place
+    measured = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.startswith("measuring")]
+    assert measured and "2/2" in measured[-1]
+    assert G.main(["evaluate", str(tmp_path / "e"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    wavs = sorted((tmp_path / "e").glob("*.wav"))
+    assert G.main(["evaluate", *map(str, wavs), "--out", str(tmp_path / "m.json")]) == 0
+    measured = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.startswith("measuring")]
+    assert measured and f"{len(wavs)}/{len(wavs)}" in measured[-1]
+    assert json.loads((tmp_path / "e" / "measurements.json").read_text()) == before  # re-measured: same numbers

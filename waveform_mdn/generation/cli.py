@@ -184,6 +184,7 @@ def parser_evaluate() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="a generation directory / measurements.json, or WAV files")
     p.add_argument("--reference", nargs="+", default=None, help="reference WAV(s): one for all files, or one per file")
     p.add_argument("--out", default=None, help="JSON to write (default: the directory's measurements.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -191,11 +192,11 @@ def run_evaluate(a: argparse.Namespace) -> int:
     paths = [Path(x) for x in a.paths]
     out = Path(a.out) if a.out else None
     if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix == ".json"):
-        written = remeasure(paths[0], out)
+        written = remeasure(paths[0], out, progress=not a.quiet)
         print(f"re-measured the files of {paths[0]} -> {written}")
         return 0
     out = out or Path(MEASUREMENTS_FILE)
-    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out)
+    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, progress=not a.quiet)
     print(f"measured {n} file(s) -> {out}")
     return 0
 

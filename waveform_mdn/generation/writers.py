@@ -106,16 +106,20 @@ def _wrote(wav: Path, g: GeneratedAudio, sample_rate: int) -> str:
     return msg + ")"
 
 
-def remeasure(path: Path, out: Path | None = None) -> Path:
+def remeasure(path: Path, out: Path | None = None, progress: bool = False) -> Path:
     """Re-measure the files of a generation directory (or its ``measurements.json``) and
-    write the result to ``out`` (default: in place); returns where it went."""
+    write the result to ``out`` (default: in place); returns where it went. ``progress``: a
+    bar per file on stderr."""
+    from ..audio_metrics import per_file_progress
+
     meas = path / MEASUREMENTS_FILE if path.is_dir() else path
     if not meas.is_file():
         raise GenerationError(f"{meas}: not found")
     data = json.loads(meas.read_text())
     base = meas.parent
     new_files = []
-    for entry in data.get("files", []):
+    entries = data.get("files", [])
+    for entry in per_file_progress(entries, len(entries), enabled=progress):
         ref = base / entry["reference"] if entry.get("reference") else None
         m = measure_entry(base / entry["wav"], ref, base)
         m.update({k: entry[k] for k in ("clipped", "nonfinite_replaced", "png", "info") if k in entry})
@@ -131,13 +135,16 @@ def remeasure(path: Path, out: Path | None = None) -> Path:
     return out
 
 
-def measure_wavs(wavs: Sequence[Path], references: Sequence[Path], out: Path) -> int:
-    """Measure WAV files (against one reference for all, or one each) into ``out``."""
+def measure_wavs(wavs: Sequence[Path], references: Sequence[Path], out: Path, progress: bool = False) -> int:
+    """Measure WAV files (against one reference for all, or one each) into ``out``;
+    ``progress``: a bar per file on stderr."""
+    from ..audio_metrics import per_file_progress
+
     if references and len(references) not in (1, len(wavs)):
         raise GenerationError(f"{len(references)} references for {len(wavs)} files: give one, or one per file")
     base = out.resolve().parent
     files = []
-    for i, wav in enumerate(wavs):
+    for i, wav in per_file_progress(list(enumerate(wavs)), len(wavs), enabled=progress):
         ref = references[0] if len(references) == 1 else (references[i] if references else None)
         files.append(measure_entry(wav.resolve(), None if ref is None else ref.resolve(), base))
     write_json(out, {"checkpoint": None, "data_fingerprint": None, "head": None, "settings": {}, "files": files})
