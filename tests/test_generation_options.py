@@ -169,3 +169,40 @@ def test_mean_mode_with_a_temperature_in_the_tensor_path(prepared):
             out = model.net.head.proj(model.net.features(ref[k].unfold(0, W, 1)[: n - W], **ctx)).double().numpy()
         expect = np.sum(scipy.special.softmax(out[:, :K] / 0.5, axis=1) * out[:, K : 2 * K], axis=1)
         np.testing.assert_allclose(y[k, W:].numpy(), expect, atol=2e-5)
+
+
+@pytest.mark.parametrize("n_streams", [1, 6])
+def test_replaced_and_clipped_values_in_both_paths(prepared, n_streams):
+    """What is fed back and returned: NaN -> 0 exactly, below the clip range -> its lower
+    bound, above -> its upper bound; 1 stream (row sampler) and 6 (tensor functions)."""
+    items = [G.sequence_from_prepared(prepared, 0)] * n_streams
+    ctx = G.sequence_contexts(items, 200, "target", W)
+    for bias, expect, counted in ((float("nan"), 0.0, "nonfinite_replaced"), (-50.0, -2.0, "clipped"),
+                                  (50.0, 3.0, "clipped")):
+        model = make_model(prepared, "mixture")
+        with torch.no_grad():
+            model.net.head.proj.weight[3:6] = 0.0
+            model.net.head.proj.bias[3:6] = bias  # every component mean
+        stats = G.GenerationStats()
+        y = G.generate(model, ctx, 200, clip=(-2.0, 3.0), temperature_scales=0.0, stats=stats)
+        assert stats.sampler == ("rows" if n_streams == 1 else "tensor")
+        assert torch.equal(y, torch.full_like(y, expect)), bias
+        assert getattr(stats, counted) == [200] * n_streams
+
+
+def test_float32_output_whatever_the_default_dtype(prepared):
+    """With float64 as torch's default dtype, generation still computes in float32 and gives
+    the same values (mode "mean": no random numbers; 1 stream: the row sampler's buffers;
+    6 streams: the tensor path)."""
+    model = make_model(prepared)
+    for n_streams in (1, 6):
+        ctx = G.sequence_contexts([G.sequence_from_prepared(prepared, 0)] * n_streams, 300, "target", W)
+        plain = G.generate(model, ctx, 300, mode="mean", clip=(-20.0, 20.0))
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            wide = G.generate(model, ctx, 300, mode="mean", clip=(-20.0, 20.0))
+        finally:
+            torch.set_default_dtype(old)
+        assert wide.dtype == torch.float32
+        assert torch.equal(wide, plain)
