@@ -15,7 +15,8 @@
 # project venv's packages (torch, ...) through a .pth file.
 #
 # Per group it writes DIR/GROUP.json (killed, survived, no tests, timeout, ...: mutmut's
-# export-cicd-stats), DIR/GROUP.survivors.txt (the mutants not killed, with their diffs)
+# export-cicd-stats), DIR/GROUP.results.txt (each mutant checked and its status),
+# DIR/GROUP.survivors.txt (the mutants not killed, with their diffs)
 # and DIR/GROUP.log; DIR/summary.md has one line per group. Scores are in docs/testing.md.
 set -euo pipefail
 
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --rev) REV=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) GROUPS_ASKED+=("$1"); shift ;;
     esac
 done
@@ -90,7 +91,7 @@ for g in "${GROUPS_ASKED[@]}"; do
     secs=$(( $(date +%s) - start ))
     "$MUTMUT_VENV/bin/mutmut" export-cicd-stats > /dev/null
     cp mutants/mutmut-cicd-stats.json "$OUT/$g.json"
-    "$MUTMUT_VENV/bin/mutmut" results > "$OUT/$g.results.txt" || true
+    "$MUTMUT_VENV/bin/mutmut" results --all true > "$OUT/$g.results.txt" || true  # every mutant checked
     : > "$OUT/$g.survivors.txt"
     for name in $(awk -F': ' '/: survived$|: no tests$|: timeout$/ {gsub(/ /, "", $1); print $1}' "$OUT/$g.results.txt"); do
         "$MUTMUT_VENV/bin/mutmut" show "$name" >> "$OUT/$g.survivors.txt" 2>&1 || true
