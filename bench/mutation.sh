@@ -40,7 +40,8 @@ done
 # group -> modules to mutate (globs) | test files (those present at REV are used)
 declare -A MODULES TESTS DESELECT
 MODULES[heads]="waveform_mdn/heads.py waveform_mdn/heads/*"
-TESTS[heads]="tests/test_heads.py tests/test_sampling_statistics.py tests/test_known_answers.py"
+TESTS[heads]="tests/test_heads.py tests/test_heads_discretised.py tests/test_heads_generation.py
+             tests/test_sampling_statistics.py tests/test_known_answers.py"
 MODULES[data]="waveform_mdn/data.py"
 TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
 MODULES[engine]="waveform_mdn/generation/engine.py waveform_mdn/generation/noise.py"
