@@ -20,7 +20,7 @@
 # and DIR/GROUP.log; DIR/summary.md has one line per group. Scores are in docs/testing.md.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}  # set REPO when running a copy of this script
 REV=HEAD
 OUT="$REPO/exp/mutation"
 MUTMUT_VERSION=3.8.1
