@@ -14,7 +14,7 @@ and far tails:
 * the upper half is mirrored (``F(b) - F(a) = F(-a) - F(-b)`` for a symmetric family), so
   both log-CDFs are taken where they are accurate (the lower tail, ``log_ndtr`` or
   ``-softplus(-z)``);
-* ``log(F(b) - F(a)) = log F(b) + log(1 - exp(-(log F(b) - log F(a))))``;
+* ``log(F(b) - F(a)) = log F(b) + log(1 - exp(-d))``, ``d = log F(b) - log F(a)``;
 * where that difference ``d`` is below ``MIDPOINT_BELOW`` (a bin much narrower than the
   distribution, where subtracting two rounded log-CDFs would lose digits), the midpoint
   rule ``log f(z) + log(2 dz)`` is used instead (relative error about ``d^2 / 24``); so
@@ -82,48 +82,40 @@ class Quantisation:
 
     def codes(self, x: Tensor) -> Tensor:
         """The int16 code (int64) nearest to each normalised value, clamped to the range."""
-        return torch.round((_wide(x) * self.std + self.mean) * FULL_SCALE).clamp_(CODE_MIN, CODE_MAX).long()
+        return torch.round((x * self.std + self.mean) * FULL_SCALE).clamp_(CODE_MIN, CODE_MAX).long()
 
     def all_codes(self, device: torch.device | str | None = None) -> Tensor:
-        """Every code's normalised value, ``[65536]`` float64 (float32 on MPS): for checks."""
+        """Every code's normalised value, ``[65536]`` float64: for checks."""
         return self.value(torch.arange(CODE_MIN, CODE_MAX + 1, device=device))
 
     def bins(self, target: Tensor, loc: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Standardised bin of each target under each component: ``(z_centre, dz, at_lowest,
-        at_highest)``, ``z = (x - loc) / scale``, ``dz = h / scale``. ``target [B]`` is snapped
-        to its code; ``loc``, ``scale`` are ``[B]`` or ``[B, K]`` (the target is broadcast)."""
-        codes = self.codes(target)
-        centre = self.value(codes).to(_wide(target).dtype)
+        """Standardised bin of each target under each component: ``(a, b, z, dz)``, the ends
+        ``z -+ dz`` (the outer end of an edge code's bin at ``-+_OPEN``; all clamped to
+        ``+-_OPEN``), the centre ``z = (x - loc) / scale`` and ``dz = h / scale``. A target is
+        the normalised value of its code (float32 rounding moves a bin by far less than its
+        width); ``loc``, ``scale`` are ``[B]`` or ``[B, K]`` (the target is broadcast)."""
+        at_lowest = target < self.lowest + self.half_width
+        at_highest = target > self.highest - self.half_width
         if loc.dim() > target.dim():
-            centre, codes = centre.unsqueeze(-1), codes.unsqueeze(-1)
-        residual = (centre - loc.to(centre.dtype)).to(loc.dtype)  # the one subtraction in float64
-        return residual / scale, self.half_width / scale, codes == CODE_MIN, codes == CODE_MAX
+            target, at_lowest, at_highest = target.unsqueeze(-1), at_lowest.unsqueeze(-1), at_highest.unsqueeze(-1)
+        inv = scale.reciprocal()
+        z, dz = (target - loc) * inv, self.half_width * inv
+        a = (z - dz).masked_fill(at_lowest, -_OPEN).clamp(-_OPEN, _OPEN)
+        b = (z + dz).masked_fill(at_highest, _OPEN).clamp(-_OPEN, _OPEN)
+        return a, b, z, dz
 
 
-def _wide(x: Tensor) -> Tensor:
-    """``x`` in float64 where the device has it (not MPS)."""
-    return x.float() if x.device.type == "mps" else x.double()
-
-
-def log1mexp(d: Tensor) -> Tensor:
-    """``log(1 - exp(-d))`` for ``d > 0``, accurate for small and large ``d`` (Maechler 2012)."""
-    return torch.where(d < LN2, torch.log(-torch.expm1(-d)), torch.log1p(-torch.exp(-d)))
-
-
-def log_bin_mass(log_cdf: LogFn, log_pdf: LogFn, z: Tensor, dz: Tensor, at_lowest: Tensor,
-                 at_highest: Tensor) -> Tensor:
-    """``log(F(z + dz) - F(z - dz))`` of a symmetric standardised family (open-ended at the
-    edges): see the module text. ``log_cdf``/``log_pdf`` act on the standardised scale;
-    ``log(dz)`` is included, so this is the log-mass in any units."""
-    a = torch.where(at_lowest, torch.full_like(z, -_OPEN), z - dz).clamp(-_OPEN, _OPEN)
-    b = torch.where(at_highest, torch.full_like(z, _OPEN), z + dz).clamp(-_OPEN, _OPEN)
-    upper = z > 0
+def log_bin_mass(log_cdf: LogFn, log_pdf: LogFn, a: Tensor, b: Tensor, z: Tensor, dz: Tensor) -> Tensor:
+    """``log(F(b) - F(a))`` of a symmetric standardised family, ``(a, b, z, dz)`` from
+    :meth:`Quantisation.bins`: see the module text. ``log_cdf``/``log_pdf`` act on the
+    standardised scale; ``log(dz)`` is included, so this is the log-mass in any units."""
+    upper = (a + b) > 0  # the bin's middle is in the upper half: mirror it
     a, b = torch.where(upper, -b, a), torch.where(upper, -a, b)
     la, lb = log_cdf(a), log_cdf(b)
     d = lb - la
-    exact = lb + log1mexp(d.clamp(min=MIDPOINT_BELOW))
+    exact = lb + torch.log(-torch.expm1(-d.clamp(min=MIDPOINT_BELOW)))  # log(1 - exp(-d)), d >= 0.01
     midpoint = log_pdf(z) + torch.log(2 * dz)
-    return torch.where((d >= MIDPOINT_BELOW) | at_lowest | at_highest, exact, midpoint)
+    return torch.where(d >= MIDPOINT_BELOW, exact, midpoint)
 
 
 def normal_log_pdf(z: Tensor) -> Tensor:
