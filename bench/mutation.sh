@@ -47,6 +47,7 @@ TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
 MODULES[engine]="waveform_mdn/generation/engine.py waveform_mdn/generation/noise.py"
 TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py"
 DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
+DESELECT[heads]="fit_logs_bits_beside_the_nll"  # fit's CLI fails on mutmut's copies of the heads (exit 2)
 MODULES[metrics]="waveform_mdn/audio_metrics/*"
 TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py tests/test_metric_file_errors.py"
 MODULES[spectral]="waveform_mdn/audio_metrics/spectral.py"  # LSD and MCD alone: "metrics" spends its time in pYIN
