@@ -553,3 +553,19 @@ def test_event_files_are_read_in_creation_order(tmp_path):
         file.rename(run / f"events.out.tfevents.1796204356.host.4242.{counter}")
     curve = compare_runs([run], tmp_path / "report")["runs"][0]["curves"]["val/nll"]
     assert (curve["epoch"], curve["value"]) == ([0, 1, 2], [-0.5, -1.6, -1.7])
+
+
+@pytest.mark.parametrize("head,components,expected", [("mulaw_softmax", 3, (1, "mu-law softmax")),
+                                                      ("logistic_mixture", 10, (10, "logistic mixture"))])
+def test_new_heads_are_labelled_and_mulaw_has_no_components(runs, tmp_path, head, components, expected):
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["mdn_v0"], run)
+    hp = _hp_mdn()
+    hp["model"].update(head=head, components=components, hidden=[300, 300])  # mu-law ignores components
+    (run / "hparams.yaml").write_text(yaml.safe_dump(hp))
+    res = compare_runs([run], tmp_path / "report", names=["x"])
+    assert (res["runs"][0]["components"], res["runs"][0]["model"]) == expected

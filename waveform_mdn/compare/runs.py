@@ -22,7 +22,9 @@ from .errors import CompareError, DataMismatchError
 from .scalars import EVENT_GLOB, INDEX_SOURCE, Curve, has_scalars, read_scalars
 
 VAL_TAGS = tuple(tag for tag in METRIC_TAGS if tag.startswith("val/"))
-HEAD_LABELS = {"gaussian": "MLP", "mixture": "MDN"}
+HEAD_LABELS = {"gaussian": "MLP", "mixture": "MDN", "logistic_mixture": "logistic mixture",
+               "mulaw_softmax": "mu-law softmax"}
+SINGLE_COMPONENT_HEADS = ("gaussian", "mulaw_softmax")  #: heads whose ``components`` hparam is unused
 REQUIRED = ("head", "data_fingerprint", "norm_mean", "norm_std")
 _VERSION_RE = re.compile(r"version_(\d+)")
 
@@ -125,7 +127,7 @@ def read_hparams(version_dir: str | Path) -> Hparams:
         raise CompareError(f"{where}: 'head' should be a head name such as gaussian or mixture, "
                            f"got {found['head']!r}")
     try:
-        components = 1 if found["head"] == "gaussian" else int(found["components"])
+        components = 1 if found["head"] in SINGLE_COMPONENT_HEADS else int(found["components"])
         mean, std = _as_floats(found["norm_mean"]), _as_floats(found["norm_std"])
     except (TypeError, ValueError) as exc:
         raise CompareError(f"{where}: bad components / norm_mean / norm_std: {exc}") from exc
