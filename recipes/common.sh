@@ -164,6 +164,7 @@ closing_message() {
 prepared data:       $exp/data
 generated audio:     $(ls -d "$exp"/runs/*/run/generated 2>/dev/null | tr '\n' ' ')
 comparison report:   $exp/report/report.md  (table: $exp/report/table.csv, curves: $exp/report/curves.png)
+listening page:      $exp/report/report.html  (open it in a browser: xdg-open $exp/report/report.html)
 TensorBoard logs:    $exp/runs
 look at them with:   tensorboard --logdir $exp/runs
 MSG

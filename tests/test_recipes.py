@@ -62,6 +62,7 @@ def check_outputs(exp: Path, proc: subprocess.CompletedProcess) -> None:
         assert len(meas["files"]) == len(wavs)
     report = exp / "report"
     assert (report / "report.md").is_file() and (report / "curves.png").is_file()
+    assert (report / "report.html").is_file()
     with open(report / "table.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2, rows
@@ -77,6 +78,7 @@ def check_outputs(exp: Path, proc: subprocess.CompletedProcess) -> None:
     # the closing message says where things are
     assert "tensorboard --logdir" in proc.stdout
     assert str(report / "report.md") in proc.stdout
+    assert f"listening page:      {report / 'report.html'}" in proc.stdout
 
 
 def _phn_to_lab(phn: Path, lab: Path, sr: int = 16000) -> None:
