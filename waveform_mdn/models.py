@@ -46,8 +46,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torch.distributions import Distribution
-from torchmetrics import Metric
 
+from .epoch_metrics import EpochSums, combine_seed
 from .heads import HEADS, Head
 from .predictor import ACTIVATIONS, CONTEXT_FIELDS, PHONE_FIELDS, ConfigError, Predictor
 
@@ -68,43 +68,6 @@ TRAIN_SUMS_KEY = "waveform_mdn_train_sums"
 
 class NonFiniteLossError(RuntimeError):
     """Raised when the training loss or the gradients become NaN or infinite."""
-
-
-class EpochSums(Metric):
-    """Sums of per-example NLL, squared error of the mean and of one draw, the example
-    count and bits (float64). ``compute()`` returns ``[nll_sum, se_sum, se_sample_sum,
-    count, bits_sum]`` summed over DDP ranks: the means of a sharded epoch equal those of
-    one process."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("nll", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("se", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("bits", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, se: Tensor, count: int | Tensor, nll: Tensor | None = None, bits: Tensor | None = None) -> None:
-        """``se = [se_sum, se_sample_sum]`` of a batch of ``count`` examples, ``nll`` its NLL
-        sum and ``bits`` its bits sum (None: not measured; a head that derives its epoch
-        values from the MSE)."""
-        self.se += se
-        self.count += count
-        if nll is not None:
-            self.nll += nll
-        if bits is not None:
-            self.bits += bits
-
-    def compute(self) -> Tensor:
-        return torch.cat([self.nll.view(1), self.se, self.count.view(1), self.bits.view(1)])
-
-
-def _metric_seed(*parts: int) -> int:
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (int(p) & 0xFFFFFFFFFFFF)) * 1099511628211) % (1 << 63)
-    return h
 
 
 @torch.no_grad()
@@ -226,7 +189,7 @@ class WaveformPredictor(pl.LightningModule):
     def _seeded(self, *parts: int) -> torch.Generator:
         if self._generator is None or self._generator.device != self.device:
             self._generator = torch.Generator(device=self.device)
-        return self._generator.manual_seed(_metric_seed(self.hparams.metric_seed, *parts, self.global_rank))
+        return self._generator.manual_seed(combine_seed(self.hparams.metric_seed, *parts, self.global_rank))
 
     @torch.no_grad()
     def _observe(self, sums: EpochSums, params: tuple[Tensor, ...], target: Tensor, nll_sum: Tensor | None,
