@@ -28,6 +28,9 @@ recipe_usage() {
   exit "${1:-0}"
 }
 
+# "_heads" with --models heads (the default output folder's suffix), else nothing; exits 0
+models_suffix() { if [ "$models" = heads ]; then echo _heads; fi; }
+
 parse_common() {
   while [ $# -gt 0 ]; do
     case "$1" in

@@ -16,7 +16,7 @@ parse_recipe_option() { return 1; }
 # shellcheck source=../common.sh
 . "$here/../common.sh"
 parse_common "$@"
-exp=${exp:-exp/demo$([ "$models" = heads ] && echo _heads)}
+exp=${exp:-exp/demo$(models_suffix)}
 
 if in_stage 1; then
   stage_banner 1 "prepare the demo corpus (2 validation utterances per speaker)"

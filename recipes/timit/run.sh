@@ -27,7 +27,7 @@ parse_recipe_option() {
 # shellcheck source=../common.sh
 . "$here/../common.sh"
 parse_common "$@"
-exp=${exp:-exp/timit_$setup$([ "$models" = heads ] && echo _heads)}
+exp=${exp:-exp/timit_$setup$(models_suffix)}
 
 case "$setup" in
   aa)    prep=(--corpus-split train --phone-filter aa --max-sequences 110 --split total --valid 10 --split-by sequence)

@@ -31,7 +31,7 @@ parse_recipe_option() {
 # shellcheck source=../common.sh
 . "$here/../common.sh"
 parse_common "$@"
-exp=${exp:-exp/timit_sample_$setup$([ "$models" = heads ] && echo _heads)}
+exp=${exp:-exp/timit_sample_$setup$(models_suffix)}
 
 case "$setup" in
   one_speaker)  prep=(--speakers "$speaker" --split per_speaker --valid 1); gen=(--split valid --png)
