@@ -21,17 +21,34 @@ import pytest
 import scipy.special
 import scipy.stats
 import torch
+import torch.nn.functional as F
 
 from waveform_mdn import generate as G
 from waveform_mdn.data import PreparedDataset, phone_context
-from waveform_mdn.heads import HEADS
+from waveform_mdn.heads import HEADS, Head, register_head
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
 MIN_SCALE = 1e-3
 P_MIN = 1e-3  #: smallest p-value accepted (the outcomes are fixed by the seeds)
 STEPS = {1: 2500, 64: 120}  #: generated positions per stream: 2,500 and 7,680 draws
-KNOWN = ("gaussian", "mixture", "logistic_mixture", "mulaw_softmax")  #: heads with a hand-written law here
+LAPLACE = "test_statistics_laplace"
+KNOWN = ("gaussian", "mixture", "logistic_mixture", "mulaw_softmax", LAPLACE)  #: heads with a hand-written law here
+
+
+@register_head(LAPLACE)
+class LaplaceOnlyDistribution(Head):
+    """A head as the docs write a new one (``params`` and ``distribution_from_params``
+    only): it samples through the base class (inverse CDF of one uniform number)."""
+
+    n_outputs = 2
+
+    def params(self, features):
+        loc, raw = self.project(features).unbind(-1)
+        return loc, F.softplus(raw) + self.min_scale
+
+    def distribution_from_params(self, params):
+        return torch.distributions.Laplace(*params, validate_args=False)
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +78,9 @@ def make_model(prepared: PreparedDataset, head: str, at_floor: bool) -> Waveform
         h.proj.bias.uniform_(-1.0, 1.0)
         if head == "gaussian":
             h.var.fill_(0.0 if at_floor else 0.25)
+        elif at_floor and head == LAPLACE:
+            h.proj.weight[1] = 0.0
+            h.proj.bias[1] = -40.0
         elif at_floor:
             K = h.components
             h.proj.weight[2 * K : 3 * K] = 0.0
@@ -114,6 +134,15 @@ def check_law(head: str, model, draws: np.ndarray, proj: np.ndarray, tw: float, 
             return
         u = scipy.stats.norm.cdf((x - out[:, 0]) / (scale * ts))
         assert scipy.stats.kstest(u, "uniform").pvalue > P_MIN
+        return
+    if head == LAPLACE:  # the base class's sampler: loc + T_s * (inverse CDF - loc)
+        loc, scale = out[:, 0], softplus(out[:, 1]) + MIN_SCALE
+        if at_floor:
+            np.testing.assert_allclose(scale, MIN_SCALE, rtol=1e-9)
+        if ts == 0:
+            np.testing.assert_allclose(x, loc, atol=2e-5)
+            return
+        assert scipy.stats.kstest(scipy.stats.laplace.cdf(x, loc, scale * ts), "uniform").pvalue > P_MIN
         return
     if head in ("mixture", "logistic_mixture"):
         K = h.components
