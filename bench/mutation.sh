@@ -41,7 +41,7 @@ done
 declare -A MODULES TESTS DESELECT
 MODULES[heads]="waveform_mdn/heads.py waveform_mdn/heads/*"
 TESTS[heads]="tests/test_heads.py tests/test_heads_discretised.py tests/test_heads_generation.py
-             tests/test_sampling_statistics.py tests/test_known_answers.py"
+             tests/test_sampling_statistics.py tests/test_known_answers.py tests/test_head_contracts.py"
 MODULES[data]="waveform_mdn/data.py"
 TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
 MODULES[engine]="waveform_mdn/generation/engine.py waveform_mdn/generation/noise.py"

@@ -1,0 +1,118 @@
+"""The heads' small contracts that the mutation run of the heads found untested: the
+registry refuses a second class under a name, the Gaussian ("MLP") head's variance
+bookkeeping (what it accepts, its floor, ``use_variance``), the base class's inverse-CDF
+sampler and its error for a distribution without one, the noise sizes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Distribution, TransformedDistribution, Uniform
+from torch.distributions.transforms import AffineTransform, SigmoidTransform
+
+from waveform_mdn.heads import HEADS, GaussianHead, Head, MixtureHead, register_head
+
+
+def test_a_name_is_registered_once():
+    name = "test_contracts_once"
+
+    @register_head(name)
+    class First(Head):
+        pass
+
+    assert HEADS[name] is First and First.name == name
+    assert register_head(name)(First) is First  # the same class again: fine
+    with pytest.raises(ValueError, match=r"head 'test_contracts_once' is already registered \(First\)"):
+        register_head(name)(type("Second", (Head,), {}))
+    assert HEADS[name] is First
+
+
+def test_gaussian_variance_takes_only_finite_positive_training_mses():
+    head = GaussianHead(4)
+    head.observe_training_mse(0.25)
+    for bad in (float("inf"), float("nan"), 0.0, -1.0):
+        head.observe_training_mse(bad)
+        assert float(head.var) == 0.25, bad
+
+
+def test_gaussian_epoch_nll_floor_is_the_squared_min_scale():
+    head = GaussianHead(4, min_scale=1e-2)
+    got = float(head.epoch_nll(torch.tensor(0.0), torch.tensor(1e-9)))
+    assert got == pytest.approx(0.5 * math.log(2 * math.pi * 1e-4) + 0.5, rel=1e-6)
+
+
+def test_gaussian_use_variance():
+    head = GaussianHead(4)
+    head.observe_training_mse(0.04)
+    with pytest.raises(ValueError, match="no validation MSE recorded in this head"):
+        head.use_variance()  # default "valid", nothing recorded yet
+    assert head.use_variance("train") == pytest.approx(0.04)
+    head.observe_validation_mse(0.09)
+    assert head.use_variance() == pytest.approx(0.09) and float(head.var) == pytest.approx(0.09)
+    with pytest.raises(ValueError, match="which must be 'train' or 'valid', not 'test'"):
+        head.use_variance("test")
+
+
+class _NoInverse(Distribution):
+    arg_constraints: dict = {}
+
+    def __init__(self, loc):
+        self.loc = loc
+        super().__init__(loc.shape, validate_args=False)
+
+    @property
+    def mean(self):
+        return self.loc
+
+
+class _HeadWithoutIcdf(Head):
+    n_outputs = 1
+
+    def params(self, features):
+        return (self.project(features).squeeze(-1),)
+
+    def distribution_from_params(self, params):
+        return _NoInverse(params[0])
+
+
+def test_base_sampler_without_an_icdf_says_what_to_override():
+    head = _HeadWithoutIcdf(3)
+    params = head.params(torch.randn(5, 3))
+    noise = head.draw_noise((5,), torch.Generator().manual_seed(0))
+    assert noise.shape == (5, 1) and head.noise_size() == 1
+    with pytest.raises(NotImplementedError, match="_HeadWithoutIcdf has no icdf: override draw_noise and "
+                                                   "sample_from_noise"):
+        head.sample_from_noise(params, noise)
+    torch.testing.assert_close(head.sample_from_noise(params, noise, 1.0, 0.0), params[0])  # T_s = 0: the mean
+    torch.testing.assert_close(head.mean_from_params(params), params[0])
+
+
+def test_base_sampler_defaults_are_temperature_one():
+    """``sample_from_noise(params, noise)`` is the untempered inverse CDF at the uniform number."""
+    class Logistic(Head):
+        n_outputs = 1
+
+        def params(self, features):
+            return (self.project(features).squeeze(-1),)
+
+        def distribution_from_params(self, params):
+            unit = Uniform(torch.zeros_like(params[0]), torch.ones_like(params[0]), validate_args=False)
+            return TransformedDistribution(unit, [SigmoidTransform().inv, AffineTransform(params[0], 0.5)],
+                                           validate_args=False)
+
+    head = Logistic(3)
+    params = head.params(torch.randn(6, 3))
+    noise = head.draw_noise((6,), torch.Generator().manual_seed(1))
+    u = noise[..., 0]
+    expect = params[0] + 0.5 * torch.log(u / (1 - u))
+    torch.testing.assert_close(head.sample_from_noise(params, noise), expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(head.sample_from_params(params, torch.Generator().manual_seed(1)), expect,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_noise_sizes():
+    head = MixtureHead(4, components=5)
+    noise = head.draw_noise((7,), torch.Generator().manual_seed(0))
+    assert head.noise_size() == 6 and noise.shape == (7, 6)
