@@ -18,15 +18,18 @@ from waveform_mdn.heads import HEADS, GaussianHead, Head, MixtureHead, register_
 def test_a_name_is_registered_once():
     name = "test_contracts_once"
 
-    @register_head(name)
-    class First(Head):
-        pass
+    try:
+        @register_head(name)
+        class First(Head):
+            pass
 
-    assert HEADS[name] is First and First.name == name
-    assert register_head(name)(First) is First  # the same class again: fine
-    with pytest.raises(ValueError, match=r"head 'test_contracts_once' is already registered \(First\)"):
-        register_head(name)(type("Second", (Head,), {}))
-    assert HEADS[name] is First
+        assert HEADS[name] is First and First.name == name
+        assert register_head(name)(First) is First  # the same class again: fine
+        with pytest.raises(ValueError, match=r"head 'test_contracts_once' is already registered \(First\)"):
+            register_head(name)(type("Second", (Head,), {}))
+        assert HEADS[name] is First
+    finally:
+        HEADS.pop(name, None)  # leave the registry as found
 
 
 def test_gaussian_variance_takes_only_finite_positive_training_mses():
