@@ -1,13 +1,16 @@
 """The heads' small contracts that the mutation run of the heads found untested: the
 registry refuses a second class under a name, the Gaussian ("MLP") head's variance
 bookkeeping (what it accepts, its floor, ``use_variance``), the base class's inverse-CDF
-sampler and its error for a distribution without one, the noise sizes."""
+sampler and its error for a distribution without one, the default bits of a head that has
+only a Distribution (against scipy), the noise sizes."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import scipy.stats
 import torch
 from torch.distributions import Distribution, TransformedDistribution, Uniform
 from torch.distributions.transforms import AffineTransform, SigmoidTransform
@@ -119,3 +122,35 @@ def test_noise_sizes():
     head = MixtureHead(4, components=5)
     noise = head.draw_noise((7,), torch.Generator().manual_seed(0))
     assert head.noise_size() == 6 and noise.shape == (7, 6)
+
+
+class _Laplace(Head):
+    n_outputs = 2
+
+    def params(self, features):
+        loc, raw = self.project(features).unbind(-1)
+        return loc, torch.nn.functional.softplus(raw) + self.min_scale
+
+    def distribution_from_params(self, params):
+        return torch.distributions.Laplace(*params, validate_args=False)
+
+
+def test_default_bits_are_the_bin_mass_of_the_distributions_cdf():
+    """A head with only a Distribution: the mass of the target's 16-bit bin is
+    ``F(x + h) - F(x - h)`` (scipy's Laplace CDF, float64; at least 1e-30), the edge bins
+    open-ended; its loss is the NLL; bits = -log2 of the mass."""
+    std = 0.1
+    head = _Laplace(3, norm_mean=0.0, norm_std=std)
+    codes = torch.tensor([-32768, -1200, -3, 0, 7, 450, 32767])
+    x = codes.double() / 32768 / std
+    params = (torch.tensor([-0.4, -0.35, 0.0, 0.001, 0.002, 0.1, 9.9]), torch.full((7,), 0.05))
+    h = 0.5 / 32768 / std
+    loc, scale = params[0].double().numpy(), params[1].double().numpy()
+    upper = np.where(codes.numpy() == 32767, 1.0, scipy.stats.laplace.cdf(x.numpy() + h, loc, scale))
+    lower = np.where(codes.numpy() == -32768, 0.0, scipy.stats.laplace.cdf(x.numpy() - h, loc, scale))
+    expect = np.log(np.maximum(upper - lower, 1e-30))  # the documented floor of the mass
+    got = head.log_bin_mass(params, x.float()).double().numpy()
+    np.testing.assert_allclose(got, expect, atol=2e-2)
+    np.testing.assert_allclose(head.bits(params, x.float()).double().numpy(), -expect / math.log(2), atol=3e-2)
+    nll = -scipy.stats.laplace.logpdf(x.float().double().numpy(), loc, scale)
+    np.testing.assert_allclose(head.loss(params, x.float()).double().numpy(), nll, rtol=1e-4, atol=1e-4)
