@@ -1,7 +1,8 @@
 """Known answers derived independently of the code under test.
 
 * MCD of two spectra whose mel cepstra differ by designed amounts: the dB value from the
-  formula ``10 sqrt(2) / ln 10 * sqrt(sum_d (c_d - c'_d)^2)``, a level (c0) offset ignored.
+  formula ``10 sqrt(2) / ln 10 * sqrt(sum_d (c_d - c'_d)^2)``, a level (c0) offset ignored;
+  the STFT power of a tone on a bin and the number of frames.
 * ``val/nll``, ``val/mse`` and ``val/mse_sample`` of a tiny real training run, recomputed
   from its checkpoint and the validation split with plain numpy/scipy (the mixture density,
   the Gaussian with the stored variance, the expected squared error of a draw).
@@ -20,7 +21,7 @@ import scipy.stats
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from waveform_mdn.audio_metrics import mcd_db
+from waveform_mdn.audio_metrics import mcd_db, power_spectrum
 from waveform_mdn.data import PreparedDataset, phone_context
 from waveform_mdn.datamodule import WaveformDataModule
 from waveform_mdn.models import WaveformPredictor
@@ -149,3 +150,15 @@ def test_validation_metrics_recomputed_from_the_checkpoint(prepared, head, tmp_p
     sampling_error = math.sqrt(np.sum(e4 - e2**2)) / len(y)
     assert abs(logged["val/mse_sample"] - e2.mean()) < 4.5 * sampling_error
     assert logged["val/mse_sample"] > mse.mean()  # a draw is further off than the mean
+
+
+def test_power_spectrum_frames_and_a_tone_on_a_bin():
+    """Centred frames every 10 ms (``1 + n // 160`` of them at 16 kHz), Hann window of 512:
+    a unit cosine exactly on bin 32 has power ``(sum(hann) / 2)^2 = 128^2`` there."""
+    n = 16000 // 4 + 37
+    x = np.cos(2 * np.pi * 32 * np.arange(n) / N_FFT)
+    p = power_spectrum(x, SR)
+    assert p.shape == (N_FFT // 2 + 1, 1 + n // 160)
+    middle = p[:, p.shape[1] // 2]
+    assert middle[32] == pytest.approx(128.0**2, rel=1e-6)
+    assert middle[40:].max() < 1e-12 * middle[32]
