@@ -2,7 +2,7 @@
 
 * MCD of two spectra whose mel cepstra differ by designed amounts: the dB value from the
   formula ``10 sqrt(2) / ln 10 * sqrt(sum_d (c_d - c'_d)^2)``, a level (c0) offset ignored;
-  the STFT power of a tone on a bin and the number of frames.
+  the STFT power of a tone on a bin and the number of frames; the LSD's -80 dB floor.
 * ``val/nll``, ``val/mse`` and ``val/mse_sample`` of a tiny real training run, recomputed
   from its checkpoint and the validation split with plain numpy/scipy (the mixture density,
   the Gaussian with the stored variance, the expected squared error of a draw).
@@ -21,7 +21,7 @@ import scipy.stats
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from waveform_mdn.audio_metrics import mcd_db, power_spectrum
+from waveform_mdn.audio_metrics import lsd_db, mcd_db, power_spectrum
 from waveform_mdn.data import PreparedDataset, phone_context
 from waveform_mdn.datamodule import WaveformDataModule
 from waveform_mdn.models import WaveformPredictor
@@ -162,3 +162,13 @@ def test_power_spectrum_frames_and_a_tone_on_a_bin():
     middle = p[:, p.shape[1] // 2]
     assert middle[32] == pytest.approx(128.0**2, rel=1e-6)
     assert middle[40:].max() < 1e-12 * middle[32]
+
+
+@pytest.mark.parametrize("ref_db,expect_db", [(-79.0, 10.0), (-85.0, 11.0)])
+def test_lsd_floor_is_80_db_below_the_reference_peak(ref_db, expect_db):
+    """One bin of 257 differs: the generated one at -69 dB, the reference one at ``ref_db``
+    (relative to the reference's peak), floored at -80 dB: LSD = |difference| / sqrt(257)."""
+    ref = np.ones((N_FFT // 2 + 1, 3))
+    gen = ref.copy()
+    ref[5], gen[5] = 10.0 ** (ref_db / 10), 10.0 ** (-69.0 / 10)
+    assert lsd_db(gen, ref) == pytest.approx(expect_db / math.sqrt(N_FFT // 2 + 1), rel=1e-9)
