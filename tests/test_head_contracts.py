@@ -1,8 +1,9 @@
 """The heads' small contracts that the mutation run of the heads found untested: the
 registry refuses a second class under a name, the Gaussian ("MLP") head's variance
 bookkeeping (what it accepts, its floor, ``use_variance``), the base class's inverse-CDF
-sampler and its error for a distribution without one, the default bits of a head that has
-only a Distribution (against scipy), the noise sizes."""
+sampler and its error for a distribution without one, the default bits and training sums
+of a head that has only a Distribution (against scipy), the logistic mixture's CDF, the
+noise sizes."""
 
 from __future__ import annotations
 
@@ -154,3 +155,22 @@ def test_default_bits_are_the_bin_mass_of_the_distributions_cdf():
     np.testing.assert_allclose(head.bits(params, x.float()).double().numpy(), -expect / math.log(2), atol=3e-2)
     nll = -scipy.stats.laplace.logpdf(x.float().double().numpy(), loc, scale)
     np.testing.assert_allclose(head.loss(params, x.float()).double().numpy(), nll, rtol=1e-4, atol=1e-4)
+    nll_sum, bits_sum = head.training_sums(params, x.float(), head.loss(params, x.float()))
+    assert float(nll_sum) == pytest.approx(nll.sum(), rel=1e-4)
+    assert float(bits_sum) == pytest.approx(float(head.bits(params, x.float()).sum()), rel=1e-6)
+
+
+def test_logistic_mixture_distribution_is_the_mixture_of_logistics():
+    """``distribution_from_params`` of the logistic mixture: its cdf is
+    ``sum_k w_k F((x - mu_k) / s_k)`` with scipy's logistic CDF."""
+    if "logistic_mixture" not in HEADS:
+        pytest.skip("no logistic_mixture head")
+    head = HEADS["logistic_mixture"](4, components=3)
+    logits = torch.tensor([[0.3, -1.0, 1.2], [2.0, 0.0, -2.0]])
+    means = torch.tensor([[-0.5, 0.1, 0.4], [0.0, 1.0, -1.0]])
+    scales = torch.tensor([[0.05, 0.2, 0.1], [0.3, 0.01, 0.5]])
+    d = head.distribution_from_params((logits, means, scales))
+    w = torch.softmax(logits, -1).double().numpy()
+    for x in (-0.6, -0.1, 0.0, 0.35, 1.1):
+        expect = (w * scipy.stats.logistic.cdf((x - means.double().numpy()) / scales.double().numpy())).sum(1)
+        np.testing.assert_allclose(d.cdf(torch.full((2,), x)).double().numpy(), expect, atol=1e-6)
