@@ -174,3 +174,19 @@ def test_logistic_mixture_distribution_is_the_mixture_of_logistics():
     for x in (-0.6, -0.1, 0.0, 0.35, 1.1):
         expect = (w * scipy.stats.logistic.cdf((x - means.double().numpy()) / scales.double().numpy())).sum(1)
         np.testing.assert_allclose(d.cdf(torch.full((2,), x)).double().numpy(), expect, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "mixture", "logistic_mixture", "mulaw_softmax"])
+def test_each_row_gets_its_own_noise(name):
+    """``sample_from_params`` on 400 identical rows: independent draws (many distinct values,
+    not one noise shared by the batch)."""
+    if name not in HEADS:
+        pytest.skip(f"no {name} head")
+    torch.manual_seed(0)
+    head = HEADS[name](8, components=3, norm_mean=0.0, norm_std=0.1)
+    with torch.no_grad():
+        head.proj.weight.mul_(0.1)
+    params = head.params(torch.randn(1, 8).expand(400, 8))
+    draws = head.sample_from_params(params, torch.Generator().manual_seed(3))
+    assert draws.shape == (400,)
+    assert torch.unique(draws).numel() > 20
