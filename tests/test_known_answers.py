@@ -172,3 +172,12 @@ def test_lsd_floor_is_80_db_below_the_reference_peak(ref_db, expect_db):
     gen = ref.copy()
     ref[5], gen[5] = 10.0 ** (ref_db / 10), 10.0 ** (-69.0 / 10)
     assert lsd_db(gen, ref) == pytest.approx(expect_db / math.sqrt(N_FFT // 2 + 1), rel=1e-9)
+
+
+def test_lsd_is_the_mean_over_frames_of_each_frames_rms():
+    """Frame 0 differs by 10 dB in one bin of 257, frame 1 not at all: the LSD is
+    ``(10 / sqrt(257) + 0) / 2``, not the RMS over all bins of both frames."""
+    ref = np.ones((N_FFT // 2 + 1, 2))
+    gen = ref.copy()
+    gen[7, 0] = 10.0
+    assert lsd_db(gen, ref) == pytest.approx(10.0 / math.sqrt(N_FFT // 2 + 1) / 2, rel=1e-9)
