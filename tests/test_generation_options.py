@@ -192,17 +192,18 @@ def test_replaced_and_clipped_values_in_both_paths(prepared, n_streams):
 
 def test_float32_output_whatever_the_default_dtype(prepared):
     """With float64 as torch's default dtype, generation still computes in float32 and gives
-    the same values (mode "mean": no random numbers; 1 stream: the row sampler's buffers;
-    6 streams: the tensor path)."""
+    the same values, the same seed the same draws (1 stream: the row sampler's buffers;
+    6 streams: the tensor path; mode "mean" and "sample")."""
     model = make_model(prepared)
     for n_streams in (1, 6):
         ctx = G.sequence_contexts([G.sequence_from_prepared(prepared, 0)] * n_streams, 300, "target", W)
-        plain = G.generate(model, ctx, 300, mode="mean", clip=(-20.0, 20.0))
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
-            wide = G.generate(model, ctx, 300, mode="mean", clip=(-20.0, 20.0))
-        finally:
-            torch.set_default_dtype(old)
-        assert wide.dtype == torch.float32
-        assert torch.equal(wide, plain)
+        for mode in ("mean", "sample"):
+            plain = G.generate(model, ctx, 300, mode=mode, seed=5, clip=(-20.0, 20.0))
+            old = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            try:
+                wide = G.generate(model, ctx, 300, mode=mode, seed=5, clip=(-20.0, 20.0))
+            finally:
+                torch.set_default_dtype(old)
+            assert wide.dtype == torch.float32
+            assert torch.equal(wide, plain), (n_streams, mode)

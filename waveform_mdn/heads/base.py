@@ -142,7 +142,7 @@ class Head(nn.Module):
                    device: torch.device | str | None = None) -> Tensor:
         """Noise of ``shape`` draws, ``[*shape, noise_size()]`` (default: one uniform
         number in (0, 1) per draw, for :meth:`sample_from_noise`'s inverse CDF)."""
-        u = torch.rand(*shape, 1, generator=generator, device=device)
+        u = torch.rand(*shape, 1, generator=generator, device=device, dtype=torch.float32)
         return u.clamp_(min=_TINY, max=1.0 - _EPS32)
 
     def sample_from_noise(self, params: tuple[Tensor, ...], noise: Tensor, temperature_weights: float = 1.0,

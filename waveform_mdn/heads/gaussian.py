@@ -58,7 +58,7 @@ class GaussianHead(Head):
 
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
         """One standard normal number per draw."""
-        return torch.randn(*shape, 1, generator=generator, device=device)
+        return torch.randn(*shape, 1, generator=generator, device=device, dtype=torch.float32)
 
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:

@@ -42,7 +42,7 @@ class LogisticMixtureHead(MixtureHead):
         return logits, means, raw.clamp(self.min_log_scale, MAX_LOG_SCALE).exp()
 
     def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
-        """The mixture as a torch Distribution (for ``cdf``, ``icdf``, ``mean``); the NLL and
+        """The mixture as a torch Distribution (for its ``cdf``; it has no ``mean`` or ``icdf``); the NLL and
         the bits use the stable forms below."""
         logits, means, scales = params
         unit = Uniform(torch.zeros_like(means), torch.ones_like(means), validate_args=False)
@@ -66,7 +66,7 @@ class LogisticMixtureHead(MixtureHead):
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
         """``K`` Gumbel(0, 1) numbers (the component), then one uniform number in (0, 1)
         (the offset within the logistic), per draw."""
-        u = torch.rand(*shape, self.components + 1, generator=generator, device=device).clamp_(_TINY, 1.0 - _EPS32)
+        u = torch.rand(*shape, self.components + 1, generator=generator, device=device, dtype=torch.float32).clamp_(_TINY, 1.0 - _EPS32)
         u[..., : self.components].log_().neg_().log_().neg_()
         return u
 

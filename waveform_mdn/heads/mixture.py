@@ -88,9 +88,9 @@ class MixtureHead(Head):
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
         """``K`` Gumbel(0, 1) numbers (the component, by Gumbel-max), then one standard
         normal (the offset within the component), per draw."""
-        u = torch.rand(*shape, self.components, generator=generator, device=device)
+        u = torch.rand(*shape, self.components, generator=generator, device=device, dtype=torch.float32)
         gumbel = u.clamp_(min=_TINY, max=1.0 - _EPS32).log_().neg_().log_().neg_()
-        z = torch.randn(*shape, 1, generator=generator, device=device)
+        z = torch.randn(*shape, 1, generator=generator, device=device, dtype=torch.float32)
         return torch.cat([gumbel, z], dim=-1)
 
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,

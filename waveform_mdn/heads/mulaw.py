@@ -128,7 +128,7 @@ class MulawSoftmaxHead(Head):
 
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
         """256 Gumbel(0, 1) numbers per draw (the class, by Gumbel-max)."""
-        u = torch.rand(*shape, N_CLASSES, generator=generator, device=device)
+        u = torch.rand(*shape, N_CLASSES, generator=generator, device=device, dtype=torch.float32)
         return u.clamp_(min=_TINY, max=1.0 - _EPS32).log_().neg_().log_().neg_()
 
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
