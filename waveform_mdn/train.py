@@ -215,7 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         torch.set_num_threads(threads)
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Destroy the DDP process group this run created, if any, before the interpreter exits:
+    left to interpreter teardown, its store connection can outlive the other node's agent
+    and abort the process (``terminate called without an active exception``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
