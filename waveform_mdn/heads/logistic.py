@@ -73,12 +73,7 @@ class LogisticMixtureHead(MixtureHead):
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:
         logits, means, scales = params
-        if temperature_weights == 0:
-            k = logits.argmax(-1, keepdim=True)
-        else:
-            gumbel = noise[..., : self.components]
-            k = (logits.add(gumbel) if temperature_weights == 1 else
-                 gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+        k = self.component_from_noise(logits, noise, temperature_weights)
         x = means.gather(-1, k).squeeze(-1)
         if temperature_scales != 0:
             u = noise[..., self.components]

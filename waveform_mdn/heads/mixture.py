@@ -93,17 +93,22 @@ class MixtureHead(Head):
         z = torch.randn(*shape, 1, generator=generator, device=device, dtype=torch.float32)
         return torch.cat([gumbel, z], dim=-1)
 
+    def component_from_noise(self, logits: Tensor, noise: Tensor, temperature_weights: float) -> Tensor:
+        """The drawn component, ``[..., 1]``: ``argmax(logits / T_w + gumbel)`` with the first
+        ``K`` noise numbers (Gumbel-max: drawn with ``softmax(logits / T_w)``); ``T_w = 0``: the
+        most probable component."""
+        if temperature_weights == 0:
+            return logits.argmax(-1, keepdim=True)
+        gumbel = noise[..., : self.components]
+        return (logits.add(gumbel) if temperature_weights == 1 else
+                gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:
         """Component ``argmax(logits / T_w + gumbel)`` (drawn with ``softmax(logits / T_w)``),
         then its mean plus ``T_s`` times its scale times the normal number."""
         logits, means, scales = params
-        if temperature_weights == 0:
-            k = logits.argmax(-1, keepdim=True)
-        else:
-            gumbel = noise[..., : self.components]
-            k = (logits.add(gumbel) if temperature_weights == 1 else
-                 gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+        k = self.component_from_noise(logits, noise, temperature_weights)
         mean = means.gather(-1, k)
         if temperature_scales == 0:
             return mean.squeeze(-1)
