@@ -42,3 +42,23 @@ def timit_sample() -> Path:
     if not SHARED_TIMIT.is_dir():
         pytest.skip(f"shared TIMIT sample not present at {SHARED_TIMIT}")
     return SHARED_TIMIT
+
+
+@pytest.fixture(scope="module")
+def prepared(demo_prepared):
+    """The prepared demo corpus, opened (a :class:`~waveform_mdn.data.PreparedDataset`)."""
+    from waveform_mdn.data import PreparedDataset
+
+    return PreparedDataset(demo_prepared)
+
+
+@pytest.fixture
+def one_thread():
+    """One OpenMP thread for the test (small batches on a shared 2-core machine: more threads
+    only add contention); files opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -15,14 +15,9 @@ import soundfile as sf
 import torch
 
 from data_prep import DEMO_CORPUS
-from waveform_mdn.data import NextSampleDataset, PreparedDataset
+from waveform_mdn.data import NextSampleDataset
 
 SPEAKER_DIR = DEMO_CORPUS / "TRAIN" / "DR1" / "MKAL0"
-
-
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
 
 
 @pytest.mark.parametrize("utt", ["SA1", "SX101"])

@@ -26,18 +26,7 @@ W = 240
 N_STEPS = 900  # generated positions per test stream: enough to cross several phone segments
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches on a shared 2-core machine: OpenMP threads only add contention."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
 
 
 def make_model(prepared, head="mixture", fields=("phone", "next_phone"), context="target", pad="skip",

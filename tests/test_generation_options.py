@@ -17,23 +17,13 @@ import torch
 
 from data_prep import DEMO_CORPUS
 from waveform_mdn import generate as G
-from waveform_mdn.data import PreparedDataset, phone_context
+from waveform_mdn.data import phone_context
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
 
 
 def make_model(prepared, head="mixture", gain=8.0) -> WaveformPredictor:

@@ -19,17 +19,7 @@ from waveform_mdn.train import main as fit_main
 NEW_HEADS = ["logistic_mixture", "mulaw_softmax"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
 
 
 @pytest.mark.parametrize("head", NEW_HEADS + ["mixture"])

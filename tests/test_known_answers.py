@@ -81,9 +81,6 @@ def test_mcd_is_the_mean_over_frames():
 
 
 # ------------------------------------------------------------------------------ validation metrics
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
 
 
 def _fit_tiny_run(path, head: str, tmp):

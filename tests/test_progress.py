@@ -13,12 +13,6 @@ import torch
 from test_generate import _save_ckpt, make_model
 from waveform_mdn import generate as G
 from waveform_mdn.audio_metrics import per_file_progress
-from waveform_mdn.data import PreparedDataset
-
-
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
 
 
 @pytest.fixture(scope="module")

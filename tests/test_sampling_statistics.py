@@ -51,17 +51,7 @@ class LaplaceOnlyDistribution(Head):
         return torch.distributions.Laplace(*params, validate_args=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
 
 
 def make_model(prepared: PreparedDataset, head: str, at_floor: bool) -> WaveformPredictor:

@@ -32,11 +32,6 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def prepared(demo_prepared) -> PreparedDataset:
-    return PreparedDataset(demo_prepared)
-
-
-@pytest.fixture(scope="module")
 def demo_has(prepared):
     return prepared.phone_durations.__contains__
 
