@@ -9,6 +9,8 @@ train/valid split, :mod:`.write` writes the arrays, :mod:`.prepare` runs the pre
 
 from pathlib import Path
 
+from .errors import InputError
+
 #: The small synthesised TIMIT-layout corpus shipped with the package.
 DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"
 
@@ -17,6 +19,6 @@ DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"
 FORMAT_VERSION = 2
 
 
-class PrepareError(ValueError):
+class PrepareError(InputError):
     """A preparation that cannot go on (bad options, empty selection, split, silent data);
     the message says what to change."""

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from waveform_mdn.audio_io import float_to_int16
+from .audio_io import float_to_int16
+from .errors import InputError
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """Audio that cannot be used; the message names the file."""
 
 
-class ResamplerUnavailableError(RuntimeError):
+class ResamplerUnavailableError(InputError, RuntimeError):
     """torchaudio (the resampler) cannot be loaded: an install problem, not a bad file.
 
     Raised only when a file at another sample rate needs resampling; a corpus at the

@@ -20,13 +20,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import InputError
+
 AUDIO_EXTS = {".wav", ".sph", ".flac", ".nist"}
 _DR = re.compile(r"^dr(\d)$", re.I)
 _NLTK_DIR = re.compile(r"^dr(\d)-([a-z]+\d*)$", re.I)
 _TIMIT_SPK = re.compile(r"^[fm][a-z]{3}\d$", re.I)
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """Bad corpus input; the message names the file (and line)."""
 
 

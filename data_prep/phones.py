@@ -32,6 +32,8 @@ symbol of the set, or of TIMIT's 61 when the set is 39 and the fold applies afte
 
 from __future__ import annotations
 
+from .errors import InputError
+
 TIMIT61 = (
     "aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng epi er ey f g gcl "
     "h# hh hv ih ix iy jh k kcl l m n ng nx ow oy p pau pcl q r s sh t tcl th uh uw ux v w y z zh"
@@ -60,7 +62,7 @@ PHONE_SETS = ("timit61", "timit39")
 MERGE = "<merge>"  # what ``PhoneSet.map_label`` returns for a label to merge into its neighbour
 
 
-class UnknownPhoneError(ValueError):
+class UnknownPhoneError(InputError):
     pass
 
 

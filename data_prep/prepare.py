@@ -6,7 +6,7 @@
 each to the arrays as it is read (:mod:`data_prep.write`), then splits train/valid
 (seeded, recorded) and writes the index, the normalisation of the training split and
 ``meta.json``, all in a hidden directory that is renamed into place when complete
-(:func:`waveform_mdn.audio_io.atomic_directory`).
+(:func:`data_prep.audio_io.atomic_directory`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from waveform_mdn.audio_io import atomic_directory
+from .audio_io import atomic_directory
 
 from . import DEMO_CORPUS, FORMAT_VERSION, PrepareError
 from .audio import AudioError

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from waveform_mdn.audio_io import FULL_SCALE, Normalisation
+from .audio_io import FULL_SCALE, Normalisation
 
 from . import PrepareError
 from .corpus import Utterance

@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 
 from data_prep.phones import TIMIT61
-from waveform_mdn.audio_io import atomic_directory
+from data_prep.audio_io import atomic_directory
 
 SAMPLE_RATE = 16000
 

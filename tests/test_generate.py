@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waveform_mdn import generate as G
-from waveform_mdn.audio_io import write_wav
+from data_prep.audio_io import write_wav
 from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
 from test_heads import LaplaceHead
 from waveform_mdn.heads import register_head

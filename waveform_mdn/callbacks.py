@@ -17,7 +17,7 @@ short clip of one validation sequence to TensorBoard:
   has to stand on its own.
 
 Audio is written denormalised with the model's ``norm_mean``/``norm_std`` (the
-:class:`~waveform_mdn.audio_io.Normalisation` generation uses), clipped to [-1, 1]; the
+:class:`~data_prep.audio_io.Normalisation` generation uses), clipped to [-1, 1]; the
 figures are :func:`waveform_mdn.figures.waveform_figure`.
 
 The clip is logged in ``on_validation_end``, after the module's ``on_validation_epoch_end``
@@ -31,7 +31,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
-from .audio_io import Normalisation
+from data_prep.audio_io import Normalisation
 from .data import NextSampleDataset
 from .figures import waveform_figure
 

@@ -11,6 +11,12 @@ from __future__ import annotations
 import importlib
 import sys
 
+from data_prep.errors import InputError
+
+#: exit statuses: 2 for bad input (a file, an option; one line on stderr), 3 for a
+#: non-finite training loss (:class:`waveform_mdn.models.NonFiniteLossError`)
+EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
+
 COMMANDS = {
     "prepare": ("data_prep.cli", "prepare a corpus into flat arrays + index + stats"),
     "corpus-info": ("data_prep.cli", "summary of a corpus or a prepared dataset"),
@@ -52,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         print(versions_line())
         return 0
     module = importlib.import_module(COMMANDS[cmd][0])
-    # data_prep.cli parses the subcommand itself; the others get the rest with the
-    # subcommand first (LightningCLI wants "fit ..."), and return an exit code.
-    rc = module.main(argv)
-    return int(rc or 0)
+    try:  # every command gets argv with its name first and returns its exit status
+        return int(module.main(argv) or 0)
+    except InputError as e:
+        print(f"waveform-mdn {cmd}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

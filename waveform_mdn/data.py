@@ -33,14 +33,15 @@ import torch
 
 from data_prep import FORMAT_VERSION
 
-from .audio_io import Normalisation
+from data_prep.audio_io import Normalisation
+from data_prep.errors import InputError
 
 PAD_MODES = ("skip", "zero")
 CONTEXT_MODES = ("target", "window_start")
 SPLITS = ("train", "valid")
 
 
-class NotPreparedError(FileNotFoundError):
+class NotPreparedError(InputError, FileNotFoundError):
     """No prepared dataset that this version can read (no ``meta.json``, or another format
     version); the message names the path and how to make one. A FileNotFoundError, so that
     ``fit`` and ``generate`` report it in one line."""
@@ -51,7 +52,7 @@ class PreparedDataset:
 
     ``wave`` is a memory-mapped int16 array; ``segments`` (int64 ``[S, 5]``: start, end,
     phone, prev_phone, next_phone, global offsets) is loaded; ``normalisation`` (a
-    :class:`~waveform_mdn.audio_io.Normalisation`) holds the training split's mean and std.
+    :class:`~data_prep.audio_io.Normalisation`) holds the training split's mean and std.
     """
 
     def __init__(self, path: str | Path):

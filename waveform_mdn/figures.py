@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio_io import atomic_path, int16_to_float
+from data_prep.audio_io import atomic_path, int16_to_float
 
 
 #: Spectrogram colour scale (dB): fixed, so that every figure is on the same scale.

@@ -38,6 +38,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from data_prep.errors import InputError
+
 from .heads import Head, build_head
 
 CONTEXT_FIELDS = ("phone", "next_phone", "prev_phone", "position")
@@ -45,7 +47,7 @@ PHONE_FIELDS = ("phone", "next_phone", "prev_phone")
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A model setting that cannot work (a user error: reported in one line, not a traceback)."""
 
 

@@ -1,7 +1,9 @@
-"""The errors of ``compare``: the CLI turns them into one line (exit 1, or 2 for data)."""
+"""The errors of ``compare``: bad input (exit 2, :mod:`waveform_mdn.cli`)."""
+
+from data_prep.errors import InputError
 
 
-class CompareError(ValueError):
+class CompareError(InputError):
     """The runs cannot be compared as asked (missing files, tags, keys, bad arguments)."""
 
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..audio_io import write_json, write_text
+from data_prep.audio_io import write_json, write_text
 from .errors import CompareError
 from .html import report_html
 from .measurements import attach_generated, natural_means

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from ..audio_io import Normalisation
+from data_prep.audio_io import Normalisation
 from ..data import PreparedDataset
 from .engine import GenerationStats, generate
 from .inputs import PRIMES, GenerationError, PhoneSequence, make_prime, sequence_contexts, sequence_from_prepared

@@ -161,7 +161,7 @@ def run_generate(a: argparse.Namespace) -> int:
         "sample_rate": sr, "window": int(model.net.window), "context": context,
         "norm_mean": norm.mean, "norm_std": norm.std, "gaussian_scale": gscale, **selection,
     }
-    from ..audio_io import write_json
+    from data_prep.audio_io import write_json
 
     write_json(out / MEASUREMENTS_FILE, {
         "checkpoint": str(Path(a.ckpt).resolve()), "data_fingerprint": hparam(model, "data_fingerprint",

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..audio_io import Normalisation, int16_to_float
+from data_prep.audio_io import Normalisation, int16_to_float
+from data_prep.errors import InputError
 from ..data import CONTEXT_MODES, PreparedDataset, phone_context
 
 PRIMES = ("real", "silence", "noise")
@@ -20,7 +21,7 @@ CONTEXT_KEYS = ("phone", "next_phone", "prev_phone", "position")
 AUDIO_SUFFIXES = (".wav", ".sph", ".flac", ".nist")
 
 
-class GenerationError(ValueError):
+class GenerationError(InputError):
     """Bad input for generation (the message says what to change)."""
 
 

@@ -3,7 +3,7 @@
 ``png_label``, one PNG beside every WAV (references included): that signal's waveform and
 spectrogram (:func:`waveform_mdn.figures.audio_image`, the image ``compare``'s
 ``report.html`` shows under each player). Every file is written atomically
-(:mod:`waveform_mdn.audio_io`)."""
+(:mod:`data_prep.audio_io`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..audio_io import int16_to_float, write_json, write_wav
+from data_prep.audio_io import int16_to_float, write_json, write_wav
 from ..contract import MEASUREMENTS_FILE, REFERENCE_DIR
 from ..figures import audio_image
 from .batching import GeneratedAudio
