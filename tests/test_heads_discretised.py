@@ -240,26 +240,6 @@ def test_logistic_draws_follow_the_logistic():
     assert head.mean_from_params(params)[0].item() == pytest.approx(0.7, abs=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["sample", "mean", "mode"])
-def test_logistic_row_sampler_equals_the_tensor_functions(mode):
-    head = build_head("logistic_mixture", 9, components=3, norm_mean=MEAN, norm_std=STD)
-    with torch.no_grad():
-        head.proj.weight.copy_(torch.eye(9))
-        head.proj.bias.zero_()
-    g = torch.Generator().manual_seed(0)
-    rows = torch.randn(500, 9, generator=g) * 3
-    rows[:100, 6:] = -60.0  # scales at the floor
-    noise = head.draw_noise((500,), g)
-    params = head.params(rows)
-    for tw, ts in [(1.0, 1.0), (0.0, 0.5), (0.5, 0.0), (2.0, 2.0)]:
-        f = head.row_sampler(mode, tw, ts)
-        with torch.no_grad():
-            expect = (head.sample_from_noise(params, noise, tw, ts) if mode == "sample" else
-                      head.mean_from_params(params, tw) if mode == "mean" else head.mode_from_params(params))
-        got = [f(r, z if mode == "sample" else None) for r, z in zip(rows.tolist(), noise.tolist())]
-        np.testing.assert_allclose(got, expect.double().numpy(), rtol=1e-5, atol=1e-5)
-
-
 def test_heads_are_registered_and_likelihood_is_checked():
     assert set(NEW_AND_OLD) <= set(HEADS)
     with pytest.raises(ValueError, match="likelihood"):

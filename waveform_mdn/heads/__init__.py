@@ -50,7 +50,7 @@ example above) samples by inverting its CDF (``Distribution.icdf``) at one unifo
 per draw, and gets its bits from the Distribution's ``cdf``.
 """
 
-from .base import HEADS, Head, RowSampler, build_head, register_head
+from .base import HEADS, Head, build_head, register_head
 from .discretise import Quantisation
 from .gaussian import GaussianHead
 from .mixture import MixtureHead
@@ -59,5 +59,5 @@ from .mulaw import MulawSoftmaxHead
 
 __all__ = [
     "HEADS", "GaussianHead", "Head", "LogisticMixtureHead", "MixtureHead", "MulawSoftmaxHead", "Quantisation",
-    "RowSampler", "build_head", "register_head",
+    "build_head", "register_head",
 ]

@@ -5,7 +5,6 @@ See :mod:`waveform_mdn.heads` for the registered heads and how to add one.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -15,7 +14,6 @@ from torch.distributions import Distribution
 from .discretise import Quantisation, bits, generic_log_mass
 
 HEADS: dict[str, type["Head"]] = {}
-RowSampler = Callable[[list, "list | None"], float]  #: (row of project(features), noise) -> value
 _TINY = 1e-20  #: uniform numbers are kept in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
 _EPS32 = 1e-7
 
@@ -167,15 +165,6 @@ class Head(nn.Module):
         noise = self.draw_noise(self.batch_shape(params), generator, device)
         return self.sample_from_noise(params, noise, temperature, temperature)
 
-    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
-                    temperature_scales: float = 1.0) -> RowSampler | None:
-        """``f(row, noise) -> float``: what ``sample_from_noise`` (``mode="sample"``),
-        ``mean_from_params`` (``"mean"``) or ``mode_from_params`` (``"mode"``) give for one
-        draw, in Python floats: ``row`` is that draw's row of ``project(features)`` and
-        ``noise`` its row of :meth:`draw_noise` (``None`` for "mean" and "mode"). ``None``:
-        this head has no such sampler (the default; callers use the tensor functions)."""
-        return None
-
     # -- hooks used by the LightningModule (no-ops for heads that predict everything) --
     def observe_training_mse(self, mse: float) -> None:
         """Called before each validation with the training MSE of the epoch so far."""
@@ -195,22 +184,3 @@ class Head(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, components={self.components}, min_scale={self.min_scale}"
 
-
-def _check_mode(mode: str) -> None:
-    if mode not in ("sample", "mean", "mode"):
-        raise ValueError(f"mode must be 'sample', 'mean' or 'mode', not {mode!r}")
-
-
-def _argmax(values: list[float]) -> int:
-    """``torch.argmax`` of a list: the first maximum, or the first NaN if there is one."""
-    k, best = 0, values[0]
-    for c in range(1, len(values)):
-        v = values[c]
-        if v > best or (v != v and best == best):
-            k, best = c, v
-    return k
-
-
-def _softplus(v: float) -> float:
-    """``F.softplus`` of a float (linear above 20, as torch's default threshold)."""
-    return v if v > 20.0 else math.log1p(math.exp(v))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal
 
-from .base import Head, RowSampler, _check_mode, register_head
+from .base import Head, register_head
 from .discretise import LN2, normal_log_mass
 
 
@@ -66,14 +66,6 @@ class GaussianHead(Head):
         if temperature_scales == 0:
             return mean
         return torch.addcmul(mean, scale, noise[..., 0], value=temperature_scales)
-
-    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
-                    temperature_scales: float = 1.0) -> RowSampler:
-        _check_mode(mode)
-        if mode != "sample" or temperature_scales == 0:
-            return lambda row, noise: row[0]
-        spread = float(temperature_scales) * float(self.scale)
-        return lambda row, noise: row[0] + spread * noise[0]
 
     def observe_training_mse(self, mse: float) -> None:
         if math.isfinite(mse) and mse > 0:

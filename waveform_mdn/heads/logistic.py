@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.distributions import (AffineTransform, Categorical, Distribution, MixtureSameFamily, SigmoidTransform,
                                  TransformedDistribution, Uniform)
 
-from .base import _EPS32, _TINY, RowSampler, _argmax, _check_mode, register_head
+from .base import _EPS32, _TINY, register_head
 from .discretise import logistic_log_mass, logistic_log_pdf, mixture_log_mass
 from .mixture import MixtureHead
 
@@ -79,24 +79,6 @@ class LogisticMixtureHead(MixtureHead):
             u = noise[..., self.components]
             x = x + temperature_scales * scales.gather(-1, k).squeeze(-1) * (u.log() - torch.log1p(-u))
         return x.clamp(self.quant.lowest, self.quant.highest)
-
-    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
-                    temperature_scales: float = 1.0) -> RowSampler:
-        _check_mode(mode)
-        if mode != "sample":  # the mean and the mode are the Gaussian mixture's (means of the components)
-            return super().row_sampler(mode, temperature_weights, temperature_scales)
-        K, ts = self.components, float(temperature_scales)
-        lo_s, hi_s, lo, hi = self.min_log_scale, MAX_LOG_SCALE, self.quant.lowest, self.quant.highest
-        inv_tw = 1.0 / temperature_weights if temperature_weights > 0 else 0.0
-
-        def sample(row: list[float], noise: list[float]) -> float:
-            k = _argmax([v * inv_tw + g for v, g in zip(row[:K], noise)] if inv_tw else row[:K])
-            x = row[K + k]
-            if ts != 0:
-                u = noise[K]
-                x += ts * math.exp(min(max(row[2 * K + k], lo_s), hi_s)) * (math.log(u) - math.log1p(-u))
-            return lo if x < lo else (hi if x > hi else x)
-        return sample
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", min_scale_bins={self.min_scale_bins}"

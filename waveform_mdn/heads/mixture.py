@@ -3,14 +3,12 @@ MDN) or on the discretised likelihood of the 16-bit codes (``likelihood="discret
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
 
-from .base import _EPS32, _TINY, Head, RowSampler, _argmax, _check_mode, _softplus, register_head
+from .base import _EPS32, _TINY, Head, register_head
 from .discretise import LN2, mixture_log_mass, normal_log_mass
 
 
@@ -114,26 +112,3 @@ class MixtureHead(Head):
             return mean.squeeze(-1)
         return mean.addcmul_(scales.gather(-1, k), noise[..., self.components :],
                              value=temperature_scales).squeeze(-1)
-
-    def row_sampler(self, mode: str = "sample", temperature_weights: float = 1.0,
-                    temperature_scales: float = 1.0) -> RowSampler:
-        _check_mode(mode)
-        K, floor, ts = self.components, self.min_scale, float(temperature_scales)
-        inv_tw = 1.0 / temperature_weights if temperature_weights > 0 else 0.0
-        if mode == "mode" or (mode == "mean" and inv_tw == 0):
-            return lambda row, noise: row[K + _argmax(row[:K])]
-        if mode == "mean":
-            def tempered_mean(row: list[float], noise: None) -> float:
-                logits = [v * inv_tw for v in row[:K]]
-                top = max(logits)
-                w = [math.exp(v - top) for v in logits]
-                return sum(wk * mk for wk, mk in zip(w, row[K : 2 * K])) / sum(w)
-            return tempered_mean
-        def sample(row: list[float], noise: list[float]) -> float:
-            k = _argmax([v * inv_tw + g for v, g in zip(row[:K], noise)] if inv_tw else row[:K])
-            if ts == 0:
-                return row[K + k]
-            return row[K + k] + ts * (_softplus(row[2 * K + k]) + floor) * noise[K]
-        return sample
-
-
