@@ -3,7 +3,8 @@
 * :func:`int16_to_float` / :func:`float_to_int16`: 16-bit PCM <-> float audio (full scale
   1.0; ``x / 32768``, and back with rounding and clipping).
 * :class:`Normalisation`: the training signal is ``(audio - mean) / std`` (mean and std of
-  the training split, in float audio units); ``denormalise`` undoes it.
+  the training split, in float audio units); ``denormalise`` undoes it; the 16-bit grid
+  on that scale (``half_width``, ``value``, ``codes``) for the heads' bits per sample.
 * :func:`atomic_path`: write to a temporary file beside the target, rename on success,
   remove on failure; :func:`write_wav`, :func:`write_json` and :func:`write_text` use it,
   so a reader never sees a half-written file.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -25,7 +27,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import InputError
+
 FULL_SCALE = 32768.0  #: int16 value of float 1.0
+CODE_MIN, CODE_MAX = -32768, 32767  #: the int16 range
 
 
 def _is_tensor(x) -> bool:
@@ -58,10 +63,20 @@ def float_to_int16(x) -> tuple[np.ndarray, int]:
 
 @dataclass(frozen=True)
 class Normalisation:
-    """``normalised = (audio - mean) / std``, with audio in float units (full scale 1.0)."""
+    """``normalised = (audio - mean) / std``, audio in float units (full scale 1.0); also the
+    16-bit grid on that scale, which the heads' bits per sample are measured on."""
 
-    mean: float
-    std: float
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise InputError(f"normalisation must have a finite mean and a positive std, not {self}")
+
+    @classmethod
+    def of(cls, mean: float | None, std: float | None) -> "Normalisation":
+        """From a model's ``norm_mean``/``norm_std`` (``None``: the float signal itself)."""
+        return cls(0.0 if mean is None else float(mean), 1.0 if std is None else float(std))
 
     def normalise(self, raw):
         """int16 PCM or float audio (numpy or torch) -> the normalised training signal (float32)."""
@@ -81,6 +96,28 @@ class Normalisation:
         """``(scale, offset)`` with ``normalise(pcm) == pcm * scale + offset`` for int16 ``pcm``
         (up to float rounding): one multiply-add for hot loops such as the training batch."""
         return 1.0 / (FULL_SCALE * self.std), -self.mean / self.std
+
+    @property
+    def half_width(self) -> float:
+        """Half a 16-bit bin on the normalised scale."""
+        return 0.5 / (FULL_SCALE * self.std)
+
+    @property
+    def lowest(self) -> float:
+        return (CODE_MIN / FULL_SCALE - self.mean) / self.std
+
+    @property
+    def highest(self) -> float:
+        return (CODE_MAX / FULL_SCALE - self.mean) / self.std
+
+    def value(self, codes):
+        """Normalised value of an integer tensor of int16 codes, in float64 (exact)."""
+        c = codes if codes.is_floating_point() else codes.double()
+        return (c / FULL_SCALE - self.mean) / self.std
+
+    def codes(self, x):
+        """The int16 code (int64 tensor) nearest to each normalised value, clamped to the range."""
+        return ((x * self.std + self.mean) * FULL_SCALE).round().clamp(CODE_MIN, CODE_MAX).long()
 
 
 @contextmanager

@@ -13,14 +13,15 @@ import scipy.stats
 import torch
 from scipy.special import logsumexp
 
-from waveform_mdn.heads import HEADS, Quantisation, build_head
+from data_prep.audio_io import Normalisation
+from waveform_mdn.heads import HEADS, build_head
 from waveform_mdn.heads.discretise import normal_log_mass
 from waveform_mdn.heads.mulaw import MulawTables, mulaw_decode
 
 torch.set_default_dtype(torch.float32)
 
 MEAN, STD = 0.0012, 0.047  # a demo-like normalisation (float units): h = 3.2e-4 normalised
-Q = Quantisation(MEAN, STD)
+Q = Normalisation(MEAN, STD)
 H = Q.half_width
 NEW_AND_OLD = ["gaussian", "mixture", "logistic_mixture", "mulaw_softmax"]
 
@@ -38,7 +39,7 @@ def make_head(name: str, k: int = 3, seed: int = 0, **kw):
 
 def every_code(head, params):
     """Log-mass of every one of the 65,536 codes under the first row of ``params``."""
-    x = Q.all_codes().float()
+    x = Q.value(torch.arange(-32768, 32768)).float()
     rows = tuple(p[:1].expand(len(x), *p.shape[1:]) for p in params)
     with torch.no_grad():
         return head.log_bin_mass(rows, x).double()

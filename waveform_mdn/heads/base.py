@@ -1,7 +1,4 @@
-"""The head interface and the registry: what every output distribution provides.
-
-See :mod:`waveform_mdn.heads` for the registered heads and how to add one.
-"""
+"""The head interface and the registry (docs/heads.md: the heads, how to add one)."""
 
 from __future__ import annotations
 
@@ -11,11 +8,13 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .discretise import Quantisation, bits, generic_log_mass
+from data_prep.audio_io import Normalisation
+from data_prep.errors import InputError
+
+from .discretise import bits, generic_log_mass
 
 HEADS: dict[str, type["Head"]] = {}
-_TINY = 1e-20  #: uniform numbers are kept in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
-_EPS32 = 1e-7
+_TINY, _EPS32 = 1e-20, 1e-7  #: uniform numbers stay in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
 
 
 def register_head(name: str) -> Callable[[type["Head"]], type["Head"]]:
@@ -32,30 +31,48 @@ def register_head(name: str) -> Callable[[type["Head"]], type["Head"]]:
 
 
 def build_head(name: str, in_features: int, **kwargs) -> "Head":
-    """Instantiate the head registered as ``name``; unknown keyword arguments are ignored
-    by heads that do not use them (e.g. ``components`` for ``gaussian``). ``norm_mean`` and
-    ``norm_std`` (the model's normalisation) place the 16-bit bins of the discretised
-    likelihood; without them the normalised signal is taken as the float signal."""
-    try:
-        cls = HEADS[name]
-    except KeyError:
-        raise ValueError(f"unknown head {name!r}; registered: {sorted(HEADS)}") from None
-    return cls(in_features, **kwargs)
+    """The head registered as ``name``; keyword arguments it does not use are ignored."""
+    if name not in HEADS:
+        raise InputError(f"unknown head {name!r}; registered: {sorted(HEADS)}")
+    return HEADS[name](in_features, **kwargs)
+
+
+def uniform(shape: Sequence[int], n: int, generator: torch.Generator | None, device) -> Tensor:
+    """``[*shape, n]`` uniform numbers in (0, 1), float32."""
+    u = torch.rand(*shape, n, generator=generator, device=device, dtype=torch.float32)
+    return u.clamp_(min=_TINY, max=1.0 - _EPS32)
+
+
+def gumbel_(u: Tensor) -> Tensor:
+    """Uniform numbers -> Gumbel(0, 1) numbers, in place."""
+    return u.log_().neg_().log_().neg_()
+
+
+def gumbel_max(logits: Tensor, gumbel: Tensor, temperature: float) -> Tensor:
+    """``argmax(logits / T + gumbel)``, ``[..., 1]``: drawn with ``softmax(logits / T)``;
+    ``T = 0``: the most probable."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    scores = logits.add(gumbel) if temperature == 1 else gumbel.add(logits, alpha=1.0 / temperature)
+    return scores.argmax(-1, keepdim=True)
+
+
+def tempered_softmax(logits: Tensor, temperature: float) -> Tensor:
+    return torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)
 
 
 class Head(nn.Module):
-    """Base class: a linear projection of the features followed by a distribution.
+    """A linear projection of the features, then a distribution over the normalised next sample.
 
-    Subclasses set ``n_outputs`` (or override :meth:`output_size`) and implement
-    :meth:`params` and :meth:`distribution_from_params`. The defaults of the other methods
-    go through the Distribution; override them where a faster or exact form exists.
-    ``params`` reads the features only through :meth:`project` (a linear map): generation
-    evaluates the trunk's tanh as ``2 sigmoid(2a) - 1`` and folds the affine part into a
-    copy of ``proj``.
+    Subclasses set ``n_outputs`` (or override :meth:`output_size`), ``label`` (the name in
+    reports), and implement :meth:`params` and :meth:`distribution_from_params`; the other
+    methods default to going through the Distribution.
     """
 
     name: str = "?"
+    label: str = "?"
     n_outputs: int = 1
+    uses_components: bool = False  #: whether ``components`` (K) means anything to this head
     #: values of ``model.likelihood`` this head reads (empty: it has one training loss of its own)
     likelihood_options: tuple[str, ...] = ()
 
@@ -65,22 +82,20 @@ class Head(nn.Module):
         self.in_features = int(in_features)
         self.components = int(components)
         self.min_scale = float(min_scale)
-        self.quant = Quantisation.of(norm_mean, norm_std)
+        self.norm = Normalisation.of(norm_mean, norm_std)
         self.proj = nn.Linear(self.in_features, self.output_size())
 
     def output_size(self) -> int:
         return self.n_outputs
 
     def project(self, features: Tensor) -> Tensor:
-        """``proj(features)`` in float32, also under autocast: the distribution parameters
-        need more precision than bfloat16 (a mean rounded to 8 bits is off by more than
-        the scale floor)."""
+        """``proj(features)`` in float32, also under autocast: a mean rounded to bfloat16 is
+        off by more than the scale floor."""
         if torch.is_autocast_enabled(features.device.type):
             with torch.autocast(features.device.type, enabled=False):
                 return self.proj(features.float())
         return self.proj(features).float()
 
-    # -- the interface --------------------------------------------------------------
     def params(self, features: Tensor) -> tuple[Tensor, ...]:
         raise NotImplementedError
 
@@ -88,25 +103,24 @@ class Head(nn.Module):
         raise NotImplementedError
 
     def distribution(self, features: Tensor) -> Distribution:
-        """Distribution over the normalised next sample, batch shape ``[B]``."""
+        """Batch shape ``[B]``."""
         return self.distribution_from_params(self.params(features))
 
     def nll(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
-        """Per-example negative log-likelihood (nats), shape ``[B]``."""
+        """Per-example negative log-density (nats), ``[B]``."""
         return -self.distribution_from_params(params).log_prob(target.float())
 
     def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
-        """Per-example training loss, shape ``[B]`` (default: the NLL)."""
+        """Per-example training loss, ``[B]`` (default: the NLL)."""
         return self.nll(params, target)
 
     def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
-        """Per-example log-probability (nats) of the target's 16-bit bin, ``[B]`` (see
-        :mod:`.discretise`). Default: from the Distribution's ``cdf``, a plain difference;
-        heads override it with a form that is stable in the tails and for tiny bins."""
-        return generic_log_mass(self.quant, self.distribution_from_params(params).cdf, target.float())
+        """Per-example log-probability of the target's 16-bit code, ``[B]``. Default: the
+        Distribution's ``cdf`` difference; heads override it with a stable form."""
+        return generic_log_mass(self.norm, self.distribution_from_params(params).cdf, target.float())
 
     def bits(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
-        """Per-example bits of the target's 16-bit code, ``-log2 P(bin)``, ``[B]``."""
+        """Per-example ``-log2 P(code)``, ``[B]``."""
         return bits(self.log_bin_mass(params, target))
 
     def training_sums(self, params: tuple[Tensor, ...], target: Tensor,
@@ -117,15 +131,13 @@ class Head(nn.Module):
         return loss.sum(), self.bits(params, target).sum()
 
     def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
-        """Shape of one draw from ``params`` (``[B]``)."""
         return self.distribution_from_params(params).batch_shape
 
     def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
-        """The point prediction (the mean); ``temperature_weights`` matters to mixtures only."""
+        """The point prediction; ``temperature_weights`` matters to mixtures only."""
         return self.distribution_from_params(params).mean
 
     def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
-        """The most probable value (the Distribution's ``mode``, else its mean)."""
         d = self.distribution_from_params(params)
         try:
             return d.mode
@@ -138,15 +150,13 @@ class Head(nn.Module):
 
     def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None,
                    device: torch.device | str | None = None) -> Tensor:
-        """Noise of ``shape`` draws, ``[*shape, noise_size()]`` (default: one uniform
-        number in (0, 1) per draw, for :meth:`sample_from_noise`'s inverse CDF)."""
-        u = torch.rand(*shape, 1, generator=generator, device=device, dtype=torch.float32)
-        return u.clamp_(min=_TINY, max=1.0 - _EPS32)
+        """``[*shape, noise_size()]`` (default: one uniform number, for the inverse CDF)."""
+        return uniform(shape, 1, generator, device)
 
     def sample_from_noise(self, params: tuple[Tensor, ...], noise: Tensor, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:
-        """The draw that ``noise`` (from :meth:`draw_noise`) gives. Default: the inverse
-        CDF at the uniform number, moved away from the mean by ``temperature_scales``."""
+        """The draw ``noise`` gives. Default: the inverse CDF, its distance to the mean times
+        ``temperature_scales``."""
         d = self.distribution_from_params(params)
         if temperature_scales == 0:
             return d.mean
@@ -160,9 +170,8 @@ class Head(nn.Module):
     def sample_from_params(
         self, params: tuple[Tensor, ...], generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
-        """One draw per row, from ``generator`` if given (the global generator otherwise)."""
-        device = params[0].device
-        noise = self.draw_noise(self.batch_shape(params), generator, device)
+        """One draw per row (``temperature`` for both the weights and the scales)."""
+        noise = self.draw_noise(self.batch_shape(params), generator, params[0].device)
         return self.sample_from_noise(params, noise, temperature, temperature)
 
     # -- hooks used by the LightningModule (no-ops for heads that predict everything) --
@@ -183,4 +192,3 @@ class Head(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, components={self.components}, min_scale={self.min_scale}"
-

@@ -8,19 +8,22 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal
 
+from data_prep.errors import InputError
+
 from .base import Head, register_head
 from .discretise import LN2, normal_log_mass
 
 
 @register_head("gaussian")
 class GaussianHead(Head):
-    """The "MLP": predicts the mean; variance = maximum-likelihood estimate (training MSE)."""
+    """``Normal(mean, sqrt(var))``, trained on the squared error; buffer ``var`` is the ML
+    variance (the training MSE; 1 until measured), ``valid_mse`` the last validation MSE."""
 
+    label = "MLP"
     n_outputs = 1
 
     def __init__(self, in_features: int, components: int = 1, min_scale: float = 1e-3, **kw: object):
         super().__init__(in_features, 1, min_scale, **kw)
-        # variance of Normal(mean, sqrt(var)) on the normalised signal: 1 until measured
         self.register_buffer("var", torch.ones(()))
         self.register_buffer("valid_mse", torch.full((), float("nan")))
 
@@ -33,15 +36,13 @@ class GaussianHead(Head):
         return mean, self.scale.expand_as(mean)
 
     def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
-        mean, scale = params
-        return Normal(mean, scale, validate_args=False)
+        return Normal(*params, validate_args=False)
 
     def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
         return (target.float() - params[0]).square()
 
     def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
-        mean, scale = params
-        return normal_log_mass(self.quant, target.float(), mean, scale)
+        return normal_log_mass(self.norm, target.float(), *params)
 
     def training_sums(self, params, target, loss) -> tuple[None, None]:
         """None, None: both come from the epoch's MSE (:meth:`epoch_nll`, :meth:`epoch_bits`)."""
@@ -83,16 +84,15 @@ class GaussianHead(Head):
         """``(NLL - log 2h) / ln 2`` from the epoch NLL: the bin mass of a Gaussian whose
         scale (the ML one, about 0.1 here) is hundreds of bins wide is its density times
         the bin width (relative error about ``(h / scale)^2``)."""
-        return (epoch_nll - math.log(2 * self.quant.half_width)) / LN2
+        return (epoch_nll - math.log(2 * self.norm.half_width)) / LN2
 
     def use_variance(self, which: str = "valid") -> float:
-        """Set ``var`` from ``"valid"`` (last validation MSE) or keep ``"train"``; returns it."""
+        """Generation's noise variance: ``"valid"`` (the last validation MSE) or ``"train"``
+        (``var`` as it is); returns it. The one place where it is chosen."""
         if which == "valid":
             if not torch.isfinite(self.valid_mse):
-                raise ValueError("no validation MSE recorded in this head")
+                raise InputError("no validation MSE recorded in this head")
             self.var.copy_(self.valid_mse)
         elif which != "train":
-            raise ValueError(f"which must be 'train' or 'valid', not {which!r}")
+            raise InputError(f"which must be 'train' or 'valid', not {which!r}")
         return float(self.var)
-
-

@@ -1,5 +1,5 @@
 """The "MDN" head: a mixture of K Gaussians, trained on the continuous density (the 2014
-MDN) or on the discretised likelihood of the 16-bit codes (``likelihood="discretised"``)."""
+MDN) or on the mass of the target's 16-bit bin (``likelihood="discretised"``)."""
 
 from __future__ import annotations
 
@@ -8,27 +8,27 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
 
-from .base import _EPS32, _TINY, Head, register_head
+from data_prep.errors import InputError
+
+from .base import Head, gumbel_, gumbel_max, register_head, tempered_softmax, uniform
 from .discretise import LN2, mixture_log_mass, normal_log_mass
 
 
 @register_head("mixture")
 class MixtureHead(Head):
-    """The "MDN": K Gaussian components; logits, means, softplus scales with a floor.
+    """``3 K`` outputs: logits, means, scales ``softplus(raw) + min_scale``. The logged NLL is
+    the density's and the bits the bin mass's, whichever of the two ``likelihood`` trains."""
 
-    ``likelihood``: ``"continuous"`` trains on the density (the 2014 MDN), ``"discretised"``
-    on the mass of the target's 16-bit bin (the loss is then the bits, in nats). Either way
-    the logged NLL is the density's and the bits are the bin mass's.
-    """
-
+    label = "MDN"
+    uses_components = True
     likelihood_options = ("continuous", "discretised")
 
     def __init__(self, in_features: int, components: int = 3, min_scale: float = 1e-3,
                  likelihood: str = "continuous", **kw: object):
         if int(components) < 1:
-            raise ValueError(f"components must be >= 1, not {components}")
+            raise InputError(f"components must be >= 1, not {components}")
         if likelihood not in self.likelihood_options:
-            raise ValueError(f"likelihood must be one of {self.likelihood_options}, not {likelihood!r}")
+            raise InputError(f"likelihood must be one of {self.likelihood_options}, not {likelihood!r}")
         super().__init__(in_features, components, min_scale, **kw)
         self.likelihood = likelihood
 
@@ -41,15 +41,12 @@ class MixtureHead(Head):
 
     def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
         logits, means, scales = params
-        return MixtureSameFamily(
-            Categorical(logits=logits, validate_args=False),
-            Normal(means, scales, validate_args=False),
-            validate_args=False,
-        )
+        return MixtureSameFamily(Categorical(logits=logits, validate_args=False),
+                                 Normal(means, scales, validate_args=False), validate_args=False)
 
     def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
         logits, means, scales = params
-        return mixture_log_mass(logits, normal_log_mass(self.quant, target.float(), means, scales))
+        return mixture_log_mass(logits, normal_log_mass(self.norm, target.float(), means, scales))
 
     def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
         if self.likelihood == "discretised":
@@ -66,14 +63,10 @@ class MixtureHead(Head):
         return params[0].shape[:-1]
 
     def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
-        """Mean of the mixture with weights ``softmax(logits / T)``; ``T = 0``: the most
-        probable component's mean."""
-        logits, means, _ = params
+        """The mean with weights ``softmax(logits / T_w)``; ``T_w = 0``: the mode."""
         if temperature_weights == 0:
             return self.mode_from_params(params)
-        if temperature_weights != 1:
-            logits = logits / temperature_weights
-        return torch.linalg.vecdot(torch.softmax(logits, dim=-1), means)
+        return torch.linalg.vecdot(tempered_softmax(params[0], temperature_weights), params[1])
 
     def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
         """The most probable component's mean."""
@@ -84,27 +77,18 @@ class MixtureHead(Head):
         return self.components + 1
 
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
-        """``K`` Gumbel(0, 1) numbers (the component, by Gumbel-max), then one standard
-        normal (the offset within the component), per draw."""
-        u = torch.rand(*shape, self.components, generator=generator, device=device, dtype=torch.float32)
-        gumbel = u.clamp_(min=_TINY, max=1.0 - _EPS32).log_().neg_().log_().neg_()
+        """``K`` Gumbel numbers (the component), then one standard normal, per draw."""
+        gumbel = gumbel_(uniform(shape, self.components, generator, device))
         z = torch.randn(*shape, 1, generator=generator, device=device, dtype=torch.float32)
         return torch.cat([gumbel, z], dim=-1)
 
     def component_from_noise(self, logits: Tensor, noise: Tensor, temperature_weights: float) -> Tensor:
-        """The drawn component, ``[..., 1]``: ``argmax(logits / T_w + gumbel)`` with the first
-        ``K`` noise numbers (Gumbel-max: drawn with ``softmax(logits / T_w)``); ``T_w = 0``: the
-        most probable component."""
-        if temperature_weights == 0:
-            return logits.argmax(-1, keepdim=True)
-        gumbel = noise[..., : self.components]
-        return (logits.add(gumbel) if temperature_weights == 1 else
-                gumbel.add(logits, alpha=1.0 / temperature_weights)).argmax(-1, keepdim=True)
+        """The drawn component, ``[..., 1]``, by Gumbel-max with the first ``K`` noise numbers."""
+        return gumbel_max(logits, noise[..., : self.components], temperature_weights)
 
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:
-        """Component ``argmax(logits / T_w + gumbel)`` (drawn with ``softmax(logits / T_w)``),
-        then its mean plus ``T_s`` times its scale times the normal number."""
+        """The drawn component's mean plus ``T_s`` times its scale times the normal number."""
         logits, means, scales = params
         k = self.component_from_noise(logits, noise, temperature_weights)
         mean = means.gather(-1, k)

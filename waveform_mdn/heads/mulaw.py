@@ -10,8 +10,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Uniform
 
-from .base import _EPS32, _TINY, Head, register_head
-from .discretise import CODE_MAX, CODE_MIN, FULL_SCALE, LN2, Quantisation
+from data_prep.audio_io import CODE_MAX, CODE_MIN, FULL_SCALE, Normalisation
+
+from .base import Head, gumbel_, gumbel_max, register_head, tempered_softmax, uniform
+from .discretise import LN2
 
 MU = 255
 N_CLASSES = MU + 1
@@ -32,9 +34,10 @@ def mulaw_decode(classes: np.ndarray) -> np.ndarray:
 
 
 class MulawTables:
-    """The int16 codes of each class, tabulated once from :func:`mulaw_class`."""
+    """The int16 codes of each class, tabulated once from :func:`mulaw_class`; normalised
+    centres and intervals on ``norm``'s scale."""
 
-    def __init__(self, quant: Quantisation):
+    def __init__(self, norm: Normalisation):
         codes = np.arange(CODE_MIN, CODE_MAX + 1)
         self.class_of_code = mulaw_class(codes)
         self.count = np.bincount(self.class_of_code, minlength=N_CLASSES)
@@ -42,42 +45,35 @@ class MulawTables:
             raise AssertionError("every mu-law class must hold at least one int16 code")
         first = np.searchsorted(self.class_of_code, np.arange(N_CLASSES))  # classes rise with the code
         self.lowest_code, self.highest_code = codes[first], codes[first + self.count - 1]
-        self.centre = (mulaw_decode(np.arange(N_CLASSES)) - quant.mean) / quant.std  # normalised
-        h = quant.half_width
-        self.low = (self.lowest_code / FULL_SCALE - quant.mean) / quant.std - h  # each class's interval
-        self.high = (self.highest_code / FULL_SCALE - quant.mean) / quant.std + h
+        self.centre = (mulaw_decode(np.arange(N_CLASSES)) - norm.mean) / norm.std
+        self.low = (self.lowest_code / FULL_SCALE - norm.mean) / norm.std - norm.half_width
+        self.high = (self.highest_code / FULL_SCALE - norm.mean) / norm.std + norm.half_width
 
 
 @register_head("mulaw_softmax")
 class MulawSoftmaxHead(Head):
-    """256 logits over the mu-law classes; the loss is the cross-entropy.
+    """256 logits over the mu-law classes; the loss is the cross-entropy. Each class's
+    probability is spread uniformly over its int16 codes (the bits) and over its interval
+    (the density). A draw is a class by Gumbel-max, decoded to its centre (no scale: ``T_s``
+    has no effect)."""
 
-    On the 16-bit scale each class's probability is spread uniformly over its int16 codes:
-    ``bits = (CE + ln(codes in the class)) / ln 2``. Its density over the normalised signal
-    is that piecewise-uniform distribution (probability / width of the class's interval):
-    ``nll = CE + ln(codes * 2h)``, i.e. ``bits ln 2 + ln(2h)`` exactly. Point prediction:
-    the mean of the decoded class centres; a draw: a class by Gumbel-max over
-    ``logits / T_w``, decoded to its centre (``T_s`` has no effect: no scale).
-    """
-
+    label = "mu-law softmax"
     n_outputs = N_CLASSES
 
     def __init__(self, in_features: int, components: int = 1, min_scale: float = 1e-3, **kw: object):
         super().__init__(in_features, 1, min_scale, **kw)
-        t = MulawTables(self.quant)
+        t = MulawTables(self.norm)
         self.register_buffer("class_of_code", torch.from_numpy(t.class_of_code), persistent=False)
-        self.register_buffer("log_count", torch.from_numpy(np.log(t.count)).float(), persistent=False)
-        self.register_buffer("centres", torch.from_numpy(t.centre).float(), persistent=False)
-        self.register_buffer("low", torch.from_numpy(t.low).float(), persistent=False)
-        self.register_buffer("high", torch.from_numpy(t.high).float(), persistent=False)
-        self.log_bin_width = math.log(2 * self.quant.half_width)
+        for name, table in {"log_count": np.log(t.count), "centres": t.centre, "low": t.low, "high": t.high}.items():
+            self.register_buffer(name, torch.from_numpy(table).float(), persistent=False)
+        self.log_bin_width = math.log(2 * self.norm.half_width)
 
     def params(self, features: Tensor) -> tuple[Tensor]:
         return (self.project(features),)
 
     def classes(self, target: Tensor) -> Tensor:
         """The mu-law class of each normalised target (through its int16 code)."""
-        return self.class_of_code[self.quant.codes(target) - CODE_MIN]
+        return self.class_of_code[self.norm.codes(target) - CODE_MIN]
 
     def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
         """The piecewise-uniform density (the NLL's); its ``mean`` uses the intervals'
@@ -112,13 +108,10 @@ class MulawSoftmaxHead(Head):
         return params[0].shape[:-1]
 
     def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
-        """``sum_c softmax(logits / T_w)_c centre_c``; ``T_w = 0``: the most probable class's centre."""
-        (logits,) = params
+        """``sum_c softmax(logits / T_w)_c centre_c``; ``T_w = 0``: the mode."""
         if temperature_weights == 0:
             return self.mode_from_params(params)
-        if temperature_weights != 1:
-            logits = logits / temperature_weights
-        return torch.softmax(logits, -1) @ self.centres
+        return tempered_softmax(params[0], temperature_weights) @ self.centres
 
     def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
         return self.centres[params[0].argmax(-1)]
@@ -127,14 +120,9 @@ class MulawSoftmaxHead(Head):
         return N_CLASSES
 
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
-        """256 Gumbel(0, 1) numbers per draw (the class, by Gumbel-max)."""
-        u = torch.rand(*shape, N_CLASSES, generator=generator, device=device, dtype=torch.float32)
-        return u.clamp_(min=_TINY, max=1.0 - _EPS32).log_().neg_().log_().neg_()
+        """256 Gumbel numbers per draw (the class)."""
+        return gumbel_(uniform(shape, N_CLASSES, generator, device))
 
     def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:
-        (logits,) = params
-        if temperature_weights == 0:
-            return self.mode_from_params(params)
-        scores = logits.add(noise) if temperature_weights == 1 else noise.add(logits, alpha=1.0 / temperature_weights)
-        return self.centres[scores.argmax(-1)]
+        return self.centres[gumbel_max(params[0], noise, temperature_weights).squeeze(-1)]
