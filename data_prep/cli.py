@@ -1,17 +1,18 @@
-"""``waveform-mdn prepare`` and ``waveform-mdn corpus-info``."""
+"""``waveform-mdn prepare`` and ``waveform-mdn corpus-info``; errors propagate to
+:func:`waveform_mdn.cli.main` (one line, exit 2)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
-from .audio import AudioError, ResamplerUnavailableError, audio_info
-from .corpus import CorpusError, discover
+from . import FORMAT_VERSION
+from .audio import AudioError, audio_info
+from .corpus import discover
+from .errors import InputError
 from .phones import PHONE_SETS, parse_phone_map
-from . import FORMAT_VERSION, PrepareError
 from .prepare import format_summary, prepare, resolve_corpus
 from .selection import Selection, SplitRule
 
@@ -60,27 +61,17 @@ def add_prepare_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(a: argparse.Namespace) -> int:
-    sel = Selection(
-        speakers=a.speakers, dialects=a.dialects, utt_types=a.utt_types, utterances=a.utterances,
-        corpus_split=a.corpus_split, max_utterances=a.max_utterances, phone_filter=a.phone_filter,
-        max_sequences=a.max_sequences,
-    )
-    rule = SplitRule(mode=a.split, valid=a.valid, unit=a.split_by, seed=a.seed)
-    try:
-        phone_map = parse_phone_map(a.phone_map)
-    except ValueError as e:
-        raise PrepareError(f"--phone-map: {e}") from None
-    meta = prepare(
-        a.corpus, a.out, phone_set=a.phone_set, phone_map=phone_map, selection=sel,
-        split=rule, window=a.window, pad=a.pad, sample_rate=a.sample_rate, resample=not a.no_resample,
-        skip_bad=a.skip_bad, overwrite=a.overwrite, progress=not a.quiet,
-    )
+    sel = Selection(speakers=a.speakers, dialects=a.dialects, utt_types=a.utt_types, utterances=a.utterances,
+                    corpus_split=a.corpus_split, max_utterances=a.max_utterances, phone_filter=a.phone_filter,
+                    max_sequences=a.max_sequences)
+    meta = prepare(a.corpus, a.out, phone_set=a.phone_set, phone_map=parse_phone_map(a.phone_map), selection=sel,
+                   split=SplitRule(mode=a.split, valid=a.valid, unit=a.split_by, seed=a.seed), window=a.window,
+                   pad=a.pad, sample_rate=a.sample_rate, resample=not a.no_resample, skip_bad=a.skip_bad,
+                   overwrite=a.overwrite, progress=not a.quiet)
     print(format_summary(meta["summary"], f"prepared {a.out} in {meta['elapsed_s']:.1f} s "
                          f"({meta['phone_set']}, window {meta['window']}, pad {meta['pad']})"))
     if meta["skipped"]:
-        print(f"skipped {len(meta['skipped'])}:")
-        for s in meta["skipped"]:
-            print(f"  {s}")
+        print(f"skipped {len(meta['skipped'])}:\n" + "\n".join(f"  {s}" for s in meta["skipped"]))
     return 0
 
 
@@ -102,22 +93,22 @@ def prepared_info(p: Path) -> str:
 
 
 def corpus_info(path: str | Path) -> str:
+    """Summary of a prepared dataset, or of a corpus: counts per part, problems found."""
     p = resolve_corpus(path)
     if (p / "meta.json").is_file():
         return prepared_info(p)
     utts, problems = discover(p)
     if not utts:
-        raise PrepareError(f"{p}: neither a prepared dataset (meta.json) nor a corpus with audio files")
+        raise InputError(f"{p}: neither a prepared dataset (meta.json) nor a corpus with audio files")
     rows: dict[str, dict] = {}
-    problems = list(problems)
     for u in utts:
         try:
             frames, sr, _ = audio_info(u.audio)
-        except AudioError as e:  # listed with the other problems, not the end of the summary
+        except AudioError as e:  # listed with the other problems
             problems.append(str(e))
             continue
-        key = u.corpus_split or "all"
-        r = rows.setdefault(key, {"utterances": 0, "speakers": set(), "seconds": 0.0, "rates": Counter()})
+        r = rows.setdefault(u.corpus_split or "all", {"utterances": 0, "speakers": set(), "seconds": 0.0,
+                                                     "rates": Counter()})
         r["utterances"] += 1
         r["speakers"].add(u.speaker)
         r["seconds"] += frames / sr
@@ -129,32 +120,21 @@ def corpus_info(path: str | Path) -> str:
         rates = ", ".join(f"{k} Hz x{v}" for k, v in sorted(r["rates"].items()))
         lines.append(f"{key:<8}{r['utterances']:>12,}{len(r['speakers']):>10,}{r['seconds'] / 3600:>10.4f}  {rates}")
     types = Counter(u.utt_type for u in utts if u.utt_type)
-    if types:
-        lines.append("utterance types: " + ", ".join(f"{k} {v}" for k, v in sorted(types.items())))
     sexes = Counter(u.sex for u in {u.speaker: u for u in utts}.values() if u.sex)
-    if sexes:
-        lines.append("speakers by sex: " + ", ".join(f"{k} {v}" for k, v in sorted(sexes.items())))
-    for msg in problems:
-        lines.append(f"problem: {msg}")
-    return "\n".join(lines)
-
-
-def run_corpus_info(a: argparse.Namespace) -> int:
-    print(corpus_info(a.path))
-    return 0
-
-
-ERRORS = (PrepareError, CorpusError, AudioError, ResamplerUnavailableError, OSError)  # OSError: e.g. OUT not writable
+    for title, counts in (("utterance types", types), ("speakers by sex", sexes)):
+        if counts:
+            lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return "\n".join(lines + [f"problem: {msg}" for msg in problems])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``argv``: the command name, then its arguments."""
     parser = argparse.ArgumentParser(prog="waveform-mdn")
     sub = parser.add_subparsers(dest="cmd", required=True)
     add_prepare_args(sub.add_parser("prepare", help="prepare a corpus"))
     sub.add_parser("corpus-info").add_argument("path")
     a = parser.parse_args(argv)
-    try:
-        return run_prepare(a) if a.cmd == "prepare" else run_corpus_info(a)
-    except ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if a.cmd == "prepare":
+        return run_prepare(a)
+    print(corpus_info(a.path))
+    return 0

@@ -1,10 +1,6 @@
-"""The one error base of the toolkit: bad input that the user can fix.
-
-Every command catches :class:`InputError` in one place (:func:`waveform_mdn.cli.main`),
-prints its message on one line and exits 2. The message names the file (and line) or the
-option, and what is wrong.
-"""
+"""The one error base of the toolkit."""
 
 
 class InputError(ValueError):
-    """Bad input: a file, an option or a combination of them; the message says which and why."""
+    """Bad input the user can fix (a file, an option); the message names it on one line.
+    :func:`waveform_mdn.cli.main` prints it and exits 2."""

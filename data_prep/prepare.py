@@ -1,13 +1,5 @@
-"""Turn a corpus into a prepared dataset (format in ``docs/prepared-format.md``).
-
-``prepare(corpus_dir, out_dir, ...)`` checks its options, selects utterances
-(:mod:`data_prep.selection`), reads audio and labels into sequences
-(:mod:`data_prep.sequences`; optionally only the segments of chosen phones) and appends
-each to the arrays as it is read (:mod:`data_prep.write`), then splits train/valid
-(seeded, recorded) and writes the index, the normalisation of the training split and
-``meta.json``, all in a hidden directory that is renamed into place when complete
-(:func:`data_prep.audio_io.atomic_directory`).
-"""
+"""``prepare``: a corpus -> a prepared dataset (docs/data.md, docs/prepared-format.md),
+built in a hidden directory that is renamed into place when complete."""
 
 from __future__ import annotations
 
@@ -20,22 +12,20 @@ from typing import Callable
 
 import numpy as np
 
-from .audio_io import atomic_directory
-
-from . import DEMO_CORPUS, FORMAT_VERSION, PrepareError
+from . import DEMO_CORPUS, FORMAT_VERSION
 from .audio import AudioError
+from .audio_io import atomic_directory
 from .corpus import CorpusError, Utterance, discover
-from .durations import mean_phone_durations
+from .errors import InputError
 from .phones import PhoneSet, UnknownPhoneError
-from .selection import Selection, SplitRule, assign_split, check_split
+from .selection import Selection, SplitRule, check_split, split_labels
 from .sequences import SequenceAudio, load_utterance, sequences_of
-from .write import DatasetWriter, StoredSequence
+from .write import DatasetWriter, StoredSequence, mean_phone_durations
 
 
 @dataclass
 class Options:
-    """How sequences are made and stored (the parts of ``prepare``'s arguments after the
-    selection and the split)."""
+    """How sequences are made and stored."""
 
     phone_set: PhoneSet
     window: int = 240
@@ -48,10 +38,7 @@ class Options:
 
 def resolve_corpus(corpus_dir: str | Path) -> Path:
     """``demo`` names the shipped demo corpus (unless a folder ``demo`` exists here)."""
-    p = Path(corpus_dir)
-    if str(corpus_dir) == "demo" and not p.exists():
-        return DEMO_CORPUS
-    return p
+    return DEMO_CORPUS if str(corpus_dir) == "demo" and not Path(corpus_dir).exists() else Path(corpus_dir)
 
 
 def summarise(sequences: list[dict], sample_rate: int, window: int, pad: str) -> dict:
@@ -60,13 +47,10 @@ def summarise(sequences: list[dict], sample_rate: int, window: int, pad: str) ->
     for split in ("train", "valid"):
         ss = [s for s in sequences if s["split"] == split]
         samples = sum(s["length"] for s in ss)
-        offset = window if pad == "skip" else 0
         out[split] = {
-            "sequences": len(ss),
-            "utterances": len({s["utterance"] for s in ss}),
-            "speakers": len({s["speaker"] for s in ss}),
-            "samples": samples,
-            "examples": sum(max(s["length"] - offset, 0) for s in ss),
+            "sequences": len(ss), "utterances": len({s["utterance"] for s in ss}),
+            "speakers": len({s["speaker"] for s in ss}), "samples": samples,
+            "examples": sum(max(s["length"] - (window if pad == "skip" else 0), 0) for s in ss),
             "hours": samples / sample_rate / 3600.0,
         }
     return out
@@ -74,90 +58,67 @@ def summarise(sequences: list[dict], sample_rate: int, window: int, pad: str) ->
 
 def format_summary(summary: dict, title: str = "") -> str:
     cols = ("sequences", "utterances", "speakers", "samples", "examples", "hours")
-    lines = [title] if title else []
-    lines.append(f"{'split':<8}" + "".join(f"{c:>13}" for c in cols))
+    lines = ([title] if title else []) + [f"{'split':<8}" + "".join(f"{c:>13}" for c in cols)]
     for split, row in summary.items():
-        cells = "".join(
-            f"{row[c]:>13.4f}" if c == "hours" else f"{row[c]:>13,}" for c in cols
-        )
-        lines.append(f"{split:<8}{cells}")
+        lines.append(f"{split:<8}" + "".join(f"{row[c]:>13.4f}" if c == "hours" else f"{row[c]:>13,}" for c in cols))
     return "\n".join(lines)
 
 
-def prepare(
-    corpus_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    phone_set: str = "timit61",
-    phone_map: dict[str, str] | None = None,
-    selection: Selection | None = None,
-    split: SplitRule | None = None,
-    window: int = 240,
-    pad: str = "skip",
-    sample_rate: int = 16000,
-    resample: bool = True,
-    skip_bad: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Prepare ``corpus_dir`` into ``out_dir``; returns the written ``meta.json`` dict."""
+def prepare(corpus_dir: str | Path, out_dir: str | Path, *, phone_set: str = "timit61",
+            phone_map: dict[str, str] | None = None, selection: Selection | None = None,
+            split: SplitRule | None = None, window: int = 240, pad: str = "skip", sample_rate: int = 16000,
+            resample: bool = True, skip_bad: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Prepare ``corpus_dir`` into ``out_dir``; returns the written ``meta.json`` dict.
+    Every option error is raised before any audio is read."""
     t0 = time.time()
     corpus, out = resolve_corpus(corpus_dir), Path(out_dir)
     selection, split = selection or Selection(), split or SplitRule()
-    try:
-        pset = PhoneSet(phone_set, phone_map)
-    except ValueError as e:
-        raise PrepareError(str(e)) from None
-    opts = Options(pset, window, pad, sample_rate, resample, skip_bad, progress)
+    opts = Options(PhoneSet(phone_set, phone_map), window, pad, sample_rate, resample, skip_bad, progress)
     _check_options(opts, selection, split, out, overwrite)
     chosen = _choose_utterances(corpus, selection)
-    filter_ids = _filter_ids(pset, selection)
+    filter_ids = _filter_ids(opts.phone_set, selection)
     check_split(chosen, split)
     with atomic_directory(out) as tmp, DatasetWriter(tmp) as writer:
         seqs, skipped = _read_sequences(chosen, opts, filter_ids, selection.max_sequences, writer.add)
         if not seqs:
-            raise PrepareError(f"{corpus}: no usable sequences in the selection ({len(skipped)} skipped)")
-        assign_split(seqs, split)
+            raise InputError(f"{corpus}: no usable sequences in the selection ({len(skipped)} skipped)")
+        for s, label in zip(seqs, split_labels([(s.id, s.utt) for s in seqs], split)):
+            s.split = label
         if not any(s.split == "train" for s in seqs):
-            raise PrepareError("the split leaves no training data")
+            raise InputError("the split leaves no training data")
         records, norm = writer.finish(seqs)
-        durations = mean_phone_durations(np.load(tmp / "segments.npy"), records, pset.symbols, sample_rate)
+        durations = mean_phone_durations(np.load(tmp / "segments.npy"), records, opts.phone_set.symbols, sample_rate)
         source = {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})}
         meta = _meta(records, norm, opts, {"selection": asdict(selection), "split": asdict(split),
                                            "source": source, "skipped": skipped}, durations)
-        # meta.json last: a directory without it is never taken for a prepared dataset
-        with open(tmp / "meta.json", "w") as f:
+        with open(tmp / "meta.json", "w") as f:  # last: a directory without it is no prepared dataset
             json.dump(meta, f, indent=1)
     meta["elapsed_s"] = time.time() - t0
     return meta
 
 
 def _check_options(opts: Options, selection: Selection, split: SplitRule, out: Path, overwrite: bool) -> None:
-    """Every option error, before any audio is read."""
     if opts.pad not in ("skip", "zero"):
-        raise PrepareError(f"pad must be 'skip' or 'zero', not {opts.pad!r}")
+        raise InputError(f"pad must be 'skip' or 'zero', not {opts.pad!r}")
     if opts.window < 1:
-        raise PrepareError(f"window must be at least 1 sample, not {opts.window}")
+        raise InputError(f"window must be at least 1 sample, not {opts.window}")
     for name in ("max_utterances", "max_sequences"):
         if (getattr(selection, name) or 0) < 0:
-            raise PrepareError(f"{name} must not be negative, not {getattr(selection, name)}")
+            raise InputError(f"{name} must not be negative, not {getattr(selection, name)}")
     if split.valid < 0:
-        raise PrepareError(f"the number or fraction of validation units must not be negative, not {split.valid}")
+        raise InputError(f"the number or fraction of validation units must not be negative, not {split.valid}")
     if out.exists() and not overwrite:
-        raise PrepareError(f"{out}: already exists (pass --overwrite to replace it)")
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
 
 
 def _choose_utterances(corpus: Path, selection: Selection) -> list[Utterance]:
     utts, _ = discover(corpus)
     if not utts:
-        raise PrepareError(f"{corpus}: no audio files found (expected a TIMIT-style corpus)")
+        raise InputError(f"{corpus}: no audio files found (expected a TIMIT-style corpus)")
     chosen = [u for u in utts if selection.matches(u)][: selection.max_utterances]
     if not chosen:
-        raise PrepareError(
-            f"{corpus}: the selection matched no utterances "
-            f"({json.dumps({k: v for k, v in asdict(selection).items() if v is not None})}; "
-            f"{len(utts)} utterances in the corpus)"
-        )
+        asked = json.dumps({k: v for k, v in asdict(selection).items() if v is not None})
+        raise InputError(f"{corpus}: the selection matched no utterances ({asked}; {len(utts)} utterances in the corpus)")
     return chosen
 
 
@@ -168,16 +129,15 @@ def _filter_ids(pset: PhoneSet, selection: Selection) -> set[int] | None:
     try:
         return {pset.id(pset.map_label(p)) for p in selection.phone_filter}
     except (UnknownPhoneError, KeyError):
-        raise PrepareError(f"phone filter {selection.phone_filter}: not all are phones of {pset.name}") from None
+        raise InputError(f"phone filter {selection.phone_filter}: not all are phones of {pset.name}") from None
 
 
 def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int] | None,
                     max_sequences: int | None, store: Callable[[SequenceAudio], StoredSequence],
                     ) -> tuple[list[StoredSequence], list[str]]:
-    """Read the chosen utterances and ``store`` each sequence at once (memory holds one
-    utterance); returns (what ``store`` kept, messages of what was skipped). A bad
-    utterance stops the preparation, or with ``skip_bad`` is skipped; short phone-filter
-    segments are always skipped."""
+    """Read the chosen utterances and ``store`` each sequence at once; returns (what ``store``
+    kept, messages of what was skipped: bad utterances with ``skip_bad``, short phone-filter
+    segments always)."""
     if opts.progress:
         from tqdm import tqdm
 
@@ -205,28 +165,20 @@ def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int]
                 raise CorpusError(msg)
             skipped.append(msg)
         if max_sequences is not None and len(seqs) >= max_sequences:
-            return seqs, skipped
+            break
     return seqs, skipped
 
 
 def _meta(records: list[dict], norm, opts: Options, described: dict, durations: dict[str, float]) -> dict:
-    """``meta.json``; ``described``: its ``selection``, ``split``, ``source`` and ``skipped``;
-    ``durations``: each phone's mean duration in seconds over the training split."""
+    """``meta.json``; ``described``: its ``selection``, ``split``, ``source`` and ``skipped``."""
     pset = opts.phone_set
     return {
-        "format_version": FORMAT_VERSION,
-        "sample_rate": opts.sample_rate,
-        "phone_set": pset.name,
-        "phone_map": pset.extra_map,
-        "phones": pset.symbols,
-        "window": opts.window,
-        "pad": opts.pad,
+        "format_version": FORMAT_VERSION, "sample_rate": opts.sample_rate, "phone_set": pset.name,
+        "phone_map": pset.extra_map, "phones": pset.symbols, "window": opts.window, "pad": opts.pad,
         "normalisation": {"mean": norm.mean, "std": norm.std, "computed_on": "train"},
-        "phone_durations": durations,
-        "selection": described["selection"],
+        "phone_durations": durations, "selection": described["selection"],
         "split": {**described["split"], "valid_sequences": [r["id"] for r in records if r["split"] == "valid"]},
-        "source": described["source"],
+        "source": described["source"], "skipped": described["skipped"],
         "summary": summarise(records, opts.sample_rate, opts.window, opts.pad),
-        "skipped": described["skipped"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -1,5 +1,5 @@
-"""Which utterances to keep (:class:`Selection`) and which sequences go to validation
-(:class:`SplitRule`, applied by :func:`assign_split`: seeded, reproducible)."""
+"""Which utterances to keep (:class:`Selection`) and which units go to validation
+(:class:`SplitRule`: seeded, reproducible)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import PrepareError
 from .corpus import Utterance
-from .write import StoredSequence
+from .errors import InputError
 
 
 @dataclass
 class Selection:
-    """Which utterances (and segments) to keep. ``None`` means no restriction."""
+    """Which utterances (and segments) to keep; ``None`` means no restriction."""
 
     speakers: list[str] | None = None
     dialects: list[str] | None = None
@@ -29,28 +28,18 @@ class Selection:
         def _in(value, allowed):
             return allowed is None or (value is not None and value.upper() in {a.upper() for a in allowed})
 
-        if self.utterances is not None:
-            keys = {k.upper() for k in self.utterances}
-            stem = Path(u.audio).stem.upper()
-            if u.id.upper() not in keys and stem not in keys:
-                return False
-        return (
-            _in(u.speaker, self.speakers)
-            and _in(u.dialect, self.dialects)
-            and _in(u.utt_type, self.utt_types)
-            and (self.corpus_split is None or u.corpus_split == self.corpus_split.lower())
-        )
+        named = self.utterances is None or bool({u.id.upper(), Path(u.audio).stem.upper()}
+                                                & {k.upper() for k in self.utterances})
+        return (named and _in(u.speaker, self.speakers) and _in(u.dialect, self.dialects)
+                and _in(u.utt_type, self.utt_types)
+                and (self.corpus_split is None or u.corpus_split == self.corpus_split.lower()))
 
 
 @dataclass
 class SplitRule:
-    """How to choose validation data.
-
-    ``mode``: ``"per_speaker"`` takes ``valid`` units (a count if >= 1, else a fraction)
-    from each speaker; ``"total"`` takes ``valid`` units from the whole pool; ``"official"``
-    uses the corpus's own train/test split (test becomes valid); ``"none"`` puts everything
-    in train. ``unit``: ``"utterance"`` or ``"sequence"`` (they differ with a phone filter).
-    """
+    """``mode``: ``per_speaker`` takes ``valid`` units (a count if >= 1, else a fraction) from
+    each speaker, ``total`` from the whole pool, ``official`` makes the corpus's test part
+    validation, ``none`` puts everything in train; ``unit``: ``utterance`` or ``sequence``."""
 
     mode: str = "per_speaker"
     valid: float = 1
@@ -65,57 +54,41 @@ def split_labels(units: list[tuple[str, Utterance]], rule: SplitRule) -> list[st
     if rule.mode == "official":
         for _, u in units:
             if u.corpus_split is None:
-                raise PrepareError(f"{u.audio}: the official split needs the TIMIT layout (TRAIN/TEST folders)")
+                raise InputError(f"{u.audio}: the official split needs the TIMIT layout (TRAIN/TEST folders)")
         return ["valid" if u.corpus_split == "test" else "train" for _, u in units]
     if rule.unit not in ("utterance", "sequence"):
-        raise PrepareError(f"split unit must be 'utterance' or 'sequence', not {rule.unit!r}")
+        raise InputError(f"split unit must be 'utterance' or 'sequence', not {rule.unit!r}")
     keys = [u.id if rule.unit == "utterance" else sid for sid, u in units]
-    valid = _draw_valid(_units_by_group(units, keys, rule), rule)
-    return ["valid" if k in valid else "train" for k in keys]
-
-
-def assign_split(seqs: list[StoredSequence], rule: SplitRule) -> None:
-    """Set ``split`` of every sequence by ``rule``."""
-    for s, label in zip(seqs, split_labels([(s.id, s.utt) for s in seqs], rule)):
-        s.split = label
-
-
-def check_split(chosen: list[Utterance], rule: SplitRule) -> None:
-    """The split's errors that the chosen utterances already show, before any audio is read.
-    Reading can only drop utterances, and a rule that fails on a set of utterances fails
-    on each subset; sequences (``unit="sequence"``) are only known after reading."""
-    if rule.mode in ("none", "official") or rule.unit != "sequence":
-        split_labels([(u.id, u) for u in chosen], rule)
-
-
-def _units_by_group(units: list[tuple[str, Utterance]], keys: list[str], rule: SplitRule) -> dict[str, list[str]]:
-    """Split units (``keys``, first appearance order) per speaker, or all in one group."""
     if rule.mode == "per_speaker":
         groups: dict[str, dict[str, None]] = {}
         for (_, u), key in zip(units, keys):
             groups.setdefault(u.speaker or "", {})[key] = None
-        return {name: list(g) for name, g in groups.items()}
-    if rule.mode == "total":
-        return {"": list(dict.fromkeys(keys))}
-    raise PrepareError(f"unknown split mode {rule.mode!r}")
+    elif rule.mode == "total":
+        groups = {"": dict.fromkeys(keys)}
+    else:
+        raise InputError(f"unknown split mode {rule.mode!r}")
+    valid = _draw_valid({name: sorted(g) for name, g in groups.items()}, rule)
+    return ["valid" if k in valid else "train" for k in keys]
+
+
+def check_split(chosen: list[Utterance], rule: SplitRule) -> None:
+    """The split's errors that the chosen utterances already show, before any audio is read
+    (reading only drops utterances; sequences are known only after reading)."""
+    if rule.mode in ("none", "official") or rule.unit != "sequence":
+        split_labels([(u.id, u) for u in chosen], rule)
 
 
 def _draw_valid(groups: dict[str, list[str]], rule: SplitRule) -> set[str]:
-    """The validation units: ``rule.valid`` of each group, drawn with a seed per group."""
+    """``rule.valid`` units of each group, drawn with a seed per group."""
     valid: set[str] = set()
     for name in sorted(groups):
-        units = sorted(groups[name])
+        units = groups[name]
         n = int(rule.valid) if rule.valid >= 1 else int(round(rule.valid * len(units)))
-        if n >= len(units) and len(units) > 0:
-            raise PrepareError(
-                f"speaker {name or '(all)'} has {len(units)} {rule.unit}(s): cannot take {n} for "
-                "validation and keep any for training"
-            )
-        rng = random.Random(f"{rule.seed}:{name}")
-        valid.update(rng.sample(units, n))
+        if n >= len(units) > 0:
+            raise InputError(f"speaker {name or '(all)'} has {len(units)} {rule.unit}(s): cannot take {n} "
+                             "for validation and keep any for training")
+        valid.update(random.Random(f"{rule.seed}:{name}").sample(units, n))
     if not valid:
-        raise PrepareError(
-            f"the split takes no validation data ({rule.mode}, --valid {rule.valid:g} of "
-            f"{sum(len(g) for g in groups.values())} {rule.unit}s); use a larger --valid, or --split none"
-        )
+        raise InputError(f"the split takes no validation data ({rule.mode}, --valid {rule.valid:g} of "
+                         f"{sum(len(g) for g in groups.values())} {rule.unit}s); use a larger --valid, or --split none")
     return valid

@@ -11,7 +11,8 @@ from prep_helpers import BAD_CASES, bad_corpus, read_prepared, write_audio, writ
 
 from data_prep.audio import AudioError
 from data_prep.corpus import CorpusError
-from data_prep.prepare import PrepareError, Selection, SplitRule, prepare
+from data_prep.errors import InputError
+from data_prep.prepare import Selection, SplitRule, prepare
 
 
 
@@ -22,7 +23,7 @@ def _kw(case):
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_error_names_file(tmp_path, case):
     d = bad_corpus(tmp_path, case)
-    with pytest.raises((AudioError, CorpusError, PrepareError)) as info:
+    with pytest.raises((AudioError, CorpusError, InputError)) as info:
         prepare(d, tmp_path / "out", **_kw(case))
     msg = str(info.value)
     assert re.search(BAD_CASES[case][1], msg), msg
@@ -45,7 +46,7 @@ def test_everything_bad_is_an_error_even_with_skip_bad(tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
     BAD_CASES["overlap"][0](d)
-    with pytest.raises(PrepareError, match=r"corpus: no usable sequences in the selection \(1 skipped\)"):
+    with pytest.raises(InputError, match=r"corpus: no usable sequences in the selection \(1 skipped\)"):
         prepare(d, tmp_path / "out", skip_bad=True, split=SplitRule(mode="none"), progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -53,12 +54,12 @@ def test_everything_bad_is_an_error_even_with_skip_bad(tmp_path):
 def test_empty_selection_and_empty_corpus(tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
-    with pytest.raises(PrepareError, match=r"corpus: no audio files found"):
+    with pytest.raises(InputError, match=r"corpus: no audio files found"):
         prepare(d, tmp_path / "out", progress=False)
     write_good(d)
-    with pytest.raises(PrepareError, match=r"corpus: the selection matched no utterances .*\"dialects\": \[\"DR9\"\]"):
+    with pytest.raises(InputError, match=r"corpus: the selection matched no utterances .*\"dialects\": \[\"DR9\"\]"):
         prepare(d, tmp_path / "out", selection=Selection(dialects=["DR9"]), skip_bad=True, progress=False)
-    with pytest.raises(PrepareError, match=r"corpus: the selection matched no utterances"):
+    with pytest.raises(InputError, match=r"corpus: the selection matched no utterances"):
         prepare(d, tmp_path / "out", selection=Selection(max_utterances=0), progress=False)
 
 
@@ -78,11 +79,11 @@ def test_bad_phone_map_and_window(tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
     write_good(d)
-    with pytest.raises(PrepareError, match="phone mapping brth=xyz"):
+    with pytest.raises(InputError, match="phone mapping brth=xyz"):
         prepare(d, tmp_path / "out", phone_map={"brth": "xyz"}, progress=False)
-    with pytest.raises(PrepareError, match="window must be at least 1"):
+    with pytest.raises(InputError, match="window must be at least 1"):
         prepare(d, tmp_path / "out", window=0, progress=False)
-    with pytest.raises(PrepareError, match="pad must be"):
+    with pytest.raises(InputError, match="pad must be"):
         prepare(d, tmp_path / "out", pad="reflect", progress=False)
 
 
@@ -90,6 +91,6 @@ def test_silent_training_data(tmp_path):
     d = tmp_path / "corpus"
     write_audio(d / "quiet.wav", np.zeros(1000, np.int16), fmt="WAV")
     write_phn(d / "quiet.phn", [(0, 1000, "h#")])
-    with pytest.raises(PrepareError, match="silent"):
+    with pytest.raises(InputError, match="silent"):
         prepare(d, tmp_path / "out", progress=False, split=SplitRule(mode="none"))
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["corpus"]

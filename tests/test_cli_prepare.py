@@ -31,7 +31,7 @@ def test_bad_input_exit_code_2(tmp_path, capsys, case):
     extra = ["--no-resample"] if case == "wrong_rate" else []
     rc, out, err = _run(capsys, "prepare", d, tmp_path / "out", "--quiet", *extra)
     assert rc == 2
-    assert err.startswith("error: ") and re.search(BAD_CASES[case][1], err), err
+    assert err.startswith("waveform-mdn prepare: error: ") and err.count("\n") == 1 and re.search(BAD_CASES[case][1], err), err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     rc, out, err = _run(capsys, "prepare", d, tmp_path / "out", "--quiet", "--skip-bad", "--split", "none", *extra)
     assert rc == 0, err

@@ -17,7 +17,8 @@ import data_prep.prepare as prep_mod
 from data_prep import FORMAT_VERSION
 from data_prep.corpus import CorpusError
 from data_prep.phones import PhoneSet
-from data_prep.prepare import PrepareError, Selection, SplitRule, prepare
+from data_prep.errors import InputError
+from data_prep.prepare import Selection, SplitRule, prepare
 
 
 def _prep(corpus, out, **kw):
@@ -121,9 +122,9 @@ def test_split_total_and_none_and_errors(demo_corpus, tmp_path):
     assert m["summary"]["valid"]["utterances"] == 5
     m = _prep(demo_corpus, tmp_path / "n", split=SplitRule(mode="none"))
     assert m["summary"]["valid"]["sequences"] == 0 and m["split"]["valid_sequences"] == []
-    with pytest.raises(PrepareError, match=r"speaker FSLT0 has 12 utterance\(s\): cannot take 12"):
+    with pytest.raises(InputError, match=r"speaker FSLT0 has 12 utterance\(s\): cannot take 12"):
         _prep(demo_corpus, tmp_path / "x", split=SplitRule(valid=12))
-    with pytest.raises(PrepareError, match="unknown split mode"):
+    with pytest.raises(InputError, match="unknown split mode"):
         _prep(demo_corpus, tmp_path / "x", split=SplitRule(mode="bogus"))
     assert not (tmp_path / "x").exists()
 
@@ -149,7 +150,7 @@ def test_selections(demo_corpus, tmp_path, sel, expect):
 
 
 def test_empty_selection_is_an_error(demo_corpus, tmp_path):
-    with pytest.raises(PrepareError, match=r"demo_corpus: the selection matched no utterances.*NOBODY"):
+    with pytest.raises(InputError, match=r"demo_corpus: the selection matched no utterances.*NOBODY"):
         _prep(demo_corpus, tmp_path / "o", selection=Selection(speakers=["NOBODY"]))
     assert not (tmp_path / "o").exists()
 
@@ -214,7 +215,7 @@ def test_phone_filter_skips_short_segments_and_lists_them(tmp_path):
 
 
 def test_phone_filter_unknown_phone(demo_corpus, tmp_path):
-    with pytest.raises(PrepareError, match=r"phone filter \['xx'\]"):
+    with pytest.raises(InputError, match=r"phone filter \['xx'\]"):
         _prep(demo_corpus, tmp_path / "o", selection=Selection(phone_filter=["xx"]))
 
 
@@ -346,7 +347,7 @@ def test_existing_out_needs_overwrite(demo_corpus, tmp_path):
     out = tmp_path / "OUT"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(PrepareError, match="OUT: already exists"):
+    with pytest.raises(InputError, match="OUT: already exists"):
         _prep(demo_corpus, out)
     assert (out / "precious.txt").read_text() == "keep me"
 
@@ -375,7 +376,7 @@ def test_split_by_sequence_and_official_needs_timit(tmp_path):
               split=SplitRule(mode="total", valid=1, unit="utterance", seed=0))
     assert m["summary"]["train"]["sequences"] == 2 and m["summary"]["valid"]["sequences"] == 2
     assert m["summary"]["valid"]["utterances"] == 1
-    with pytest.raises(PrepareError, match=r"u1\.wav: the official split needs the TIMIT layout"):
+    with pytest.raises(InputError, match=r"u1\.wav: the official split needs the TIMIT layout"):
         _prep(d, tmp_path / "o3", split=SplitRule(mode="official"))
 
 
@@ -395,7 +396,7 @@ def test_split_errors_come_before_any_audio_is_read(tmp_path, monkeypatch, split
         raise AssertionError("audio was read before the split was checked")
 
     monkeypatch.setattr("data_prep.sequences.read_audio", no_reading)
-    with pytest.raises(PrepareError, match=pattern):
+    with pytest.raises(InputError, match=pattern):
         _prep(d, tmp_path / "o", split=split)
     assert not (tmp_path / "o").exists()
 
@@ -405,7 +406,7 @@ def test_a_split_that_takes_no_validation_data_is_refused(demo_corpus, tmp_path,
     """--valid 0, or a fraction that rounds to 0 for every speaker, would only fail later
     in training: refuse it at preparation, naming the rule, and write nothing."""
     out = tmp_path / "p"
-    with pytest.raises(PrepareError, match=r"no validation data.*--valid"):
+    with pytest.raises(InputError, match=r"no validation data.*--valid"):
         prepare(demo_corpus, out, split=SplitRule(mode="per_speaker", valid=valid), progress=False)
     assert not out.exists() and not list(tmp_path.iterdir())
     # --split none is the way to have no validation data

@@ -1,10 +1,5 @@
-"""The ``waveform-mdn`` command: one entry point, a subcommand per stage.
-
-``prepare`` and ``corpus-info`` come from :mod:`data_prep.cli`; ``fit`` (and ``validate``)
-from :mod:`waveform_mdn.train` (LightningCLI); ``generate`` from
-:mod:`waveform_mdn.generation.cli`; ``compare`` from :mod:`waveform_mdn.compare.cli`. Each module is
-imported only when its subcommand runs, so ``prepare`` starts quickly.
-"""
+"""The ``waveform-mdn`` command: a subcommand per stage, each module imported only when its
+subcommand runs (so ``prepare`` starts quickly), and the one handler of bad input."""
 
 from __future__ import annotations
 
@@ -13,8 +8,6 @@ import sys
 
 from data_prep.errors import InputError
 
-#: exit statuses: 2 for bad input (a file, an option; one line on stderr), 3 for a
-#: non-finite training loss (:class:`waveform_mdn.models.NonFiniteLossError`)
 EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
 
 COMMANDS = {
@@ -27,22 +20,20 @@ COMMANDS = {
     "compare": ("waveform_mdn.compare.cli", "compare runs: table, curves, audio measurements, Markdown report"),
     "versions": (None, "print the installed versions of torch, torchaudio, Lightning, ... on one line"),
 }
-
 VERSIONED = ("torch", "torchaudio", "pytorch-lightning", "librosa", "soundfile", "numpy")
+USAGE = ("usage: waveform-mdn COMMAND [ARGS]\n\ncommands:\n"
+         + "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items())
+         + "\n\nexit status: 0 done; 2 bad input (an option or a file; one line on stderr);"
+         + "\n             3 a non-finite training loss (fit)")
 
 
 def versions_line() -> str:
-    """The installed versions of the packages whose mismatch breaks an install, on one line
-    (read from the package metadata: nothing is imported, so a broken torchaudio still shows)."""
+    """The installed versions whose mismatch breaks an install, from the package metadata
+    (nothing imported, so a broken torchaudio still shows)."""
     from data_prep.audio import installed_version
 
     py = ".".join(map(str, sys.version_info[:3]))
     return "versions: python " + py + " " + " ".join(f"{n} {installed_version(n)}" for n in VERSIONED)
-
-
-USAGE = "usage: waveform-mdn COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
-    f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,14 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd = argv[0]
     if cmd not in COMMANDS:
         print(f"waveform-mdn: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if cmd == "versions":
         print(versions_line())
         return 0
-    module = importlib.import_module(COMMANDS[cmd][0])
-    try:  # every command gets argv with its name first and returns its exit status
-        return int(module.main(argv) or 0)
-    except InputError as e:
+    try:  # every command's main gets argv with its name first and returns its exit status
+        return int(importlib.import_module(COMMANDS[cmd][0]).main(argv) or 0)
+    except (InputError, OSError) as e:  # OSError: a file that cannot be read or written
         print(f"waveform-mdn {cmd}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
