@@ -1,15 +1,13 @@
-"""Generated draws follow the tempered predictive distribution, for every registered head
-and both engine paths (1 stream: the head's row sampler; 64 streams: its tensor functions),
-at temperature 1, 0.5 and 0, and with the scales at their floor.
+"""Each head's draws follow the tempered predictive distribution, for every registered
+head, at temperature 1, 0.5 and 0, and with the scales at their floor.
 
-The expected distribution of each draw is written here by hand from the head's linear
-projection (softmax(logits / T), softplus(raw) + floor, scales * T) and tested with scipy:
-a Kolmogorov-Smirnov test of the probability integral transform for continuous heads, a
+The expected law of each draw is written here by hand from the head's linear projection
+(softmax(logits / T), softplus(raw) + floor, scales * T) and tested with scipy: a
+Kolmogorov-Smirnov test of the probability integral transform for continuous heads, a
 chi-square test of the class counts for a categorical head, exact values at T = 0. A head
-registered elsewhere (another test's) is checked at T = 1 against its own distribution's CDF.
-Runs are teacher forced (every window is the real signal), seeded, so every outcome is fixed.
-A planted bug such as half the noise in the many-streams path, or a scale floor of 0, moves
-the p-values below 1e-6; correct sampling gives p-values that are fixed numbers above 1e-3.
+registered elsewhere is checked at T = 1 against its own distribution's CDF. The features
+are the trunk's at real speech windows; draws are seeded, so every outcome is fixed. A
+planted bug such as half the noise or a scale floor of 0 moves the p-values below 1e-6.
 """
 
 from __future__ import annotations
@@ -23,15 +21,14 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from waveform_mdn import generate as G
-from waveform_mdn.data import PreparedDataset, phone_context
+from waveform_mdn.data import NextSampleDataset, PreparedDataset
 from waveform_mdn.heads import HEADS, Head, register_head
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
 MIN_SCALE = 1e-3
 P_MIN = 1e-3  #: smallest p-value accepted (the outcomes are fixed by the seeds)
-STEPS = {1: 2500, 64: 120}  #: generated positions per stream: 2,500 and 7,680 draws
+N_DRAWS = 7680
 LAPLACE = "test_statistics_laplace"
 KNOWN = ("gaussian", "mixture", "logistic_mixture", "mulaw_softmax", LAPLACE)  #: heads with a hand-written law here
 
@@ -78,25 +75,17 @@ def make_model(prepared: PreparedDataset, head: str, at_floor: bool) -> Waveform
     return m.eval()
 
 
-def teacher_forced_draws(model, prepared, n_streams: int, tw: float, ts: float):
-    """(draws [N, m], the head's linear projection at those positions [N, m, out], sampler,
-    the features the head reads [N * m, H])."""
-    m = STEPS[n_streams]
-    n = W + m
-    items = [G.sequence_from_prepared(prepared, k % 8) for k in range(n_streams)]
-    ref = torch.stack([torch.from_numpy(prepared.normalise(s.reference[:n])) for s in items])
-    stats = G.GenerationStats()
-    x = G.generate(model, G.sequence_contexts(items, n, "target", W), n, given=ref[:, :W], teacher=ref,
-                   temperature_weights=tw, temperature_scales=ts, seed=[100 + 7 * k for k in range(n_streams)],
-                   stats=stats)
-    t = torch.arange(W, n)
-    proj, features = [], []
+def draws_at_speech(model, prepared, tw: float, ts: float):
+    """(draws [N], the head's linear projection there [N, out], the features [N, H]): one
+    seeded draw from the head's sampler at each of N windows of the prepared speech."""
+    ds = NextSampleDataset(prepared, split=None, window=W)
+    batch = ds.get_batch(torch.linspace(0, len(ds) - 1, N_DRAWS).long())
+    h = model.net.head
     with torch.no_grad():
-        for k, seq in enumerate(items):
-            ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), "target", W)
-            features.append(model.net.features(ref[k].unfold(0, W, 1)[:m], **ctx))
-            proj.append(model.net.head.project(features[-1]).double())
-    return x[:, W:].double().numpy(), torch.stack(proj).numpy(), stats.sampler, torch.cat(features)
+        features = model.net.batch_features(batch)
+        noise = h.draw_noise((N_DRAWS,), torch.Generator().manual_seed(100))
+        x = h.sample_from_noise(h.params(features), noise, tw, ts)
+        return x.double().numpy(), h.project(features).double().numpy(), features
 
 
 def softplus(v: np.ndarray) -> np.ndarray:
@@ -172,17 +161,16 @@ def check_law(head: str, model, draws: np.ndarray, proj: np.ndarray, tw: float, 
     raise AssertionError(head)
 
 
-@pytest.mark.parametrize("n_streams", [1, 64])
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 0.0])
 @pytest.mark.parametrize("at_floor", [False, True], ids=["scales", "floor"])
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_draws_follow_the_tempered_predictive_distribution(prepared, head, at_floor, temperature, n_streams):
+def test_draws_follow_the_tempered_predictive_distribution(prepared, head, at_floor, temperature):
     if head not in KNOWN and (at_floor or temperature != 1.0):
         pytest.skip(f"head {head!r}: no hand-written law here, only its own CDF at T = 1")
     if at_floor and head == "mulaw_softmax":
         pytest.skip("a softmax over classes has no scales")
     model = make_model(prepared, head, at_floor)
-    draws, proj, sampler, features = teacher_forced_draws(model, prepared, n_streams, temperature, temperature)
+    draws, proj, features = draws_at_speech(model, prepared, temperature, temperature)
     assert np.isfinite(draws).all()
     if head in KNOWN:
         check_law(head, model, draws, proj, temperature, temperature, at_floor)
@@ -196,23 +184,22 @@ def test_draws_follow_the_tempered_predictive_distribution(prepared, head, at_fl
     assert scipy.stats.kstest(u.double().numpy(), "uniform").pvalue > P_MIN
 
 
-@pytest.mark.parametrize("n_streams", [1, 64])
 @pytest.mark.parametrize("head", ["gaussian", "mixture", "logistic_mixture"])
-def test_most_probable_component_with_its_noise(prepared, head, n_streams):
+def test_most_probable_component_with_its_noise(prepared, head):
     """T_w = 0, T_s = 1: the most probable component (by hand), plus its full noise."""
     if head not in HEADS:
         pytest.skip(f"head {head!r} is not registered")
     model = make_model(prepared, head, False)
-    draws, proj, _, _ = teacher_forced_draws(model, prepared, n_streams, 0.0, 1.0)
+    draws, proj, _ = draws_at_speech(model, prepared, 0.0, 1.0)
     check_law(head, model, draws, proj, 0.0, 1.0, False)
 
 
 @pytest.mark.parametrize("head", ["gaussian", "mixture"])
 def test_spread_of_the_draws_is_the_scale_times_the_temperature(prepared, head):
-    """A direct second check of the noise level in the 64-stream path: at the floor every
+    """A direct second check of the noise level: at the floor every
     draw is its component's mean plus T_s * 1e-3 * a standard normal number."""
     model = make_model(prepared, head, True)
-    draws, proj, _, _ = teacher_forced_draws(model, prepared, 64, 0.0, 0.5)
+    draws, proj, _ = draws_at_speech(model, prepared, 0.0, 0.5)
     out = proj.reshape(-1, proj.shape[-1])
     if head == "mixture":
         K = model.net.head.components
