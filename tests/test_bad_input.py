@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-from prep_helpers import BAD_CASES, bad_corpus, read_prepared, write_audio, write_good, write_phn
 
 from data_prep.audio import AudioError
 from data_prep.corpus import CorpusError
@@ -15,70 +14,67 @@ from data_prep.errors import InputError
 from data_prep.prepare import Selection, SplitRule, prepare
 
 
-
 def _kw(case):
     return {"resample": case != "wrong_rate", "progress": False}
 
 
-@pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_error_names_file(tmp_path, case):
-    d = bad_corpus(tmp_path, case)
+def test_bad_input_error_names_file(corpora, tmp_path, bad_case):
+    d = corpora.bad_corpus(tmp_path, bad_case)
     with pytest.raises((AudioError, CorpusError, InputError)) as info:
-        prepare(d, tmp_path / "out", **_kw(case))
+        prepare(d, tmp_path / "out", **_kw(bad_case))
     msg = str(info.value)
-    assert re.search(BAD_CASES[case][1], msg), msg
+    assert re.search(corpora.BAD_CASES[bad_case][1], msg), msg
     assert str(d) in msg  # the full path of the file
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
 
 
-@pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_skipped_and_listed(tmp_path, case):
-    d = bad_corpus(tmp_path, case)
-    meta = prepare(d, tmp_path / "out", skip_bad=True, split=SplitRule(mode="none"), **_kw(case))
-    assert len(meta["skipped"]) == 1 and re.search(BAD_CASES[case][1], meta["skipped"][0])
-    meta2, seqs, wave, *_ = read_prepared(tmp_path / "out")
+def test_bad_input_skipped_and_listed(corpora, tmp_path, bad_case):
+    d = corpora.bad_corpus(tmp_path, bad_case)
+    meta = prepare(d, tmp_path / "out", skip_bad=True, split=SplitRule(mode="none"), **_kw(bad_case))
+    assert len(meta["skipped"]) == 1 and re.search(corpora.BAD_CASES[bad_case][1], meta["skipped"][0])
+    meta2, seqs, wave, *_ = corpora.read_prepared(tmp_path / "out")
     assert meta2["skipped"] == meta["skipped"]
     assert [s["id"] for s in seqs] == ["good"] and len(wave) == 1000
 
 
-def test_everything_bad_is_an_error_even_with_skip_bad(tmp_path):
+def test_everything_bad_is_an_error_even_with_skip_bad(corpora, tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
-    BAD_CASES["overlap"][0](d)
+    corpora.BAD_CASES["overlap"][0](d)
     with pytest.raises(InputError, match=r"corpus: no usable sequences in the selection \(1 skipped\)"):
         prepare(d, tmp_path / "out", skip_bad=True, split=SplitRule(mode="none"), progress=False)
     assert not (tmp_path / "out").exists()
 
 
-def test_empty_selection_and_empty_corpus(tmp_path):
+def test_empty_selection_and_empty_corpus(corpora, tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
     with pytest.raises(InputError, match=r"corpus: no audio files found"):
         prepare(d, tmp_path / "out", progress=False)
-    write_good(d)
+    corpora.write_good(d)
     with pytest.raises(InputError, match=r"corpus: the selection matched no utterances .*\"dialects\": \[\"DR9\"\]"):
         prepare(d, tmp_path / "out", selection=Selection(dialects=["DR9"]), skip_bad=True, progress=False)
     with pytest.raises(InputError, match=r"corpus: the selection matched no utterances"):
         prepare(d, tmp_path / "out", selection=Selection(max_utterances=0), progress=False)
 
 
-def test_short_sequence_ok_with_zero_pad(tmp_path):
-    d = bad_corpus(tmp_path, "too_short")
+def test_short_sequence_ok_with_zero_pad(corpora, tmp_path):
+    d = corpora.bad_corpus(tmp_path, "too_short")
     meta = prepare(d, tmp_path / "out", pad="zero", progress=False, split=None)
     assert meta["skipped"] == [] and meta["summary"]["train"]["sequences"] + meta["summary"]["valid"]["sequences"] == 2
 
 
-def test_phone_map_makes_unknown_label_usable(tmp_path):
-    d = bad_corpus(tmp_path, "unknown_phone")
+def test_phone_map_makes_unknown_label_usable(corpora, tmp_path):
+    d = corpora.bad_corpus(tmp_path, "unknown_phone")
     meta = prepare(d, tmp_path / "out", phone_map={"brth": "pau"}, progress=False, split=None)
     assert meta["skipped"] == [] and meta["phone_map"] == {"brth": "pau"}
 
 
-def test_bad_phone_map_and_window(tmp_path):
+def test_bad_phone_map_and_window(corpora, tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
-    write_good(d)
+    corpora.write_good(d)
     with pytest.raises(InputError, match="phone mapping brth=xyz"):
         prepare(d, tmp_path / "out", phone_map={"brth": "xyz"}, progress=False)
     with pytest.raises(InputError, match="window must be at least 1"):
@@ -87,10 +83,10 @@ def test_bad_phone_map_and_window(tmp_path):
         prepare(d, tmp_path / "out", pad="reflect", progress=False)
 
 
-def test_silent_training_data(tmp_path):
+def test_silent_training_data(corpora, tmp_path):
     d = tmp_path / "corpus"
-    write_audio(d / "quiet.wav", np.zeros(1000, np.int16), fmt="WAV")
-    write_phn(d / "quiet.phn", [(0, 1000, "h#")])
+    corpora.write_audio(d / "quiet.wav", np.zeros(1000, np.int16), fmt="WAV")
+    corpora.write_phn(d / "quiet.phn", [(0, 1000, "h#")])
     with pytest.raises(InputError, match="silent"):
         prepare(d, tmp_path / "out", progress=False, split=SplitRule(mode="none"))
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["corpus"]

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from prep_helpers import BAD_CASES, bad_corpus, signal, write_audio, write_good
 
 from waveform_mdn.cli import main
 
@@ -24,18 +23,16 @@ def _run(capsys, *argv):
     return rc, out.out, out.err
 
 
-
-@pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_exit_code_2(tmp_path, capsys, case):
-    d = bad_corpus(tmp_path, case)
-    extra = ["--no-resample"] if case == "wrong_rate" else []
+def test_bad_input_exit_code_2(corpora, tmp_path, capsys, bad_case):
+    d = corpora.bad_corpus(tmp_path, bad_case)
+    extra = ["--no-resample"] if bad_case == "wrong_rate" else []
     rc, out, err = _run(capsys, "prepare", d, tmp_path / "out", "--quiet", *extra)
     assert rc == 2
-    assert err.startswith("waveform-mdn prepare: error: ") and err.count("\n") == 1 and re.search(BAD_CASES[case][1], err), err
+    assert err.startswith("waveform-mdn prepare: error: ") and err.count("\n") == 1 and re.search(corpora.BAD_CASES[bad_case][1], err), err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     rc, out, err = _run(capsys, "prepare", d, tmp_path / "out", "--quiet", "--skip-bad", "--split", "none", *extra)
     assert rc == 0, err
-    assert "skipped 1:" in out and re.search(BAD_CASES[case][1], out)
+    assert "skipped 1:" in out and re.search(corpora.BAD_CASES[bad_case][1], out)
     assert (tmp_path / "out" / "meta.json").is_file()
 
 
@@ -102,13 +99,13 @@ def test_corpus_info_on_corpus(capsys, demo_corpus):
     assert "problem" not in out
 
 
-def test_corpus_info_lists_problems(tmp_path, capsys):
+def test_corpus_info_lists_problems(corpora, tmp_path, capsys):
     d = tmp_path / "c"
     d.mkdir()
-    write_good(d)
+    corpora.write_good(d)
     (d / "broken.wav").write_bytes(b"garbage" * 10)
     (d / "broken.phn").write_text("0 10 h#\n")
-    write_audio(d / "nolab.wav", signal(500), fmt="WAV")
+    corpora.write_audio(d / "nolab.wav", corpora.signal(500), fmt="WAV")
     rc, out, err = _run(capsys, "corpus-info", d)
     assert rc == 0, err
     assert "layout: plain x3" in out and re.search(r"all\s+2\s", out)  # good.wav and nolab.wav
@@ -149,17 +146,17 @@ def test_corpus_info_errors(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not ENTRY.exists(), reason="waveform-mdn entry point not installed")
-def test_entry_point_subprocess(tmp_path):
+def test_entry_point_subprocess(corpora, tmp_path):
     """The installed command: success, then exit code 2 with the message on stderr."""
     out = tmp_path / "out"
     p = subprocess.run([str(ENTRY), "prepare", "demo", str(out), "--speakers", "MKAL0", "--quiet"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert (out / "meta.json").is_file() and "train" in p.stdout
-    d = bad_corpus(tmp_path, "overlap")
+    d = corpora.bad_corpus(tmp_path, "overlap")
     p = subprocess.run([str(ENTRY), "prepare", str(d), str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and re.search(BAD_CASES["overlap"][1], p.stderr) and "Traceback" not in p.stderr
+    assert p.returncode == 2 and re.search(corpora.BAD_CASES["overlap"][1], p.stderr) and "Traceback" not in p.stderr
 
 
 def test_prepare_of_a_16k_corpus_never_imports_torch(tmp_path):

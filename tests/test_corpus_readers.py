@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from prep_helpers import parse_phn, signal, timit_corpus, write_audio, write_phn, write_utterance
 
 from data_prep.audio import AudioError, read_audio, sniff
 from data_prep.corpus import CorpusError, discover, read_labels
@@ -68,7 +67,7 @@ def _demo_script():
     return module
 
 
-def test_demo_corpus_script_writes_a_readable_corpus_with_the_shipped_notice(tmp_path, demo_corpus):
+def test_demo_corpus_script_writes_a_readable_corpus_with_the_shipped_notice(corpora, tmp_path, demo_corpus):
     """scripts/make_demo_corpus.py with a stand-in Festival: a TIMIT-layout corpus whose
     NOTICE is the shipped one; a failing Festival leaves that corpus as it was."""
     import sys
@@ -82,7 +81,7 @@ def test_demo_corpus_script_writes_a_readable_corpus_with_the_shipped_notice(tmp
     assert (out / "NOTICE").read_bytes() == (demo_corpus / "NOTICE").read_bytes()
     utts, problems = discover(out)
     assert problems == [] and len(utts) == 36 and {u.layout for u in utts} == {"timit"}
-    labels = {lab for u in utts for _, _, lab in parse_phn(u.labels)}
+    labels = {lab for u in utts for _, _, lab in corpora.parse_phn(u.labels)}
     assert labels == {"h#", "s", "aa", "pau"}  # the breath -> pau, the edges -> h#
     before = sorted((p.relative_to(out), p.stat().st_size) for p in out.rglob("*"))
     assert script.main(["--out", str(out), "--festival", "/bin/false"]) == 1
@@ -92,9 +91,9 @@ def test_demo_corpus_script_writes_a_readable_corpus_with_the_shipped_notice(tmp
 
 @pytest.mark.parametrize("lower", [False, True])
 @pytest.mark.parametrize("fmt", ["NIST", "WAV"])
-def test_timit_any_case_any_header(tmp_path, lower, fmt):
+def test_timit_any_case_any_header(corpora, tmp_path, lower, fmt):
     """LDC layout in upper or lower case; .WAV holding NIST SPHERE or RIFF (sniffed)."""
-    timit_corpus(tmp_path, lower=lower, fmt=fmt, utts=("SA1", "SX10"))
+    corpora.timit_corpus(tmp_path, lower=lower, fmt=fmt, utts=("SA1", "SX10"))
     utts, problems = discover(tmp_path)
     assert problems == []
     assert [u.id for u in utts] == ["FABC0_SA1", "FABC0_SX10", "MDEF0_SA1", "MDEF0_SX10",
@@ -104,21 +103,21 @@ def test_timit_any_case_any_header(tmp_path, lower, fmt):
     assert (u.speaker, u.sex, u.dialect, u.utt_type, u.corpus_split) == ("MGHI0", "M", "DR3", "SX", "test")
     assert sniff(u.audio) == ("nist" if fmt == "NIST" else "riff")
     wave, sr = read_audio(u.audio)
-    assert sr == 16000 and wave.dtype == np.int16 and len(wave) == parse_phn(u.labels)[-1][1]
+    assert sr == 16000 and wave.dtype == np.int16 and len(wave) == corpora.parse_phn(u.labels)[-1][1]
 
 
-def test_timit_mixed_case(tmp_path):
+def test_timit_mixed_case(corpora, tmp_path):
     d = tmp_path / "Train" / "dr4" / "Fxyz1"
-    write_utterance(d, "Si2000", wav_ext=".Wav", phn_ext=".pHn")
+    corpora.write_utterance(d, "Si2000", wav_ext=".Wav", phn_ext=".pHn")
     (utt,), problems = discover(tmp_path)
     assert problems == []
     assert (utt.id, utt.speaker, utt.dialect, utt.utt_type, utt.corpus_split, utt.sex) == (
         "FXYZ1_SI2000", "FXYZ1", "DR4", "SI", "train", "F")
 
 
-def test_nltk_layout_synthetic(tmp_path):
-    write_utterance(tmp_path / "dr1-fvmh0", "sa1", wav_ext=".wav", phn_ext=".phn", fmt="WAV")
-    write_utterance(tmp_path / "dr2-mbjk0", "sx9", wav_ext=".wav", phn_ext=".phn", fmt="NIST")
+def test_nltk_layout_synthetic(corpora, tmp_path):
+    corpora.write_utterance(tmp_path / "dr1-fvmh0", "sa1", wav_ext=".wav", phn_ext=".phn", fmt="WAV")
+    corpora.write_utterance(tmp_path / "dr2-mbjk0", "sx9", wav_ext=".wav", phn_ext=".phn", fmt="NIST")
     (tmp_path / "README").write_text("not audio")
     utts, problems = discover(tmp_path)
     assert problems == []
@@ -145,10 +144,10 @@ def test_nltk_timit_sample(timit_sample):
     assert segs[0][:3] == (0, 2255, "h#") and segs[0][3] == 1
 
 
-def test_plain_folder(tmp_path):
-    write_utterance(tmp_path, "one", wav_ext=".wav", phn_ext=".phn", fmt="WAV")
-    write_utterance(tmp_path / "sub", "two", wav_ext=".wav", phn_ext=".phn", fmt="NIST")
-    write_audio(tmp_path / "three.wav", signal(1000), fmt="WAV")  # no labels
+def test_plain_folder(corpora, tmp_path):
+    corpora.write_utterance(tmp_path, "one", wav_ext=".wav", phn_ext=".phn", fmt="WAV")
+    corpora.write_utterance(tmp_path / "sub", "two", wav_ext=".wav", phn_ext=".phn", fmt="NIST")
+    corpora.write_audio(tmp_path / "three.wav", corpora.signal(1000), fmt="WAV")  # no labels
     utts, problems = discover(tmp_path)
     assert [(u.id, u.layout, u.speaker) for u in utts] == [
         ("one", "plain", None), ("sub_two", "plain", "sub"), ("three", "plain", None)]
@@ -167,9 +166,9 @@ nfields 3
 
 
 @pytest.mark.parametrize("voice", ["cmu_us_slt_arctic", "kal_voice"])
-def test_arctic_lab_layout(tmp_path, voice):
-    x = signal(3300)
-    write_audio(tmp_path / voice / "wav" / "arctic_a0001.wav", x, fmt="WAV")
+def test_arctic_lab_layout(corpora, tmp_path, voice):
+    x = corpora.signal(3300)
+    corpora.write_audio(tmp_path / voice / "wav" / "arctic_a0001.wav", x, fmt="WAV")
     (tmp_path / voice / "lab").mkdir()
     (tmp_path / voice / "lab" / "arctic_a0001.lab").write_text(LAB)
     (tmp_path / voice / "etc").mkdir()
@@ -189,17 +188,17 @@ def test_arctic_lab_without_header_with_hash_label(tmp_path):
     assert [s[:3] for s in read_labels(p, "lab", 16000, 16000)] == [(0, 160, "h#"), (160, 320, "aa")]
 
 
-def test_arctic_lab_case_insensitive(tmp_path):
-    write_audio(tmp_path / "v" / "WAV" / "A1.WAV", signal(3300), fmt="NIST")
+def test_arctic_lab_case_insensitive(corpora, tmp_path):
+    corpora.write_audio(tmp_path / "v" / "WAV" / "A1.WAV", corpora.signal(3300), fmt="NIST")
     (tmp_path / "v" / "Lab").mkdir()
     (tmp_path / "v" / "Lab" / "a1.LAB").write_text(LAB)
     (u,), problems = discover(tmp_path)
     assert problems == [] and u.layout == "arctic" and u.labels.endswith("a1.LAB")
 
 
-def test_duplicate_ids_are_an_error(tmp_path):
-    write_utterance(tmp_path / "dr1-fabc0", "sa1", wav_ext=".wav", phn_ext=".phn")
-    write_utterance(tmp_path / "x" / "dr1-fabc0", "sa1", wav_ext=".wav", phn_ext=".phn")
+def test_duplicate_ids_are_an_error(corpora, tmp_path):
+    corpora.write_utterance(tmp_path / "dr1-fabc0", "sa1", wav_ext=".wav", phn_ext=".phn")
+    corpora.write_utterance(tmp_path / "x" / "dr1-fabc0", "sa1", wav_ext=".wav", phn_ext=".phn")
     with pytest.raises(CorpusError, match="FABC0_SA1 also used by"):
         discover(tmp_path)
 
@@ -212,19 +211,19 @@ def test_missing_corpus_dir(tmp_path):
 # -------------------------------------------------------------------------------- audio
 @pytest.mark.parametrize("fmt", ["NIST", "WAV"])
 @pytest.mark.parametrize("name", ["a.wav", "a.WAV", "a.sph"])
-def test_read_audio_sniffs_header(tmp_path, fmt, name):
-    x = signal(5000, seed=3)
-    write_audio(tmp_path / name, x, fmt=fmt)
+def test_read_audio_sniffs_header(corpora, tmp_path, fmt, name):
+    x = corpora.signal(5000, seed=3)
+    corpora.write_audio(tmp_path / name, x, fmt=fmt)
     assert sniff(tmp_path / name) == ("nist" if fmt == "NIST" else "riff")
     wave, sr = read_audio(tmp_path / name)
     assert sr == 16000 and wave.dtype == np.int16 and np.array_equal(wave, x)
 
 
 @pytest.mark.parametrize("rate,fmt", [(8000, "WAV"), (22050, "NIST")])
-def test_resampling_to_16k(tmp_path, rate, fmt):
+def test_resampling_to_16k(corpora, tmp_path, rate, fmt):
     t = np.arange(rate) / rate  # one second of 440 Hz
     x = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
-    write_audio(tmp_path / "a.wav", x, sr=rate, fmt=fmt)
+    corpora.write_audio(tmp_path / "a.wav", x, sr=rate, fmt=fmt)
     wave, file_rate = read_audio(tmp_path / "a.wav", 16000, resample=True)
     assert file_rate == rate and wave.dtype == np.int16
     assert abs(len(wave) - 16000) <= 1
@@ -235,23 +234,23 @@ def test_resampling_to_16k(tmp_path, rate, fmt):
         read_audio(tmp_path / "a.wav", 16000, resample=False)
 
 
-def test_label_boundaries_scaled_with_file_rate(tmp_path):
-    p = write_phn(tmp_path / "a.phn", [(0, 800, "h#"), (800, 1700, "aa"), (1700, 2205, "h#")])
+def test_label_boundaries_scaled_with_file_rate(corpora, tmp_path):
+    p = corpora.write_phn(tmp_path / "a.phn", [(0, 800, "h#"), (800, 1700, "aa"), (1700, 2205, "h#")])
     assert [s[:2] for s in read_labels(p, "phn", 8000, 16000)] == [(0, 1600), (1600, 3400), (3400, 4410)]
     assert [s[:2] for s in read_labels(p, "phn", 22050, 16000)] == [(0, 580), (580, 1234), (1234, 1600)]
 
 
 @pytest.mark.parametrize("fmt", ["NIST", "WAV"])
-def test_multichannel_refused(tmp_path, fmt):
-    write_audio(tmp_path / "st.wav", np.stack([signal(1000), signal(1000, 1)], 1), fmt=fmt)
+def test_multichannel_refused(corpora, tmp_path, fmt):
+    corpora.write_audio(tmp_path / "st.wav", np.stack([corpora.signal(1000), corpora.signal(1000, 1)], 1), fmt=fmt)
     with pytest.raises(AudioError, match=r"st\.wav: 2 channels; only mono audio is supported"):
         read_audio(tmp_path / "st.wav")
 
 
 @pytest.mark.parametrize("fmt", ["NIST", "WAV"])
 @pytest.mark.parametrize("cut", [1, 1001])
-def test_truncated_audio(tmp_path, fmt, cut):
-    write_audio(tmp_path / "a.wav", signal(4000), fmt=fmt)
+def test_truncated_audio(corpora, tmp_path, fmt, cut):
+    corpora.write_audio(tmp_path / "a.wav", corpora.signal(4000), fmt=fmt)
     data = (tmp_path / "a.wav").read_bytes()
     (tmp_path / "t.wav").write_bytes(data[:-cut])
     with pytest.raises(AudioError, match=r"t\.wav: truncated: header says 4000 samples"):
@@ -280,8 +279,8 @@ def test_missing_audio(tmp_path):
     (["-5 100 h#"], r"x\.phn:1: segment \[-5, 100\)"),
     ([""], r"x\.phn: no phone segments"),
 ])
-def test_bad_phn_lines(tmp_path, lines, msg):
-    p = write_phn(tmp_path / "x.phn", lines)
+def test_bad_phn_lines(corpora, tmp_path, lines, msg):
+    p = corpora.write_phn(tmp_path / "x.phn", lines)
     with pytest.raises(CorpusError, match=msg):
         read_labels(p, "phn", 16000, 16000)
 
@@ -301,27 +300,27 @@ def test_missing_label_file(tmp_path):
         read_labels(tmp_path / "nope.phn", "phn", 16000, 16000)
 
 
-def test_hidden_files_and_folders_ignored(tmp_path):
+def test_hidden_files_and_folders_ignored(corpora, tmp_path):
     """macOS '._X.WAV' companions and the hidden temporary folder of a prepare run."""
-    timit_corpus(tmp_path, speakers=(("TRAIN", "DR1", "FABC0"),), utts=("SA1",))
+    corpora.timit_corpus(tmp_path, speakers=(("TRAIN", "DR1", "FABC0"),), utts=("SA1",))
     spk = tmp_path / "TRAIN" / "DR1" / "FABC0"
     (spk / "._SA1.WAV").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
-    write_utterance(tmp_path / ".out.tmp-123", "x", wav_ext=".wav", phn_ext=".phn")
+    corpora.write_utterance(tmp_path / ".out.tmp-123", "x", wav_ext=".wav", phn_ext=".phn")
     utts, problems = discover(tmp_path)
     assert [u.id for u in utts] == ["FABC0_SA1"] and problems == []
 
 
-def test_converted_copy_beside_the_original_is_passed_over(tmp_path):
+def test_converted_copy_beside_the_original_is_passed_over(corpora, tmp_path):
     """Some TIMIT copies hold SA1.WAV.wav (RIFF) beside SA1.WAV (SPHERE) + SA1.PHN."""
     d = tmp_path / "TIMIT" / "TRAIN" / "DR1" / "FABC0"
     d.mkdir(parents=True)
-    x, _ = write_utterance(d, "SA1")
-    write_audio(d / "SA1.WAV.wav", x, fmt="WAV")
+    x, _ = corpora.write_utterance(d, "SA1")
+    corpora.write_audio(d / "SA1.WAV.wav", x, fmt="WAV")
     utts, problems = discover(tmp_path / "TIMIT")
     assert [u.id for u in utts] == ["FABC0_SA1"]
     assert utts[0].audio.endswith("SA1.WAV") and utts[0].labels.endswith("SA1.PHN")
     assert len(problems) == 1 and "SA1.WAV.wav" in problems[0] and "converted copy" in problems[0]
     # a stray audio file with no original beside it is still a missing-label problem
-    write_audio(d / "SX9.WAV.wav", x, fmt="WAV")
+    corpora.write_audio(d / "SX9.WAV.wav", x, fmt="WAV")
     utts, problems = discover(tmp_path / "TIMIT")
     assert len(utts) == 2 and any("SX9.WAV.wav: no phone label file" in p for p in problems)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prep_helpers import signal, write_audio, write_phn
 
 from data_prep.corpus import CorpusError, Utterance
 from data_prep.phones import (
@@ -71,11 +70,11 @@ def test_parse_phone_map():
 
 
 # ----------------------------------------------------------------- loading label sequences
-def _load(tmp: Path, segs, phone_set="timit61", phone_map=None):
+def _load(corpora, tmp: Path, segs, phone_set="timit61", phone_map=None):
     n = segs[-1][1] + 50
-    x = signal(n, seed=len(segs))
-    write_audio(tmp / "u.wav", x, fmt="WAV")
-    write_phn(tmp / "u.phn", segs)
+    x = corpora.signal(n, seed=len(segs))
+    corpora.write_audio(tmp / "u.wav", x, fmt="WAV")
+    corpora.write_phn(tmp / "u.phn", segs)
     u = Utterance(id="u", audio=str(tmp / "u.wav"), labels=str(tmp / "u.phn"), label_format="phn", layout="plain")
     wave, table = load_utterance(u, PhoneSet(phone_set, phone_map), 16000, True)
     return x, wave, table
@@ -114,10 +113,10 @@ def _check_table(table, n, ps):
     assert np.all(table[1:, 3] == table[:-1, 2]) and np.all(table[:-1, 4] == table[1:, 2])
 
 
-def test_fold39_merges_q_into_previous(tmp_path):
+def test_fold39_merges_q_into_previous(corpora, tmp_path):
     segs = [(0, 100, "h#"), (100, 200, "ix"), (200, 230, "q"), (230, 330, "ae"), (330, 400, "q"),
             (400, 500, "ih"), (500, 600, "h#")]
-    x, wave, table = _load(tmp_path, segs, "timit39")
+    x, wave, table = _load(corpora, tmp_path, segs, "timit39")
     ps = PhoneSet("timit39")
     assert np.array_equal(wave, x[:600])
     # each q is merged into the segment before it (ix -> ih, ae); the second ih stays apart
@@ -127,24 +126,24 @@ def test_fold39_merges_q_into_previous(tmp_path):
     assert [ps.symbols[i] for i in np.repeat(table[:, 2], table[:, 1] - table[:, 0])] == lab
 
 
-def test_fold39_leading_q_joins_the_next(tmp_path):
+def test_fold39_leading_q_joins_the_next(corpora, tmp_path):
     segs = [(0, 50, "q"), (50, 150, "aa"), (150, 300, "h#")]
-    _, wave, table = _load(tmp_path, segs, "timit39")
+    _, wave, table = _load(corpora, tmp_path, segs, "timit39")
     ps = PhoneSet("timit39")
     assert table[:, :3].tolist() == [[0, 150, ps.id("aa")], [150, 300, ps.id("sil")]]
-    _, _, table61 = _load(tmp_path, segs, "timit61")
+    _, _, table61 = _load(corpora, tmp_path, segs, "timit61")
     assert len(table61) == 3 and table61[0, 2] == PhoneSet().id("q")
 
 
-def test_only_q_is_an_error(tmp_path):
+def test_only_q_is_an_error(corpora, tmp_path):
     with pytest.raises(CorpusError, match="u.phn: no phone segments left after mapping to timit39"):
-        _load(tmp_path, [(0, 100, "q")], "timit39")
+        _load(corpora, tmp_path, [(0, 100, "q")], "timit39")
 
 
-def test_unknown_phone_names_file_and_line(tmp_path):
+def test_unknown_phone_names_file_and_line(corpora, tmp_path):
     with pytest.raises(CorpusError, match=r"u\.phn:2: unknown phone 'brth'"):
-        _load(tmp_path, [(0, 100, "h#"), (100, 200, "brth"), (200, 300, "h#")])
-    _, _, table = _load(tmp_path, [(0, 100, "h#"), (100, 200, "brth"), (200, 300, "aa")],
+        _load(corpora, tmp_path, [(0, 100, "h#"), (100, 200, "brth"), (200, 300, "h#")])
+    _, _, table = _load(corpora, tmp_path, [(0, 100, "h#"), (100, 200, "brth"), (200, 300, "aa")],
                         phone_map={"brth": "pau"})
     assert [PhoneSet().symbols[i] for i in table[:, 2]] == ["h#", "pau", "aa"]
 
@@ -155,7 +154,7 @@ SYMS = st.sampled_from(["aa", "ao", "ix", "ih", "q", "h#", "pau", "bcl", "s", "z
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=st.lists(st.tuples(st.integers(0, 3), st.integers(1, 20), SYMS), min_size=1, max_size=12),
        phone_set=st.sampled_from(["timit61", "timit39"]))
-def test_loaded_labels_match_per_sample_reference(layout, phone_set):
+def test_loaded_labels_match_per_sample_reference(corpora, layout, phone_set):
     """Random label sequences (gaps, q anywhere, folds making equal neighbours): every
     sample's phone is the naive reference's, and the table is consistent."""
     ps = PhoneSet(phone_set)
@@ -167,7 +166,7 @@ def test_loaded_labels_match_per_sample_reference(layout, phone_set):
     if all(ps.map_label(p) == MERGE for _, _, p in segs):
         return
     with tempfile.TemporaryDirectory() as d:
-        x, wave, table = _load(Path(d), segs, phone_set)
+        x, wave, table = _load(corpora, Path(d), segs, phone_set)
     first, lab = _reference(segs, ps.map_label)
     assert np.array_equal(wave, x[first:segs[-1][1]])
     assert [ps.symbols[i] for i in np.repeat(table[:, 2], table[:, 1] - table[:, 0])] == lab

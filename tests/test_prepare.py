@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from prep_helpers import SR, parse_phn, read_prepared, signal, timit_corpus, write_audio, write_phn, write_utterance
 
 import data_prep.prepare as prep_mod
 from data_prep import FORMAT_VERSION
@@ -26,10 +25,10 @@ def _prep(corpus, out, **kw):
     return prepare(corpus, out, **kw)
 
 
-def _check_format(out: Path):
+def _check_format(corpora, out: Path):
     """Every invariant of docs/prepared-format.md that can be checked on the files."""
     assert sorted(p.name for p in out.iterdir()) == ["meta.json", "segments.npy", "sequences.json", "wave.npy"]
-    meta, seqs, wave, phones, segs = read_prepared(out)
+    meta, seqs, wave, phones, segs = corpora.read_prepared(out)
     assert wave.dtype == np.int16 and segs.dtype == np.int64
     assert segs.ndim == 2 and segs.shape[1] == 5
     n_ph = len(meta["phones"])
@@ -48,15 +47,15 @@ def _check_format(out: Path):
 
 
 # ----------------------------------------------------------------------- the demo corpus
-def test_demo_prepared_all_matches_source(demo_prepared_all, demo_corpus):
-    meta, seqs, wave, phones, segs = _check_format(demo_prepared_all)
+def test_demo_prepared_all_matches_source(corpora, demo_prepared_all, demo_corpus):
+    meta, seqs, wave, phones, segs = _check_format(corpora, demo_prepared_all)
     assert len(seqs) == 36 and meta["phone_set"] == "timit61" and meta["window"] == 240
     assert meta["split"]["mode"] == "official"
     assert {s["speaker"] for s in seqs if s["split"] == "valid"} == {"MKED0"}
     ps = PhoneSet()
     for s in seqs[::5]:
         x, sr = sf.read(s["source"], dtype="int16")
-        lab = parse_phn(Path(s["source"]).with_suffix(".PHN"))
+        lab = corpora.parse_phn(Path(s["source"]).with_suffix(".PHN"))
         a0, b0 = lab[0][0], lab[-1][1]
         assert np.array_equal(wave[s["start"]: s["start"] + s["length"]], x[a0:b0])
         rows = segs[s["seg_start"]: s["seg_start"] + s["seg_count"]]
@@ -65,8 +64,8 @@ def test_demo_prepared_all_matches_source(demo_prepared_all, demo_corpus):
         assert s["utterance"] == s["id"] and s["corpus_split"] in ("train", "test")
 
 
-def test_normalisation_on_train_only(demo_prepared_all):
-    meta, seqs, wave, *_ = read_prepared(demo_prepared_all)
+def test_normalisation_on_train_only(corpora, demo_prepared_all):
+    meta, seqs, wave, *_ = corpora.read_prepared(demo_prepared_all)
     train = np.concatenate([wave[s["start"]: s["start"] + s["length"]] for s in seqs if s["split"] == "train"])
     x = train / 32768.0
     norm = meta["normalisation"]
@@ -95,10 +94,10 @@ def test_per_speaker_split_seeded_and_recorded(demo_corpus, tmp_path):
     assert m3["summary"]["valid"]["utterances"] == 9
 
 
-def test_nine_train_one_valid_per_speaker(tmp_path):
+def test_nine_train_one_valid_per_speaker(corpora, tmp_path):
     """A TIMIT-like corpus of 10 utterances per speaker: 9 train and 1 valid each."""
     utts = ("SA1", "SA2", "SI1", "SI2", "SI3", "SX1", "SX2", "SX3", "SX4", "SX5")
-    timit_corpus(tmp_path / "c", utts=utts, seg_len=60)
+    corpora.timit_corpus(tmp_path / "c", utts=utts, seg_len=60)
     meta = _prep(tmp_path / "c", tmp_path / "o", split=SplitRule(valid=1, seed=3))
     seqs = json.loads((tmp_path / "o" / "sequences.json").read_text())
     for spk in ("FABC0", "MDEF0", "MGHI0"):
@@ -107,9 +106,9 @@ def test_nine_train_one_valid_per_speaker(tmp_path):
     assert meta["summary"]["valid"]["speakers"] == 3
 
 
-def test_nine_one_on_timit_sample(timit_sample, tmp_path):
+def test_nine_one_on_timit_sample(corpora, timit_sample, tmp_path):
     meta = _prep(timit_sample, tmp_path / "o", split=SplitRule(valid=0.1, seed=0))
-    _, seqs, *_ = _check_format(tmp_path / "o")
+    _, seqs, *_ = _check_format(corpora, tmp_path / "o")
     speakers = {s["speaker"] for s in seqs}
     assert len(speakers) == 12 and len(seqs) == 120
     for spk in speakers:
@@ -138,9 +137,9 @@ def test_split_total_and_none_and_errors(demo_corpus, tmp_path):
     (Selection(corpus_split="train", max_utterances=5), {"n": 5}),
     (Selection(utt_types=["SX"], max_sequences=4), {"n": 4}),
 ])
-def test_selections(demo_corpus, tmp_path, sel, expect):
+def test_selections(corpora, demo_corpus, tmp_path, sel, expect):
     meta = _prep(demo_corpus, tmp_path / "o", selection=sel, split=SplitRule(mode="none"))
-    _, seqs, *_ = _check_format(tmp_path / "o")
+    _, seqs, *_ = _check_format(corpora, tmp_path / "o")
     assert len(seqs) == expect["n"]
     if "speakers" in expect:
         assert {s["speaker"] for s in seqs} == expect["speakers"]
@@ -156,17 +155,17 @@ def test_empty_selection_is_an_error(demo_corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------- phone filter
-def test_aa_filter_on_timit_sample(timit_sample, tmp_path):
+def test_aa_filter_on_timit_sample(corpora, timit_sample, tmp_path):
     """One sequence per /aa/ segment: samples equal the source slice, prev/next are the
     phones around it in the source."""
     _prep(timit_sample, tmp_path / "o", selection=Selection(phone_filter=["aa"]),
           split=SplitRule(mode="none"), pad="zero")
-    meta, seqs, wave, phones, segs = _check_format(tmp_path / "o")
+    meta, seqs, wave, phones, segs = _check_format(corpora, tmp_path / "o")
     ps = PhoneSet()
     no = len(ps)
     expected = []
     for phn in sorted(timit_sample.glob("*/*.phn")):
-        lab = parse_phn(phn)
+        lab = corpora.parse_phn(phn)
         for k, (a, b, p) in enumerate(lab):
             if p == "aa":
                 expected.append((phn.with_suffix(".wav"), a, b,
@@ -201,13 +200,13 @@ def test_aa_filter_on_timit_sample(timit_sample, tmp_path):
     assert np.array_equal(b["next_phone"].numpy(), rows[:, 4]) and np.array_equal(b["prev_phone"].numpy(), rows[:, 3])
 
 
-def test_phone_filter_skips_short_segments_and_lists_them(tmp_path):
+def test_phone_filter_skips_short_segments_and_lists_them(corpora, tmp_path):
     d = tmp_path / "c"
-    x = signal(1000)
-    write_audio(d / "u.wav", x, fmt="WAV")
-    write_phn(d / "u.phn", [(0, 100, "h#"), (100, 400, "aa"), (400, 500, "s"), (500, 600, "aa"), (600, 1000, "h#")])
+    x = corpora.signal(1000)
+    corpora.write_audio(d / "u.wav", x, fmt="WAV")
+    corpora.write_phn(d / "u.phn", [(0, 100, "h#"), (100, 400, "aa"), (400, 500, "s"), (500, 600, "aa"), (600, 1000, "h#")])
     meta = _prep(d, tmp_path / "o", selection=Selection(phone_filter=["aa"]), split=SplitRule(mode="none"), window=150)
-    _, seqs, wave, _, segs = read_prepared(tmp_path / "o")
+    _, seqs, wave, _, segs = corpora.read_prepared(tmp_path / "o")
     assert [s["id"] for s in seqs] == ["u_001"] and np.array_equal(wave, x[100:400])
     assert len(meta["skipped"]) == 1 and "u_003 has 100 samples" in meta["skipped"][0]
     ps = PhoneSet()
@@ -220,14 +219,14 @@ def test_phone_filter_unknown_phone(demo_corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------- 39 and rates
-def test_timit39_fold_merges_q(timit_sample, tmp_path):
+def test_timit39_fold_merges_q(corpora, timit_sample, tmp_path):
     _prep(timit_sample, tmp_path / "o", phone_set="timit39", split=SplitRule(mode="none"),
           selection=Selection(speakers=["MCPM0", "FAEM0"]))
-    meta, seqs, wave, phones, segs = _check_format(tmp_path / "o")
+    meta, seqs, wave, phones, segs = _check_format(corpora, tmp_path / "o")
     assert meta["phone_set"] == "timit39" and len(meta["phones"]) == 39 and "q" not in meta["phones"]
     ps39, n_q = PhoneSet("timit39"), 0
     for s in seqs:
-        lab = parse_phn(Path(s["source"]).with_suffix(".phn"))
+        lab = corpora.parse_phn(Path(s["source"]).with_suffix(".phn"))
         ids = phones[s["start"]: s["start"] + s["length"]]
         for k, (a, b, p) in enumerate(lab):
             if p == "q" and k > 0:  # a q sample carries the phone before it
@@ -239,36 +238,36 @@ def test_timit39_fold_merges_q(timit_sample, tmp_path):
 
 
 @pytest.mark.parametrize("phone_set", ["timit61", "timit39"])
-def test_phone_durations_are_means_over_the_training_split(tmp_path, phone_set):
+def test_phone_durations_are_means_over_the_training_split(corpora, tmp_path, phone_set):
     """Known answers: two training utterances (segments of 400/437/474 and 600/637/674
     samples, by position mod 3) and a validation speaker (1000+) that must not count."""
     d = tmp_path / "c" / "TRAIN" / "DR1" / "FABC0"
-    write_utterance(d, "SA1", seg_len=400, seed=1)
-    write_utterance(d, "SA2", seg_len=600, seed=2)
-    write_utterance(tmp_path / "c" / "TEST" / "DR2" / "MDEF0", "SA1", seg_len=1000, seed=3)
+    corpora.write_utterance(d, "SA1", seg_len=400, seed=1)
+    corpora.write_utterance(d, "SA2", seg_len=600, seed=2)
+    corpora.write_utterance(tmp_path / "c" / "TEST" / "DR2" / "MDEF0", "SA1", seg_len=1000, seed=3)
     meta = _prep(tmp_path / "c", tmp_path / "o", phone_set=phone_set, split=SplitRule(mode="official"))
     # labels h# sh iy hv ae dcl d aa r h#, lengths by position: base + 0, 37, 74, 0, 37, 74, 0, 37, 74, 0
     per_label = {"sh": 37, "iy": 74, "hv": 0, "ae": 37, "dcl": 74, "d": 0, "aa": 37, "r": 74}
-    expect = {p: (500 + extra) / SR for p, extra in per_label.items()}  # mean of base 400 and 600
+    expect = {p: (500 + extra) / corpora.SR for p, extra in per_label.items()}  # mean of base 400 and 600
     if phone_set == "timit61":
-        expect["h#"] = 500 / SR
+        expect["h#"] = 500 / corpora.SR
     else:  # h# and dcl fold to sil, hv to hh; each utterance: sil 0, sil 74, sil 0 (+ base)
         expect["hh"] = expect.pop("hv")
         del expect["dcl"]
-        expect["sil"] = (3 * 500 + 74) / 3 / SR
+        expect["sil"] = (3 * 500 + 74) / 3 / corpora.SR
     assert meta["phone_durations"] == pytest.approx(expect, rel=1e-12)
     assert json.loads((tmp_path / "o" / "meta.json").read_text())["phone_durations"] == meta["phone_durations"]
 
 
 @pytest.mark.parametrize("rate", [8000, 22050])
-def test_resampled_corpus(tmp_path, rate):
+def test_resampled_corpus(corpora, tmp_path, rate):
     d = tmp_path / "c"
     n = rate  # one second
-    write_audio(d / "u.wav", signal(n, 1), sr=rate, fmt="WAV")
+    corpora.write_audio(d / "u.wav", corpora.signal(n, 1), sr=rate, fmt="WAV")
     q = rate // 4
-    write_phn(d / "u.phn", [(0, q, "h#"), (q, 2 * q, "aa"), (2 * q, 3 * q, "s"), (3 * q, n, "h#")])
+    corpora.write_phn(d / "u.phn", [(0, q, "h#"), (q, 2 * q, "aa"), (2 * q, 3 * q, "s"), (3 * q, n, "h#")])
     meta = _prep(d, tmp_path / "o", split=SplitRule(mode="none"))
-    _, seqs, wave, _, segs = _check_format(tmp_path / "o")
+    _, seqs, wave, _, segs = _check_format(corpora, tmp_path / "o")
     assert meta["sample_rate"] == 16000
     assert abs(len(wave) - 16000) <= 1
     scale = 16000 / rate
@@ -276,22 +275,22 @@ def test_resampled_corpus(tmp_path, rate):
                                     [(0, q), (q, 2 * q), (2 * q, 3 * q), (3 * q, n)]]
 
 
-def test_wrong_rate_refused_without_resampling(tmp_path):
+def test_wrong_rate_refused_without_resampling(corpora, tmp_path):
     d = tmp_path / "c"
-    write_audio(d / "u.wav", signal(8000), sr=8000, fmt="WAV")
-    write_phn(d / "u.phn", [(0, 8000, "h#")])
+    corpora.write_audio(d / "u.wav", corpora.signal(8000), sr=8000, fmt="WAV")
+    corpora.write_phn(d / "u.phn", [(0, 8000, "h#")])
     with pytest.raises(Exception, match=r"u\.wav: sample rate 8000 Hz, expected 16000 Hz"):
         _prep(d, tmp_path / "o", resample=False, split=SplitRule(mode="none"))
 
 
-def test_arctic_corpus_prepares(tmp_path):
+def test_arctic_corpus_prepares(corpora, tmp_path):
     v = tmp_path / "cmu_us_xyz_arctic"
-    x = signal(4000)
-    write_audio(v / "wav" / "a1.wav", x, fmt="WAV")
+    x = corpora.signal(4000)
+    corpora.write_audio(v / "wav" / "a1.wav", x, fmt="WAV")
     (v / "lab").mkdir()
     (v / "lab" / "a1.lab").write_text("#\n0.05 125 pau\n0.15 125 aa\n0.25 125 pau\n")
     meta = _prep(tmp_path, tmp_path / "o", split=SplitRule(mode="none"))
-    _, seqs, wave, _, segs = _check_format(tmp_path / "o")
+    _, seqs, wave, _, segs = _check_format(corpora, tmp_path / "o")
     assert seqs[0]["speaker"] == "xyz" and meta["source"]["layouts"] == ["arctic"]
     assert np.array_equal(wave, x) and segs[:, 1].tolist() == [800, 2400, 4000]
 
@@ -327,7 +326,7 @@ def _failing(real, fails_on: str, message: str):
     (np, "save", "segments.npy", "disk full"),  # while writing the arrays
     (Path, "rename", ".tmp-", "rename failed"),  # at the last step, moving the new directory into place
 ])
-def test_failed_overwrite_keeps_existing(demo_corpus, tmp_path, monkeypatch, owner, name, fails_on, message):
+def test_failed_overwrite_keeps_existing(corpora, demo_corpus, tmp_path, monkeypatch, owner, name, fails_on, message):
     out = tmp_path / "OUT"
     _prep(demo_corpus, out, selection=Selection(speakers=["MKAL0"]))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -339,7 +338,7 @@ def test_failed_overwrite_keeps_existing(demo_corpus, tmp_path, monkeypatch, own
     assert _leftovers(tmp_path) == []
     # and it works when nothing fails
     _prep(demo_corpus, out, selection=Selection(speakers=["FSLT0"]), overwrite=True)
-    _, seqs, *_ = _check_format(out)
+    _, seqs, *_ = _check_format(corpora, out)
     assert {s["speaker"] for s in seqs} == {"FSLT0"} and _leftovers(tmp_path) == []
 
 
@@ -363,11 +362,11 @@ def test_stale_tmp_dir_replaced(demo_corpus, tmp_path, monkeypatch):
     shutil.rmtree(tmp_path / "OUT")
 
 
-def test_split_by_sequence_and_official_needs_timit(tmp_path):
+def test_split_by_sequence_and_official_needs_timit(corpora, tmp_path):
     d = tmp_path / "c"
     for name in ("u1", "u2"):
-        write_audio(d / f"{name}.wav", signal(3000, seed=len(name)), fmt="WAV")
-        write_phn(d / f"{name}.phn", [(0, 500, "h#"), (500, 1000, "aa"), (1000, 1500, "s"), (1500, 2000, "aa"),
+        corpora.write_audio(d / f"{name}.wav", corpora.signal(3000, seed=len(name)), fmt="WAV")
+        corpora.write_phn(d / f"{name}.phn", [(0, 500, "h#"), (500, 1000, "aa"), (1000, 1500, "s"), (1500, 2000, "aa"),
                                       (2000, 3000, "h#")])
     m = _prep(d, tmp_path / "o", selection=Selection(phone_filter=["aa"]), window=100,
               split=SplitRule(mode="total", valid=1, unit="sequence", seed=0))
@@ -386,11 +385,11 @@ def test_split_by_sequence_and_official_needs_timit(tmp_path):
     (SplitRule(mode="total", valid=0.1), r"the split takes no validation data"),
     (SplitRule(unit="phone"), r"split unit must be 'utterance' or 'sequence', not 'phone'"),
 ])
-def test_split_errors_come_before_any_audio_is_read(tmp_path, monkeypatch, split, pattern):
+def test_split_errors_come_before_any_audio_is_read(corpora, tmp_path, monkeypatch, split, pattern):
     d = tmp_path / "c"
     for name in ("u1", "u2"):
-        write_audio(d / f"{name}.wav", signal(3000, seed=len(name)), fmt="WAV")
-        write_phn(d / f"{name}.phn", [(0, 1000, "h#"), (1000, 2000, "aa"), (2000, 3000, "h#")])
+        corpora.write_audio(d / f"{name}.wav", corpora.signal(3000, seed=len(name)), fmt="WAV")
+        corpora.write_phn(d / f"{name}.phn", [(0, 1000, "h#"), (1000, 2000, "aa"), (2000, 3000, "h#")])
 
     def no_reading(*a, **k):
         raise AssertionError("audio was read before the split was checked")
@@ -416,12 +415,12 @@ def test_a_split_that_takes_no_validation_data_is_refused(demo_corpus, tmp_path,
 
 
 @pytest.mark.parametrize("end_s, ok", [(0.2050, True), (0.2150, False)])
-def test_lab_last_phone_may_overshoot_the_audio_by_rounding_only(tmp_path, end_s, ok):
+def test_lab_last_phone_may_overshoot_the_audio_by_rounding_only(corpora, tmp_path, end_s, ok):
     """3,200 samples of audio (0.2 s); a last .lab phone ending 5 ms later is a rounding
     artefact (cut at the audio's end), 15 ms later is an error naming file and line."""
     voice = tmp_path / "corpus" / "cmu_us_slt_arctic"
-    write_audio(voice / "wav" / "arctic_a0001.wav", signal(3200), fmt="WAV")
-    write_audio(voice / "wav" / "arctic_a0002.wav", signal(3200, seed=1), fmt="WAV")
+    corpora.write_audio(voice / "wav" / "arctic_a0001.wav", corpora.signal(3200), fmt="WAV")
+    corpora.write_audio(voice / "wav" / "arctic_a0002.wav", corpora.signal(3200, seed=1), fmt="WAV")
     (voice / "lab").mkdir()
     for name in ("arctic_a0001", "arctic_a0002"):
         (voice / "lab" / f"{name}.lab").write_text(

@@ -9,16 +9,15 @@ import types
 from importlib.metadata import version
 
 import pytest
-from prep_helpers import signal, write_audio, write_phn
 
 from waveform_mdn.cli import main
 
 
-def _corpus(root, rate):
+def _corpus(corpora, root, rate):
     d = root / f"c{rate}"
-    write_audio(d / "u.wav", signal(rate, 3), sr=rate, fmt="WAV")
+    corpora.write_audio(d / "u.wav", corpora.signal(rate, 3), sr=rate, fmt="WAV")
     q = rate // 4
-    write_phn(d / "u.phn", [(0, q, "h#"), (q, 2 * q, "aa"), (2 * q, 3 * q, "s"), (3 * q, rate, "h#")])
+    corpora.write_phn(d / "u.phn", [(0, q, "h#"), (q, 2 * q, "aa"), (2 * q, 3 * q, "s"), (3 * q, rate, "h#")])
     return d
 
 
@@ -50,8 +49,8 @@ def _missing(monkeypatch):
 
 
 @pytest.mark.parametrize("break_it", [_broken_extension, _missing], ids=["broken", "missing"])
-def test_resampling_without_torchaudio_is_one_line(tmp_path, capsys, monkeypatch, break_it):
-    corpus = _corpus(tmp_path, 8000)
+def test_resampling_without_torchaudio_is_one_line(corpora, tmp_path, capsys, monkeypatch, break_it):
+    corpus = _corpus(corpora, tmp_path, 8000)
     break_it(monkeypatch)
     rc, err = _prepare(capsys, corpus, tmp_path / "out")
     assert rc == 2
@@ -69,19 +68,19 @@ def test_resampling_without_torchaudio_is_one_line(tmp_path, capsys, monkeypatch
 
 
 @pytest.mark.parametrize("break_it", [_broken_extension, _missing], ids=["broken", "missing"])
-def test_16k_corpus_never_loads_torchaudio(tmp_path, capsys, monkeypatch, break_it):
-    corpus = _corpus(tmp_path, 16000)
+def test_16k_corpus_never_loads_torchaudio(corpora, tmp_path, capsys, monkeypatch, break_it):
+    corpus = _corpus(corpora, tmp_path, 16000)
     break_it(monkeypatch)
     rc, err = _prepare(capsys, corpus, tmp_path / "out")
     assert rc == 0, err
     assert (tmp_path / "out" / "meta.json").is_file()
 
 
-def test_16k_prepare_leaves_torchaudio_unimported(tmp_path):
+def test_16k_prepare_leaves_torchaudio_unimported(corpora, tmp_path):
     """In a fresh interpreter: preparing a 16 kHz corpus imports no torchaudio module."""
     import subprocess
 
-    corpus = _corpus(tmp_path, 16000)
+    corpus = _corpus(corpora, tmp_path, 16000)
     code = (
         "import sys; from waveform_mdn.cli import main; "
         f"rc = main(['prepare', {str(corpus)!r}, {str(tmp_path / 'out')!r}, '--quiet', '--split', 'none']); "

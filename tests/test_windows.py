@@ -16,7 +16,6 @@ import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prep_helpers import parse_phn
 
 from data_prep import FORMAT_VERSION
 from data_prep.phones import PhoneSet
@@ -191,7 +190,7 @@ def _source_context(labels, ref):
 
 @pytest.mark.parametrize("pad", ["skip", "zero"])
 @pytest.mark.parametrize("context", ["target", "window_start"])
-def test_demo_windows_equal_source_audio(demo_prepared, pad, context):
+def test_demo_windows_equal_source_audio(corpora, demo_prepared, pad, context):
     """Random examples of the prepared demo: the window is the slice of the .WAV before the
     target (zeros before the start with pad='zero'), the context that of the .PHN."""
     prepared = PreparedDataset(demo_prepared)
@@ -209,7 +208,7 @@ def test_demo_windows_equal_source_audio(demo_prepared, pad, context):
         tt = int(t[i])
         s = next(s for s in seqs if s["start"] <= tt < s["start"] + s["length"])
         if s["source"] not in cache:
-            labels = parse_phn(Path(s["source"]).with_suffix(".PHN"))
+            labels = corpora.parse_phn(Path(s["source"]).with_suffix(".PHN"))
             cache[s["source"]] = (sf.read(s["source"], dtype="int16")[0], labels)
         x, labels = cache[s["source"]]
         local = tt - s["start"] + labels[0][0]
