@@ -1,16 +1,12 @@
-"""``report.html``, the listening page of ``waveform-mdn compare``, loaded in headless
-Chromium (DevTools protocol, :mod:`browser`): six runs (Lightning TensorBoardLogger event
-files) with generated WAVs of three utterances each, the report copied to another folder
-and the originals moved away. Every player must load its WAV (duration within 10 ms of the
-source WAV that belongs in that row and column), every image must decode, the console must
-stay clean, and the page must fit 1366 x 768 without scrolling sideways.
-
-Without chromium the browser tests skip, except under ``CI=true`` (``.ci/run`` installs
-it): there they fail."""
+"""``report.html``, the listening page of ``waveform-mdn compare``, loaded in headless Chromium
+driven by Playwright: six runs with generated WAVs of three utterances each, the report copied
+to another folder and the originals moved away. Without chromium the browser tests skip,
+except under ``CI=true`` (``.ci/run`` installs it): there they fail."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -22,36 +18,33 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from browser import Chromium, find_chromium, inspect_page
-from test_compare import FP, MDN, MLP, _hp_mdn, _hp_mlp, _write_run
-from waveform_mdn.compare import compare_runs, main
-from waveform_mdn.compare.runs import load_run
-from waveform_mdn.compare.tables import validation_table
+from waveform_mdn.cli import main
+from waveform_mdn.compare import compare_runs
 from waveform_mdn.figures import wav_image
 
-SR = 16000
+SR, FP = 16000, "fp-aa-0001"
 UTTERANCES = ("utt_a", "utt_b", "utt_c")
 # a name to be escaped, and names that differ only in characters the page must keep
 NAMES = ('run <b>A</b> & "q"', "run-1", "run-2", "run-3", "run-4", "run 5's")  # MLP, MDN, MLP, ...
-COLUMN_JS = """[...document.querySelectorAll('.utt')].map(u => ({
-  key: u.querySelector('h3').textContent,
-  cells: [...u.querySelectorAll('.cell')].map(c => ({
-    label: c.querySelector('figcaption').textContent,
-    audio: c.querySelector('audio') ? c.querySelector('audio').src : null,
-    audioWidth: c.querySelector('audio') ? c.querySelector('audio').clientWidth : 0})),
-}))"""
-TABLES_JS = """[...document.querySelectorAll('table')].map(t =>
-  [...t.rows].map(r => [...r.cells].map(c => c.textContent)))"""
-
-
+MLP = {"val/mse": [0.05, 0.03, 0.0222, 0.025], "val/nll": [-0.5, -1.0, -1.2, -1.29]}
+MDN = {"val/mse": [0.06, 0.04, 0.035, 0.0324, 0.033, 0.034, 0.0335, 0.034],
+       "val/nll": [-0.3, -0.5, -0.6, -0.7, -0.75, -0.77, float("nan"), -0.91]}
 #: (utterance, stream) generated per column: run-4 made no utt_c, run 5's two streams of utt_a.
-MADE = {c: [(0, 0), (1, 0), (2, 0)] for c in range(len(NAMES))} | {4: [(0, 0), (1, 0)],
-                                                                    5: [(0, 0), (0, 1), (1, 0), (2, 0)]}
-
-
-def _seconds(column: int, utt: int, stream: int) -> float:
-    """Every generated WAV has its own length, so a player showing the wrong file fails."""
-    return 0.30 + 0.05 * column + 0.02 * utt + 0.007 * stream
+MADE = {c: [(0, 0), (1, 0), (2, 0)] for c in range(4)} | {4: [(0, 0), (1, 0)], 5: [(0, 0), (0, 1), (1, 0), (2, 0)]}
+PLAYERS = len(UTTERANCES) + sum(map(len, MADE.values()))
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--mute-audio", "--allow-file-access-from-files"]
+LOADED_JS = "[...document.querySelectorAll('audio')].every(a => a.readyState >= 1 || a.error)"
+PAGE_JS = """() => ({
+  audio: [...document.querySelectorAll('audio')].map(a => ({src: a.currentSrc, duration: a.duration,
+                                                              error: a.error?.code ?? null})),
+  images: [...document.images].map(i => ({src: i.currentSrc, width: i.naturalWidth, complete: i.complete})),
+  scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+  rows: [...document.querySelectorAll('.utt')].map(u => ({key: u.querySelector('h3').textContent,
+    cells: [...u.querySelectorAll('.cell')].map(c => ({label: c.querySelector('figcaption').textContent,
+      audio: c.querySelector('audio')?.src ?? null, width: c.querySelector('audio')?.clientWidth ?? 0}))})),
+  tables: [...document.querySelectorAll('table')].map(t => [...t.rows].map(r => [...r.cells].map(c => c.textContent))),
+  bold: document.querySelectorAll('b').length})"""
 
 
 def _tone(seconds: float, f0: float) -> np.ndarray:
@@ -59,73 +52,95 @@ def _tone(seconds: float, f0: float) -> np.ndarray:
     return 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t))
 
 
-def _write_generated(gen: Path, refs: Path, column: int, png: Path | None) -> None:
-    """The WAVs of ``MADE[column]`` and measurements.json; even columns record the
-    utterance in ``info``, odd ones only through the reference's name (both must land in
-    the same rows). With ``png``, a copy of it beside each WAV, as ``generate --png``
-    leaves one (compare reuses it rather than drawing)."""
-    gen.mkdir(parents=True)
-    refs.mkdir(exist_ok=True)
-    files = []
-    for u, stream in MADE[column]:
-        name = UTTERANCES[u]
-        ref = refs / f"{name}.wav"
-        if not ref.exists():
-            sf.write(ref, _tone(0.5 + 0.1 * u, 110.0), SR, subtype="PCM_16")
-        stem = f"{name}_gen" + (f"_{stream}" if stream else "")
-        sf.write(gen / f"{stem}.wav", _tone(_seconds(column, u, stream), 120.0 + 10 * column), SR, subtype="PCM_16")
-        if png is not None:
-            shutil.copyfile(png, gen / f"{stem}.png")
-        entry = {"wav": f"{stem}.wav", "reference": os.path.relpath(ref, gen), "clipped": 0,
-                 "lsd_db": 5.0 + column, "mcd_db": 6.0, "rms_db": -13.0, "kurtosis": 2.0 + u,
-                 "ref_rms_db": -12.0, "ref_kurtosis": 1.5}
-        if column % 2 == 0:
-            entry["info"] = {"sequence": name, "stream": stream}
-        files.append(entry)
-    (gen / "measurements.json").write_text(json.dumps({
-        "checkpoint": None, "data_fingerprint": FP, "head": None, "settings": {}, "files": files}))
+def _write_run(logs: Path, name: str, hparams: dict, curves: dict) -> Path:
+    """A run as ``fit`` leaves one: hparams.yaml, TensorBoard events and metrics.csv in one folder."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    for logger in (CSVLogger(logs, name, 0), TensorBoardLogger(logs, name, 0, default_hp_metric=False)):
+        logger.log_hyperparams(hparams)
+        for e in range(len(curves["val/nll"])):
+            logger.log_metrics({t: c[e] for t, c in curves.items()} | {"epoch": e}, step=37 * e + 36)
+        logger.save()
+        logger.finalize("success")
+    return Path(logger.log_dir)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
-    """Six runs and their generated audio; the report built, copied elsewhere, and the
-    sources moved away (a page that links outside its folder breaks)."""
+    """The report built, copied elsewhere, and the sources moved away (a page that links outside
+    its folder breaks). Every generated WAV has its own length, so a player showing the wrong file
+    fails; even columns name the utterance in ``info``, odd ones only through the reference.
+    Column 0's images and the references' are drawn, the others' copied as ``generate --png`` leaves them."""
     root = tmp_path_factory.mktemp("report_html")
-    logs = root / "logs"
-    run_dirs = [_write_run(logs, "mlp", 0, _hp_mlp(), MLP), _write_run(logs, "mdn", 0, _hp_mdn(), MDN)]
-    runs = [run_dirs[i % 2] for i in range(len(NAMES))]
-    gens = [root / "gen" / f"run{c}" for c in range(len(NAMES))]
-    _write_generated(gens[0], root / "gen" / "refs", 0, None)  # its images and the references': drawn
+    hp = {"data_fingerprint": FP, "norm_mean": 0.001, "norm_std": 0.05}
+    run_dirs = [_write_run(root / "logs", "mlp", hp | {"head": "gaussian"}, MLP),
+                _write_run(root / "logs", "mdn", hp | {"head": "mixture", "components": 3}, MDN)]
     sf.write(root / "other.wav", _tone(0.2, 300.0), SR, subtype="PCM_16")
     wav_image(root / "other.wav", root / "drawn.png")
-    for c, gen in enumerate(gens[1:], 1):
-        _write_generated(gen, root / "gen" / "refs", c, root / "drawn.png")
+    (root / "gen" / "refs").mkdir(parents=True)
+    for u, name in enumerate(UTTERANCES):
+        sf.write(root / "gen" / "refs" / f"{name}.wav", _tone(0.5 + 0.1 * u, 110.0), SR, subtype="PCM_16")
+    gens = [root / "gen" / f"run{c}" for c in range(len(NAMES))]
+    for c, gen in enumerate(gens):
+        gen.mkdir()
+        files = []
+        for u, stream in MADE[c]:
+            stem = f"{UTTERANCES[u]}_gen" + (f"_{stream}" if stream else "")
+            sf.write(gen / f"{stem}.wav", _tone(0.3 + 0.05 * c + 0.02 * u + 0.007 * stream, 120.0 + 10 * c), SR,
+                     subtype="PCM_16")
+            if c:
+                shutil.copyfile(root / "drawn.png", gen / f"{stem}.png")
+            info = {"info": {"sequence": UTTERANCES[u], "stream": stream}} if c % 2 == 0 else {}
+            files.append({"wav": f"{stem}.wav", "reference": f"../refs/{UTTERANCES[u]}.wav", "clipped": 0,
+                          "lsd_db": 5.0 + c, "mcd_db": 6.0, "rms_db": -13.0, "kurtosis": 2.0 + u, "ref_rms_db": -12.0,
+                          "ref_kurtosis": 1.5} | info)
+        (gen / "measurements.json").write_text(json.dumps(
+            {"checkpoint": None, "data_fingerprint": FP, "head": None, "settings": {}, "files": files}))
     out = root / "built" / "report"
-    compare_runs(runs, out, names=list(NAMES), generated=gens, title="Listen <here> & compare")
-    copied = root / "elsewhere" / "copied_report"
-    shutil.copytree(out, copied)
+    compare_runs([run_dirs[i % 2] for i in range(len(NAMES))], out, names=list(NAMES), generated=gens,
+                 title="Listen <here> & compare")
+    shutil.copytree(out, root / "elsewhere" / "copied_report")
     shutil.move(root / "gen", root / "gen_moved")
-    moved = root / "gen_moved"
-    return {"root": root, "page": copied / "report.html", "runs": runs, "out": out, "moved": moved}
+    return {"root": root, "page": root / "elsewhere" / "copied_report" / "report.html", "runs": run_dirs,
+            "out": out, "moved": root / "gen_moved"}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = find_chromium()
+    exe = shutil.which(os.environ.get("CHROMIUM", "chromium"))
     if exe is None:
         why = "chromium is not installed (Debian: apt-get install chromium; or set CHROMIUM=/path/to/it)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why}; .ci/run installs it, so under CI=true this is an error")
         pytest.skip(why)
-    with Chromium(exe, width=1366, height=768) as b:
-        yield b
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=exe, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def inspect(browser, url: str, screenshot: Path | None = None) -> tuple[dict, list[str]]:
+    """The page's state (:data:`PAGE_JS`) at 1366 x 768, and its console errors, uncaught exceptions
+    and failed loads; a full-page screenshot when asked."""
+    page, errors = browser.new_page(viewport={"width": 1366, "height": 768}), []
+    page.on("console", lambda m: m.type in ("error", "assert") and errors.append(f"console: {m.text} {m.location}"))
+    page.on("pageerror", lambda e: errors.append(f"exception: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"load failed: {r.failure} {r.url}"))
+    page.goto(url)  # waits for the images
+    page.wait_for_function(LOADED_JS, timeout=20000)  # every player has its metadata, or an error
+    state = page.evaluate(PAGE_JS)
+    if screenshot is not None:
+        page.screenshot(path=screenshot, full_page=True)
+    page.close()
+    return state, errors
 
 
 def test_links_are_relative_and_text_is_escaped(report):
     text = report["page"].read_text()
     links = re.findall(r'(?:src|href)="([^"]*)"', text)
-    players = len(UTTERANCES) + sum(map(len, MADE.values()))
-    assert len(links) == 3 * players + 2 + 3  # player, image and its link; plots; files
+    assert len(links) == 3 * PLAYERS + 2 + 3  # player, image and its link; plots; files
     for link in links:
         assert not link.startswith("/") and not re.match(r"[a-z]+:", link), link
     assert "<b>" not in text and "run &lt;b&gt;A&lt;/b&gt; &amp; &quot;q&quot;" in text
@@ -134,17 +149,15 @@ def test_links_are_relative_and_text_is_escaped(report):
 
 def test_page_in_chromium(report, browser, tmp_path):
     shot = tmp_path / "report_html_1366.png"
-    page = inspect_page(browser, report["page"].as_uri(), screenshot=shot,
-                        extra_js=f"({{rows: {COLUMN_JS}, tables: {TABLES_JS}, "
-                                 "bold: document.querySelectorAll('b').length})")
+    page, errors = inspect(browser, report["page"].as_uri(), screenshot=shot)
     print(f"\nscreenshot of report.html at 1366 px: {shot}")
-    assert page.errors == []
-    assert page.scroll_width <= page.inner_width == 1366
+    assert errors == []
+    assert page["scrollWidth"] <= page["innerWidth"] == 1366
 
     # every player loaded its WAV: the one of its row and column, to within 10 ms
-    assert len(page.audio) == len(UTTERANCES) + sum(map(len, MADE.values()))
-    assert all(a["error"] is None and a["readyState"] >= 1 for a in page.audio), page.audio
-    rows = page.result["rows"]
+    assert len(page["audio"]) == PLAYERS
+    assert all(a["error"] is None and a["duration"] > 0 for a in page["audio"]), page["audio"]
+    rows = page["rows"]
     assert [r["key"] for r in rows] == list(UTTERANCES)
     assert [c["label"] for c in rows[0]["cells"]] == ["reference", *NAMES, NAMES[5]]  # 2 streams
     for row in rows[1:]:
@@ -159,24 +172,25 @@ def test_page_in_chromium(report, browser, tmp_path):
             assert src.stem.startswith(row["key"])
             source = (moved / "refs" / f"{row['key']}.wav" if cell["label"] == "reference"
                       else moved / f"run{NAMES.index(cell['label'])}" / f"{src.stem}.wav")
-            duration = next(a["duration"] for a in page.audio if a["src"] == cell["audio"])
+            duration = next(a["duration"] for a in page["audio"] if a["src"] == cell["audio"])
             assert abs(duration - sf.info(str(source)).duration) <= 0.010, (row["key"], cell["label"])
-            assert cell["audioWidth"] >= 150  # the controls stay usable at 7 columns
+            assert cell["width"] >= 150  # the controls stay usable at 7 columns
             heard.append(source)
     assert sorted(heard) == sorted(moved.rglob("*.wav"))  # each WAV once
-    assert page.result["bold"] == 0
+    assert page["bold"] == 0
 
     # every image decoded: one per player, the curves and the generated-audio plot
-    assert len(page.images) == len(page.audio) + 2
-    drawn = {p.name for p in (copied / "media").rglob("*.png") if p.read_bytes() != (report["root"] / "drawn.png").read_bytes()}
+    assert len(page["images"]) == PLAYERS + 2
+    copies = (report["root"] / "drawn.png").read_bytes()
+    drawn = {p.name for p in (copied / "media").rglob("*.png") if p.read_bytes() != copies}
     assert drawn == {f"{u}.png" for u in UTTERANCES} | {f"{u}_gen.png" for u in UTTERANCES}  # refs, run 0
-    assert all(i["complete"] and i["naturalWidth"] > 0 for i in page.images), page.images
-    assert {Path(i["src"]).name for i in page.images} >= {"curves.png", "generated.png"}
+    assert all(i["complete"] and i["width"] > 0 for i in page["images"]), page["images"]
+    assert {Path(i["src"]).name for i in page["images"]} >= {"curves.png", "generated.png"}
 
     # the tables are report.md's: the validation table, then the generated audio with natural speech
-    tables = page.result["tables"]
-    header, body = validation_table([load_run(n, Path(d)) for n, d in zip(NAMES, report["runs"])])
-    assert tables[0] == [header, *body]
+    tables, md = page["tables"], re.findall(r"(?:^\|.*\|\n)+", (copied / "report.md").read_text(), flags=re.M)
+    md = [[row[2:-2].split(" | ") for row in block.splitlines() if "---|" not in row] for block in md]
+    assert tables[0] in md and tables[-1] in md
     assert "0.0222 (2)" in tables[0][1] and "-0.91 (7)" in tables[0][2]  # MLP, MDN
     generated = tables[-1]
     assert [r[0] for r in generated[1:]] == [*NAMES, "natural speech"]
@@ -194,13 +208,13 @@ def test_the_checks_catch_a_broken_page(browser, tmp_path):
         '<!doctype html><meta charset="utf-8"><audio controls preload="metadata" src="ok.wav"></audio>'
         '<audio controls preload="metadata" src="gone.wav"></audio><img src="gone.png">'
         '<div style="width: 2000px">wide</div><script>console.error("planted")</script>')
-    page = inspect_page(browser, (tmp_path / "broken.html").as_uri())
-    assert page.audio[0]["duration"] == pytest.approx(12345 / SR, abs=1e-3)
-    assert page.audio[1]["error"] is not None and page.audio[1]["duration"] is None  # NaN
-    assert page.images[0]["naturalWidth"] == 0
-    assert page.scroll_width > page.inner_width
-    assert any("planted" in e for e in page.errors)
-    assert any("gone.png" in e for e in page.errors) and any("gone.wav" in e for e in page.errors)
+    page, errors = inspect(browser, (tmp_path / "broken.html").as_uri())
+    assert page["audio"][0]["duration"] == pytest.approx(12345 / SR, abs=1e-3)
+    assert page["audio"][1]["error"] is not None and math.isnan(page["audio"][1]["duration"])
+    assert page["images"][0]["width"] == 0
+    assert page["scrollWidth"] > page["innerWidth"]
+    assert any("planted" in e for e in errors)
+    assert any("gone.png" in e for e in errors) and any("gone.wav" in e for e in errors)
 
 
 def test_media_are_replaced_capped_and_images_reused_only_when_fresh(report, tmp_path, capsys):
@@ -211,8 +225,7 @@ def test_media_are_replaced_capped_and_images_reused_only_when_fresh(report, tmp
     fresh, stale = moved / "run0" / "utt_a_gen.png", moved / "run0" / "utt_b_gen.png"
     for png in (fresh, stale):
         png.write_bytes((report["page"].parent / "curves.png").read_bytes())  # some real PNG
-    old = time.time() - 3600
-    os.utime(stale, (old, old))
+    os.utime(stale, (time.time() - 3600,) * 2)
     gone = moved / "run1" / "utt_a_gen.wav"
     gone.unlink()
     out = tmp_path / "again"
