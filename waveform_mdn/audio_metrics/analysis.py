@@ -1,4 +1,4 @@
-"""Framing and per-signal analysis shared by every audio metric (see the package docstring)."""
+"""Framing and per-signal analysis shared by every audio metric (docs/audio-metrics.md)."""
 
 from __future__ import annotations
 
@@ -14,26 +14,14 @@ SPEC_FRAME_S = 0.032  #: nominal STFT frame for lsd/mcd; n_fft is the nearest po
 F0_MIN_HZ = 60.0
 F0_MAX_HZ = 400.0
 
-#: A frame pYIN calls voiced only counts as voiced if its own normalised
-#: autocorrelation peak (see ``_nccf_peaks``) is at least this.  pYIN alone
-#: calls runs of white-noise frames "voiced" near fmin (f0 ~60-66 Hz) in about
-#: 1 in 8 one-second 16 kHz noise clips, with autocorrelation peaks of only
-#: 0.10-0.22; in the demo corpus's speech, frames pYIN calls voiced are below
-#: 0.3 only ~1-3 % of the time.  This veto keeps a model that outputs noise from being
-#: reported as partly voiced at ~63 Hz.
+#: A frame pYIN calls voiced counts only if its autocorrelation peak reaches this (vetoes
+#: pYIN's false voicing of white noise near fmin; docs/audio-metrics.md).
 VOICING_MIN_PERIODICITY = 0.3
-#: If no frame is voiced, a frame counts as voiced for ``periodicity``
-#: when its own normalised-autocorrelation peak reaches this value.
-AUTOCORR_VOICING_THRESHOLD = 0.5
-#: A frame whose energy is this many dB (or more) below the loudest frame of
-#: the same signal is "silent" and ignored by ``periodicity`` (its
-#: autocorrelation is dominated by rounding noise / the padding).
-SILENCE_DB_BELOW_MAX = 60.0
-
+AUTOCORR_VOICING_THRESHOLD = 0.5  #: ``periodicity``'s fallback voicing when nothing is voiced
+SILENCE_DB_BELOW_MAX = 60.0  #: frames this far below the loudest are ignored by ``periodicity``
 
 SINGLE_KEYS = ("rms_db", "kurtosis", "periodicity", "f0_mean_hz", "voiced_fraction")
 COMPARE_KEYS = ("lsd_db", "mcd_db", "f0_rmse_hz", "voicing_agreement", "f0_corr")
-#: Every key ``measure`` returns, in order.
 METRIC_KEYS = SINGLE_KEYS + COMPARE_KEYS + tuple("ref_" + k for k in SINGLE_KEYS)
 
 
@@ -76,10 +64,7 @@ def n_fft_for(sr: int) -> int:
 
 
 def _rms_db(x: np.ndarray) -> float | None:
-    """RMS level in dBFS: 20*log10(sqrt(mean(x**2))), full scale = amplitude 1.
-
-    (A full-scale sine is therefore -3.01 dBFS.)  None for empty / all-zero.
-    """
+    """RMS level in dBFS (amplitude 1 = full scale); None for empty / all-zero."""
     if x.size == 0:
         return None
     rms = math.sqrt(float(np.mean(x * x)))
@@ -105,18 +90,9 @@ def _frames(x: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
 
 
 def _nccf_peaks(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame peak of the normalised cross-correlation and per-frame energy.
-
-    For a frame ``f`` of N samples (mean removed) and a lag ``t``::
-
-        r(t) = sum_{n<N-t} f[n] f[n+t] / sqrt(sum_{n<N-t} f[n]^2 * sum_{n<N-t} f[n+t]^2)
-
-    i.e. the correlation between the frame's first N-t and last N-t samples,
-    which is exactly 1 for a perfectly periodic frame with period t
-    (unlike r(t)/r(0), it does not shrink with the lag).  The peak is the
-    maximum over integer lags ``floor(sr/400) .. ceil(sr/60)`` (60-400 Hz),
-    clipped to [0, 1].  Autocorrelations are computed with one FFT per frame.
-    """
+    """Per-frame peak (lags of 60-400 Hz, clipped to [0, 1]) of the correlation between the
+    frame's first N-t and last N-t samples (1 for a frame periodic in t), and per-frame
+    energy; formula in docs/audio-metrics.md."""
     import scipy.fft
 
     n = frame_length_for(sr)
@@ -138,7 +114,6 @@ def _nccf_peaks(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     e_head = csum[:, n - lags]  # sum of f[n]^2 for n < N - t
     e_tail = csum[:, [n]] - csum[:, lags]  # sum of f[n]^2 for n >= t
     denom = np.sqrt(e_head * e_tail)
-    # Treat lags whose overlapping parts carry (essentially) no energy as uncorrelated.
     tiny = 1e-12 * np.maximum(energy, 1e-30)[:, None]
     with np.errstate(all="ignore"):
         r = np.where(denom > tiny, acf / np.where(denom > 0, denom, 1.0), 0.0)
@@ -152,15 +127,8 @@ def _pyin(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        f0, voiced, _ = librosa.pyin(
-            x,
-            fmin=F0_MIN_HZ,
-            fmax=F0_MAX_HZ,
-            sr=sr,
-            frame_length=frame_length_for(sr),
-            hop_length=hop_length_for(sr),
-            center=True,
-        )
+        f0, voiced, _ = librosa.pyin(x, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=sr, frame_length=frame_length_for(sr),
+                                     hop_length=hop_length_for(sr), center=True)
     voiced = np.asarray(voiced, dtype=bool) & np.isfinite(f0)
     return np.asarray(f0, dtype=np.float64), voiced
 
@@ -173,8 +141,7 @@ class SignalAnalysis:
         self.sr = sr
         self.long_enough = x.size >= frame_length_for(sr)
         self.f0 = self.voiced = self.peaks = self.energy = None
-        # Pitch analysis ignores a DC offset: with it, the zero padding of the
-        # centred edge frames would create steps that look periodic.
+        # without the DC offset: the padded edge frames would otherwise look periodic
         ac = x - np.mean(x) if x.size and np.any(x != x[0]) else np.zeros_like(x)
         if self.long_enough and np.any(ac != 0):
             self.f0, self.voiced = _pyin(ac, sr)
@@ -217,10 +184,5 @@ class SignalAnalysis:
         return finite_or_none(np.mean(self.voiced))
 
     def summary(self) -> dict[str, float | None]:
-        return {
-            "rms_db": _rms_db(self.x),
-            "kurtosis": _kurtosis(self.x),
-            "periodicity": self.periodicity(),
-            "f0_mean_hz": self.f0_mean(),
-            "voiced_fraction": self.voiced_fraction(),
-        }
+        return {"rms_db": _rms_db(self.x), "kurtosis": _kurtosis(self.x), "periodicity": self.periodicity(),
+                "f0_mean_hz": self.f0_mean(), "voiced_fraction": self.voiced_fraction()}
