@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .analysis import finite_or_none
+from .analysis import as_signal, finite_or_none
 from .phone_fold import fold_recognised, fold_timit
 
 log = logging.getLogger(__name__)
@@ -140,13 +140,13 @@ def recognise_phones(x: np.ndarray) -> list[str] | None:
 
 def judge(audio: np.ndarray, sr: int, intended_phones: Sequence[str] | None = None,
           name: str = "audio") -> dict[str, float | str | None]:
-    """The keys of ``JUDGE_KEYS`` for mono ``audio`` (float in [-1, 1]) at ``sr``.
+    """The keys of ``JUDGE_KEYS`` for mono ``audio`` (float in [-1, 1] or integer PCM) at ``sr``.
 
     ``intended_phones``: the TIMIT (61 or 39 set) labels the audio should say, for the
     phone error rate. Values the judges cannot give are None, the reason logged under
     ``name``; a judge that cannot load was reported once when it was first asked for."""
     out: dict[str, float | str | None] = dict.fromkeys(JUDGE_KEYS)
-    x = np.asarray(audio)
+    x = as_signal(audio, name)
     if x.size < MIN_SECONDS * sr:
         log.warning("judges: %s lasts %.3f s, shorter than the %.1f s the judges score; judges None",
                     name, x.size / sr, MIN_SECONDS)

@@ -33,14 +33,8 @@ def lsd_db(p_gen: np.ndarray, p_ref: np.ndarray) -> float | None:
 
 
 def _mel_cepstra(mel_power: np.ndarray, floor: float) -> np.ndarray:
-    """Cepstra c1..c24 in natural-log-amplitude units (rows), from mel power spectra.
-
-    librosa.feature.mfcc on a dB spectrogram gives orthonormal DCT-II
-    coefficients of 10*log10(P) = (20/ln 10) * ln|X|.  Dividing by
-    (20/ln 10) * sqrt(2 * n_mels) turns them into real-cepstrum coefficients
-    c_d (log|X| = c0 + 2 sum_d c_d cos(...)), the units in which the standard
-    MCD constant is defined.
-    """
+    """Cepstra c1..c24 (rows) in natural-log real-cepstrum units, the units of MCD_CONSTANT
+    (librosa's orthonormal DCT-II of dB, rescaled; docs/audio-metrics.md)."""
     import librosa
 
     db = librosa.power_to_db(mel_power, ref=1.0, amin=floor, top_db=None)
