@@ -1,7 +1,6 @@
-"""``waveform-mdn compare`` on runs written by Lightning's own loggers: fake curves through
-TensorBoardLogger.log_metrics, event files written record by record with SummaryWriter,
-and real tiny Trainer runs (TensorBoardLogger + CSVLogger, resumed runs); the tables are
-checked against known answers and against the files read directly."""
+"""``waveform-mdn compare`` on runs written by Lightning's own loggers (CSVLogger, as ``fit``
+writes them, and real tiny Trainer runs); the tables are checked against known answers and
+against the files read directly."""
 
 from __future__ import annotations
 
@@ -10,12 +9,15 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from waveform_mdn import compare
+from waveform_mdn.cli import main as waveform_mdn_main
 from waveform_mdn.compare import CompareError, DataMismatchError, compare_runs, main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -35,12 +37,11 @@ STEPS_PER_EPOCH = 37
 FP = "fp-aa-0001"
 
 
-def _write_run(save_dir: Path, name: str, version: int, hparams: dict, curves: dict,
-               epoch_tag: bool = True, train: bool = True) -> Path:
-    from pytorch_lightning.loggers import TensorBoardLogger
+def _write_run(save_dir: Path, name: str, version: int, hparams: dict, curves: dict, train: bool = True) -> Path:
+    """A run dir as ``fit`` leaves one: hparams.yaml and metrics.csv written by Lightning's CSVLogger."""
+    from pytorch_lightning.loggers import CSVLogger
 
-    logger = TensorBoardLogger(save_dir=str(save_dir), name=name, version=version,
-                               default_hp_metric=False)
+    logger = CSVLogger(str(save_dir), name=name, version=version)
     logger.log_hyperparams(hparams)
     n = len(next(iter(curves.values())))
     for e in range(n):
@@ -48,24 +49,21 @@ def _write_run(save_dir: Path, name: str, version: int, hparams: dict, curves: d
         if train:  # training epoch-level metrics in their own call, like Lightning
             tr = {t.replace("val/", "train/"): c[e] * 0.9 for t, c in curves.items()
                   if t.startswith("val/") and math.isfinite(c[e])}
-            logger.log_metrics({**tr, **({"epoch": e} if epoch_tag else {})}, step=step)
-        val = {t: c[e] for t, c in curves.items()}
-        logger.log_metrics({**val, **({"epoch": e} if epoch_tag else {})}, step=step)
+            logger.log_metrics({**tr, "epoch": e}, step=step)
+        logger.log_metrics({**{t: c[e] for t, c in curves.items()}, "epoch": e}, step=step)
     logger.save()
     logger.finalize("success")
     return Path(logger.log_dir)
 
 
 def _hp_mlp(fp=FP):
-    # top level, no "components" (defaults to 1 for gaussian), a tuple as Lightning writes it
-    return {"head": "gaussian", "data_fingerprint": fp, "norm_mean": 0.001, "norm_std": 0.05,
-            "hidden": (300, 300), "lr": 1e-3}
+    return {"head": "gaussian", "components": 3, "data_fingerprint": fp, "norm_mean": 0.001, "norm_std": 0.05,
+            "hidden": (300, 300), "lr": 1e-3}  # a tuple, as Lightning writes it; components unused
 
 
 def _hp_mdn(fp=FP):
-    # nested under "model", as LightningCLI-style configs do
-    return {"model": {"head": "mixture", "components": 3, "data_fingerprint": fp,
-                      "norm_mean": 0.001, "norm_std": 0.05, "hidden": (300, 300), "lr": 5e-4}}
+    return {"head": "mixture", "components": 3, "data_fingerprint": fp, "norm_mean": 0.001, "norm_std": 0.05,
+            "hidden": (300, 300), "lr": 5e-4}
 
 
 def _write_generated(gen_dir: Path, ref_dir: Path, head: str, kurt: float, n: int = 2) -> Path:
@@ -101,7 +99,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("compare")
     logs = root / "logs"
     # mlp: version_2 (older, worse), version_10 (the one to pick: numeric, not lexical order),
-    # version_11 (hparams only, no event files: to be skipped)
+    # version_11 (hparams only, no metrics.csv: to be skipped)
     _write_run(logs, "mlp", 2, _hp_mlp(), {t: [v + 1 for v in c] for t, c in MLP.items()})
     _write_run(logs, "mlp", 10, _hp_mlp(), MLP)
     (logs / "mlp" / "version_11").mkdir()
@@ -115,9 +113,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def _is_png(path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.image as mpimg
 
     if path.read_bytes()[:8] != PNG_MAGIC:
@@ -130,13 +125,13 @@ def _md_links(md: str) -> list[str]:
     return re.findall(r"\]\(([^)\s]+)\)", md)
 
 
-def test_resolve_run_dir_picks_highest_numbered_version_with_events(runs):
+def test_resolve_run_dir_picks_highest_numbered_version_with_metrics(runs):
     chosen, note = compare.resolve_run_dir(runs["mlp"])
     assert chosen.name == "version_10"
-    assert "version_10" in note and "version_11 without event files" in note
+    assert "version_10" in note and "version_11 without metrics.csv" in note
     chosen, note = compare.resolve_run_dir(runs["mdn_v0"])
     assert chosen == runs["mdn_v0"] and note is None
-    with pytest.raises(CompareError, match="no TensorBoard event files"):
+    with pytest.raises(CompareError, match=r"refs/metrics\.csv not found"):
         compare.resolve_run_dir(runs["root"] / "refs")
 
 
@@ -226,114 +221,66 @@ def test_cli_with_names_and_generated(runs, tmp_path, capsys):
 
 
 def test_different_data_refused(runs, tmp_path, capsys):
-    from waveform_mdn.cli import main as waveform_mdn_main  # the `waveform-mdn` command
-
     out = tmp_path / "refused"
     rc = waveform_mdn_main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out),
                             "--names", "mlp,other"])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 2 and len(err.splitlines()) == 1
     assert "mlp" in err and "other" in err and FP in err and "fp-other-9999" in err
     assert "--allow-different-data" in err
     assert not out.exists()
     with pytest.raises(DataMismatchError):
         compare_runs([runs["mlp"], runs["other"]], out)
 
-    rc = main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out),
-               "--allow-different-data"])
+    rc = main(["compare", str(runs["mlp"]), str(runs["other"]), "--out", str(out), "--allow-different-data"])
     assert rc == 0
     assert "different data or normalisation" in (out / "report.md").read_text()
 
 
+def _one_error_line(capsys, argv: list[str], *parts: str) -> None:
+    """``waveform-mdn compare ARGV`` exits 2 with one line on stderr holding every part."""
+    capsys.readouterr()
+    assert waveform_mdn_main(["compare", *argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("waveform-mdn compare: error: "), err
+    assert all(p in err for p in parts), err
+
+
 def test_missing_things_are_clear_errors(runs, tmp_path, capsys):
     logs = tmp_path / "logs"
-    # a run without validation scalars
     no_val = _write_run(logs, "trainonly", 0, _hp_mlp(), {"train/nll": [0.1, 0.0]})
-    with pytest.raises(CompareError, match=r"run trainonly .*no validation scalars"):
+    with pytest.raises(CompareError, match=r"run trainonly: .*metrics\.csv has no validation metrics"):
         compare_runs([no_val], tmp_path / "r1", names=["trainonly"])
-    rc = main(["compare", str(runs["mlp"]), str(no_val), "--out", str(tmp_path / "r1"),
-               "--names", "mlp,trainonly"])
-    assert rc == 1 and "trainonly" in capsys.readouterr().err
+    _one_error_line(capsys, [str(runs["mlp"]), str(no_val), "--out", str(tmp_path / "r1"), "--names", "mlp,trainonly"],
+                    "trainonly", "train/nll")
 
-    # hparams.yaml without the data fingerprint: the error names the file
-    bad = _write_run(logs, "nofp", 0, {"model": {"head": "mixture", "components": 2,
-                                                  "norm_mean": 0.0, "norm_std": 1.0}}, MLP)
+    # hparams.yaml without the data fingerprint, or none at all: the error names the file
+    bad = _write_run(logs, "nofp", 0, {"head": "mixture", "components": 2, "norm_mean": 0.0, "norm_std": 1.0}, MLP)
     with pytest.raises(CompareError, match=r"hparams\.yaml: missing hyperparameter\(s\) data_fingerprint"):
         compare_runs([bad], tmp_path / "r2")
+    (bad / "hparams.yaml").unlink()
+    _one_error_line(capsys, [str(bad), "--out", str(tmp_path / "r2")], str(bad / "hparams.yaml"), "not found")
     with pytest.raises(CompareError, match="run directory not found"):
         compare_runs([tmp_path / "nope"], tmp_path / "r3")
-    assert main(["compare", str(runs["mlp"]), "--out", str(tmp_path / "r4"),
-                 "--names", "a,b"]) == 2
+    _one_error_line(capsys, [str(runs["mlp"]), "--out", str(tmp_path / "r4"), "--names", "a,b"], "--names")
+    _one_error_line(capsys, [str(runs["mlp"]), "--out", str(tmp_path / "r4"), "--page-rows", "-1"], "--page-rows")
+    with pytest.raises(SystemExit) as usage:  # argparse's usage errors: exit 2
+        main(["compare", "--out", str(tmp_path / "r4")])
+    assert usage.value.code == 2
 
     # a report directory that cannot be made (its parent is a file): one line naming it
     (tmp_path / "afile").write_text("x")
-    capsys.readouterr()
-    assert main(["compare", str(runs["mlp"]), "--out", str(tmp_path / "afile" / "r")]) == 1
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "afile" in err
+    _one_error_line(capsys, [str(runs["mlp"]), "--out", str(tmp_path / "afile" / "r")], "afile")
 
-    # a CSVLogger dir whose metrics.csv is damaged: one line naming the file, nothing written
+    # a damaged metrics.csv, or one without Lightning's epoch column: one line naming the file, nothing written
     damaged = tmp_path / "csvrun"
     damaged.mkdir()
-    (damaged / "hparams.yaml").write_text("head: gaussian\ndata_fingerprint: x\nnorm_mean: 0\nnorm_std: 1\n")
+    (damaged / "hparams.yaml").write_text(yaml.safe_dump(_hp_mlp()))
     (damaged / "metrics.csv").write_text("epoch,step,val/nll\n0,9,-0.5\n1,19,oops\n")
-    capsys.readouterr()
-    assert main(["compare", str(damaged), "--out", str(tmp_path / "r5")]) == 1
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "metrics.csv" in err and "oops" in err
+    _one_error_line(capsys, [str(damaged), "--out", str(tmp_path / "r5")], "metrics.csv", "line 3", "oops")
+    (damaged / "metrics.csv").write_text("step,val/nll\n9,-0.5\n")
+    _one_error_line(capsys, [str(damaged), "--out", str(tmp_path / "r5")], "metrics.csv", "no epoch column")
     assert not (tmp_path / "r5").exists()
-
-
-def test_epoch_falls_back_to_point_index(tmp_path):
-    run = _write_run(tmp_path / "logs", "noepoch", 0, _hp_mdn(), MLP, epoch_tag=False)
-    res = compare_runs([run], tmp_path / "r")
-    m = res["runs"][0]["metrics"]["val/nll"]
-    assert m["epoch_source"] == "point index" and m["min_epoch"] == 3
-    assert res["runs"][0]["epochs"] == 6
-    assert "point indices" in (tmp_path / "r" / "report.md").read_text()
-
-
-def _write_events(log_dir: Path, calls: list[tuple[int, dict[str, float]]], jumps=None) -> None:
-    """One ``SummaryWriter.add_scalar`` per value, as Lightning's TensorBoardLogger writes a
-    ``log_metrics`` call: the metrics, then ``epoch``, all at the call's step. Records are
-    1 ms apart; ``jumps`` maps a record number to a clock jump (s) before it is written."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(log_dir))
-    wall, n = 1_000_000.0, 0
-    for step, values in calls:
-        for tag, value in values.items():
-            wall += 0.001 + (jumps or {}).get(n, 0.0)
-            writer.add_scalar(tag, value, step, walltime=wall)
-            n += 1
-    writer.close()
-
-
-def test_epochs_come_from_the_logged_epoch_not_from_wall_times(tmp_path):
-    """Validated epochs 0, 2, 3, 5, 6; epochs 2 and 3 log at the same step (epoch 3 made no
-    optimiser step), and so do 5 and 6. Epoch 3's metrics were written 1 ms after epoch 2's
-    `epoch` record (3 ms before their own); the clock was set back an hour just before
-    epoch 6's `epoch` record. The epoch of each point is the one written in the same call,
-    whatever the wall times."""
-    from pytorch_lightning.core.saving import save_hparams_to_yaml
-
-    run = tmp_path / "run"
-    run.mkdir()
-    save_hparams_to_yaml(run / "hparams.yaml", _hp_mlp())
-    epochs, steps = [0, 2, 3, 5, 6], [9, 29, 29, 59, 59]
-    val = [{"val/nll": -0.5 - 0.1 * i, "val/mse": 0.5 - 0.01 * i, "val/mse_sample": 1.0 - 0.1 * i}
-           for i in range(5)]
-    val[2]["val/nll"] = -2.0  # the minimum, in epoch 3
-    _write_events(run, [(steps[i], {**val[i], "epoch": epochs[i]}) for i in range(5)], jumps={19: -3600.0})
-    res = compare_runs([run], tmp_path / "report")
-    for tag in ("val/nll", "val/mse", "val/mse_sample"):
-        got = res["runs"][0]["curves"][tag]
-        assert got["epoch"] == epochs, tag
-        assert got["step"] == steps
-        assert got["value"] == pytest.approx([v[tag] for v in val])
-    m = res["runs"][0]["metrics"]["val/nll"]
-    assert (m["min"], m["min_epoch"], m["epoch_source"]) == (pytest.approx(-2.0), 3, "epoch scalar")
-    assert res["runs"][0]["epochs"] == 7
 
 
 # --------------------------------------------------------------- a real tiny Lightning run
@@ -381,103 +328,41 @@ def _tiny_fit(model, loggers, ckpt_path=None, **trainer_args) -> None:
     trainer.fit(model, data, data, ckpt_path=ckpt_path)
 
 
-def _fit_tiny_run(save_dir: Path) -> tuple[Path, Path]:
-    """A real Trainer run of the tiny module, validated every 2nd epoch, into a
-    TensorBoardLogger and a CSVLogger at once. Returns both version dirs."""
+def test_table_matches_metrics_csv_of_a_real_run(tmp_path):
+    """A real Trainer run, validated every 2nd epoch, logging through TensorBoard and a CSVLogger
+    into one folder as ``fit`` does; a generation that used its checkpoint."""
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-    loggers = [TensorBoardLogger(str(save_dir), name="tb", default_hp_metric=False),
-               CSVLogger(str(save_dir), name="csv")]
+    loggers = [TensorBoardLogger(str(tmp_path), "run", 0, default_hp_metric=False), CSVLogger(str(tmp_path), "run", 0)]
     _tiny_fit(_tiny_module(), loggers, max_epochs=len(VAL_NLL), check_val_every_n_epoch=2)
-    return Path(loggers[0].log_dir), Path(loggers[1].log_dir)
-
-
-@pytest.mark.parametrize("resume_epoch", [1, 2])
-def test_a_run_resumed_from_an_earlier_checkpoint_counts_each_epoch_once(tmp_path, resume_epoch):
-    """Trained to epoch 3, then resumed into the same version dir from the checkpoint of
-    ``resume_epoch`` (a second event file logs the later epochs again, at the same steps):
-    each epoch appears once, with the values of the resumed run."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import TensorBoardLogger
-
-    def logger():
-        return TensorBoardLogger(str(tmp_path), name="run", version=0, default_hp_metric=False)
-
-    ckpts = tmp_path / "ckpts"
-    _tiny_fit(_tiny_module(), logger(), max_epochs=4,
-              callbacks=[ModelCheckpoint(dirpath=ckpts, filename="{epoch}", save_top_k=-1)])
-    _tiny_fit(_tiny_module(offset=10.0), logger(), ckpt_path=ckpts / f"epoch={resume_epoch}.ckpt",
-              max_epochs=5, enable_checkpointing=False)
-    run = tmp_path / "run" / "version_0"
-    assert len(list(run.glob("events.out.tfevents.*"))) == 2
-    res = compare_runs([run], tmp_path / "report")
-    curve = res["runs"][0]["curves"]["val/nll"]
-    assert curve["epoch"] == [0, 1, 2, 3, 4]
-    expected = [VAL_NLL[e] + 0.01 + (10.0 if e > resume_epoch else 0.0) for e in range(5)]
-    assert curve["value"] == pytest.approx(expected, abs=1e-5)
-    assert res["runs"][0]["curves"]["train/nll"]["epoch"] == [0, 1, 2, 3, 4]
-    assert res["runs"][0]["epochs"] == 5
-
-
-def _expected_from_event_files(version_dir: Path, tag: str) -> dict:
-    """min / epoch of the min / final / epochs, read with TensorBoard's EventAccumulator
-    (this run logs one epoch per step, so the epoch at a metric's step is unambiguous)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(version_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    epoch_at: dict[int, set] = {}
-    for e in acc.Scalars("epoch"):
-        epoch_at.setdefault(e.step, set()).add(int(e.value))
-    assert all(len(v) == 1 for v in epoch_at.values())
-    values = np.array([e.value for e in acc.Scalars(tag)])
-    steps = [e.step for e in acc.Scalars(tag)]
-    best = int(np.argmin(values))
-    return {"min": values[best], "min_epoch": min(epoch_at[steps[best]]), "final": values[-1],
-            "epochs": max(max(v) for v in epoch_at.values()) + 1}
-
-
-def _expected_from_metrics_csv(version_dir: Path, tag: str) -> dict:
-    rows = [r for r in csv.DictReader((version_dir / "metrics.csv").open()) if r.get(tag)]
-    values = np.array([float(r[tag]) for r in rows])
-    best = int(np.argmin(values))
-    return {"min": values[best], "min_epoch": int(rows[best]["epoch"]), "final": values[-1],
-            "epochs": max(int(r["epoch"]) for r in rows) + 1}
-
-
-def test_table_matches_event_files_and_metrics_csv_of_a_real_run(tmp_path):
-    tb_dir, csv_dir = _fit_tiny_run(tmp_path / "logs")
-    gen = _write_generated(tb_dir / "generated", tmp_path / "refs", "mixture", kurt=3.0, n=1)
+    run_dir = Path(loggers[1].log_dir)
+    gen = _write_generated(run_dir / "generated", tmp_path / "refs", "mixture", kurt=3.0, n=1)
     meas = json.loads((gen / "measurements.json").read_text())
-    meas["checkpoint"] = str(next((tb_dir / "checkpoints").glob("*.ckpt")))
+    meas["checkpoint"] = str(next((run_dir / "checkpoints").glob("*.ckpt")))
     (gen / "measurements.json").write_text(json.dumps(meas))
-    res = compare_runs([tb_dir, csv_dir], tmp_path / "report", names=["tb", "csv"])
-    tb, from_csv = res["runs"]
-    for run, expected in ((tb, _expected_from_event_files), (from_csv, _expected_from_metrics_csv)):
-        for tag in ("val/nll", "val/mse", "val/mse_sample", "train/nll"):
-            want = expected(Path(run["version_dir"]), tag)
-            got = run["metrics"][tag]
-            assert got["min"] == pytest.approx(want["min"], rel=1e-6), (run["name"], tag)
-            assert got["min_epoch"] == want["min_epoch"], (run["name"], tag)
-            assert got["final"] == pytest.approx(want["final"], rel=1e-6), (run["name"], tag)
-            assert got["epoch_source"] == "epoch scalar"
-        assert run["epochs"] == want["epochs"] == len(VAL_NLL)
+    res = compare_runs([run_dir], tmp_path / "report", names=["run"])
+    (run,) = res["runs"]
+    for tag in ("val/nll", "val/mse", "val/mse_sample", "train/nll"):
+        rows = [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get(tag)]
+        values = np.array([float(r[tag]) for r in rows])
+        best = int(np.argmin(values))
+        got = run["metrics"][tag]
+        assert got["min"] == pytest.approx(values[best], rel=1e-6), tag
+        assert got["min_epoch"] == int(rows[best]["epoch"]), tag
+        assert got["final"] == pytest.approx(values[-1], rel=1e-6), tag
+    assert run["epochs"] == len(VAL_NLL)
     # known answers: val/nll is VAL_NLL + 0.01 (mean of + 0, 0.01, 0.02 over the 3 batches);
     # val/mse_sample is 0.3 - 0.02 (e - 2)^2 + 0.001 e: smallest at epoch 5 (0.125)
-    for run in (tb, from_csv):
-        assert run["metrics"]["val/nll"]["min"] == pytest.approx(-1.09, abs=1e-6)
-        assert run["metrics"]["val/nll"]["min_epoch"] == 3
-        assert run["metrics"]["val/mse_sample"]["min_epoch"] == 5
-        assert run["curves"]["val/nll"]["epoch"] == [1, 3, 5]  # not the point indices 0, 1, 2
-        assert run["curves"]["train/nll"]["epoch"] == list(range(len(VAL_NLL)))
-    assert [(Path(c["path"]).name, c["epoch"], c["step"]) for c in tb["checkpoints"]] == [
-        ("epoch=5-step=18.ckpt", 5, 18)]
-    assert not from_csv["checkpoints"]
+    assert run["metrics"]["val/nll"]["min"] == pytest.approx(-1.09, abs=1e-6)
+    assert run["metrics"]["val/nll"]["min_epoch"] == 3
+    assert run["metrics"]["val/mse_sample"]["min_epoch"] == 5
+    assert run["curves"]["val/nll"]["epoch"] == [1, 3, 5]  # not the point indices 0, 1, 2
+    assert run["curves"]["train/nll"]["epoch"] == list(range(len(VAL_NLL)))
+    assert [(Path(c["path"]).name, c["epoch"], c["step"]) for c in run["checkpoints"]] == [("epoch=5-step=18.ckpt", 5, 18)]
     wavs = (tmp_path / "report" / "report.md").read_text().split("### WAV files")[1]
     assert "epoch=5-step=18.ckpt` (epoch 5, step 18)" in wavs
     rows = {r["name"]: r for r in csv.DictReader((tmp_path / "report" / "table.csv").open())}
-    assert float(rows["tb"]["min_val_nll"]) == pytest.approx(-1.09, abs=1e-6)
-    assert rows["tb"]["min_val_nll_epoch"] == rows["csv"]["min_val_nll_epoch"] == "3"
+    assert float(rows["run"]["min_val_nll"]) == pytest.approx(-1.09, abs=1e-6) and rows["run"]["min_val_nll_epoch"] == "3"
 
 
 def test_audio_means_are_over_all_files_of_measurements_json(runs, tmp_path):
@@ -510,62 +395,44 @@ def test_audio_means_are_over_all_files_of_measurements_json(runs, tmp_path):
     row = next(ln for ln in md.splitlines() if ln.startswith("| mdn |"))
     assert f"| {np.mean([f['kurtosis'] for f in files]):.4g} |" in row
 
+    # a second run generated the same utterances, with its own copies of the references (as
+    # generate writes them into <gen>/reference/): each reference still counts once
+    copy = tmp_path / "gen2"
+    shutil.copytree(gen, copy)
+    shutil.copytree(tmp_path / "refs", copy / "reference")
+    for entry in data["files"]:
+        entry["reference"] = f"reference/{Path(entry['reference']).name}"
+    (copy / "measurements.json").write_text(json.dumps(data))
+    res = compare_runs([runs["mdn"], runs["mdn"]], tmp_path / "report2", names=["a", "b"], generated=[gen, copy])
+    assert res["natural_speech"] == nat
 
-def test_hparams_from_config_yaml_when_not_in_hparams_yaml(runs, tmp_path):
-    """fit may log the data hyperparameters alone (logger.log_hyperparams) while the model's
-    are in LightningCLI's config.yaml under model.init_args: both are read."""
-    import shutil
 
-    import yaml
-
+def test_nested_hparams_differ_and_unreadable_checkpoints(runs, tmp_path):
+    """Nested hyperparameters are read with dotted keys; the ones that differ are listed; a
+    checkpoint that cannot be loaded is listed as such."""
     run = tmp_path / "run"
     shutil.copytree(runs["mdn_v0"], run)
-    (run / "hparams.yaml").write_text(yaml.safe_dump({"data_fingerprint": FP, "norm_mean": 0.001,
-                                                      "norm_std": 0.05, "window": 240}))
-    (run / "config.yaml").write_text(yaml.safe_dump({
-        "model": {"class_path": "waveform_mdn.models.WaveformPredictor",
-                  "init_args": {"head": "mixture", "components": 4, "data_fingerprint": None}},
-        "data": {"path": "/data/x", "batch_size": 128}}))
+    (run / "hparams.yaml").write_text(yaml.safe_dump({**_hp_mdn(), "hidden": [300, 300], "components": 4,
+                                                      "optimizer": {"lr": 0.01}}))
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "broken.ckpt").write_bytes(b"PK\x03\x04 not a checkpoint")
     hp = compare.read_hparams(run)
-    assert (hp.head, hp.components, hp.data_fingerprint, hp.norm_std) == ("mixture", 4, FP, 0.05)
-    assert hp.found["batch_size"] == 128 and hp.found["window"] == 240
+    assert (hp["head"], hp["components"], hp["data_fingerprint"], hp["norm_std"], hp["optimizer.lr"]) == (
+        "mixture", 4, FP, 0.05, 0.01)
     res = compare_runs([run, runs["mdn"]], tmp_path / "report", names=["cfg", "mdn"])
     assert [r["components"] for r in res["runs"]] == [4, 3]
-    diffs = (tmp_path / "report" / "report.md").read_text().split("## Hyperparameters that differ")[1]
-    assert "| components | 4 | 3 |" in diffs
-    assert "broken.ckpt (epoch not readable)" in (tmp_path / "report" / "report.md").read_text()
-
-
-def test_event_files_are_read_in_creation_order(tmp_path):
-    """A resumed run's event file (counter .10) comes after the first one (.9) written in
-    the same second: its values win, whatever the name's alphabetical order."""
-    from pytorch_lightning.core.saving import save_hparams_to_yaml
-
-    run = tmp_path / "run"
-    run.mkdir()
-    save_hparams_to_yaml(run / "hparams.yaml", _hp_mlp())
-    for counter, nll in ((9, [-0.5, -0.6, -0.7]), (10, [-1.6, -1.7])):
-        part = tmp_path / f"part{counter}"
-        _write_events(part, [(10 * (e + 1), {"val/nll": v, "epoch": e}) for e, v in enumerate(nll, 3 - len(nll))])
-        (file,) = part.glob("events.out.tfevents.*")
-        file.rename(run / f"events.out.tfevents.1796204356.host.4242.{counter}")
-    curve = compare_runs([run], tmp_path / "report")["runs"][0]["curves"]["val/nll"]
-    assert (curve["epoch"], curve["value"]) == ([0, 1, 2], [-0.5, -1.6, -1.7])
+    md = (tmp_path / "report" / "report.md").read_text()
+    diffs = md.split("## Hyperparameters that differ")[1].split("##")[0]
+    assert "| components | 4 | 3 |" in diffs and "| optimizer.lr | 0.01 | — |" in diffs and "hidden" not in diffs
+    assert "broken.ckpt (epoch not readable)" in md
 
 
 @pytest.mark.parametrize("head,components,expected", [("mulaw_softmax", 3, (1, "mu-law softmax")),
                                                       ("logistic_mixture", 10, (10, "logistic mixture"))])
 def test_new_heads_are_labelled_and_mulaw_has_no_components(runs, tmp_path, head, components, expected):
-    import shutil
-
-    import yaml
-
     run = tmp_path / "run"
     shutil.copytree(runs["mdn_v0"], run)
-    hp = _hp_mdn()
-    hp["model"].update(head=head, components=components, hidden=[300, 300])  # mu-law ignores components
+    hp = {**_hp_mdn(), "head": head, "components": components, "hidden": [300, 300]}  # mu-law ignores components
     (run / "hparams.yaml").write_text(yaml.safe_dump(hp))
     res = compare_runs([run], tmp_path / "report", names=["x"])
     assert (res["runs"][0]["components"], res["runs"][0]["model"]) == expected

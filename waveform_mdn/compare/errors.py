@@ -4,7 +4,7 @@ from data_prep.errors import InputError
 
 
 class CompareError(InputError):
-    """The runs cannot be compared as asked (missing files, tags, keys, bad arguments)."""
+    """The runs cannot be compared as asked (a missing file, column or key, a bad argument)."""
 
 
 class DataMismatchError(CompareError):

@@ -1,25 +1,15 @@
-"""The text of ``report.html``, the listening page: one row per utterance (the reference
-and every measured set's audio side by side, each an ``<audio controls>`` player above its
-waveform + spectrogram image), then the validation table and curves and the
-generated-audio table with its natural speech row (the same tables as ``report.md``).
-
-Every link is relative to the report directory (``media/``, ``curves.png``, ...), every
-text is escaped, and the layout (CSS grid, ``minmax(0, 1fr)`` columns, images at most as
-wide as their column) fits a 1366-pixel-wide screen without horizontal scrolling for up
-to 6 measured sets; wide tables scroll inside their own box."""
+"""``report.html``, the listening page: a rendering of :class:`~.tables.Report` with the
+players of :mod:`.media` (layout and its reasons: docs/comparison.md)."""
 
 from __future__ import annotations
 
 import html
 import re
 import urllib.parse
-from datetime import datetime, timezone
 
-from .markdown import GENERATED_TEXT, VALIDATION_TEXT
 from .measurements import numeric
 from .media import Listening, Player
-from .runs import Run
-from .tables import NATURAL, fmt, generated_table, hparam_diffs
+from .tables import GENERATED_TEXT, NATURAL, VALIDATION_TEXT, Report, Table, fmt
 
 #: Per-file measurements printed under a generated player, with their units.
 CAPTION_KEYS = (("lsd_db", "LSD", " dB"), ("mcd_db", "MCD", " dB"), ("f0_rmse_hz", "F0 RMSE", " Hz"))
@@ -56,7 +46,6 @@ tr.natural td { background: #f6f6f0; font-style: italic; }
 details { margin: 8px 0; }
 """
 
-
 NUM = ' class="num"'
 
 
@@ -71,36 +60,20 @@ def inline(text: str) -> str:
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
 
 
-def header_cell(text: str) -> str:
-    """Escaped, with line-break chances after ``/`` and ``_`` (long metric names)."""
-    return esc(text).replace("/", "/<wbr>").replace("_", "_<wbr>")
-
-
 def href(rel: str) -> str:
-    """A path relative to the report, quoted for an attribute."""
     return esc(urllib.parse.quote(rel))
 
 
-def table_html(header: list[str], rows: list[list[str]], numeric_from: int, row_class=None) -> str:
-    """A table in a box that scrolls sideways when it is wider than the page."""
+def table_html(table: Table) -> str:
+    """A table in a box that scrolls sideways; header breaks allowed after ``/`` and ``_``."""
     def cells(row: list[str], tag: str) -> str:
-        text = header_cell if tag == "th" else esc
-        return "".join(f"<{tag}{NUM if tag == 'td' and i >= numeric_from else ''}>{text(c)}</{tag}>"
+        text = esc if tag == "td" else (lambda c: esc(c).replace("/", "/<wbr>").replace("_", "_<wbr>"))
+        return "".join(f"<{tag}{NUM if tag == 'td' and i >= table.numeric_from else ''}>{text(c)}</{tag}>"
                        for i, c in enumerate(row))
 
-    def tr(row: list[str]) -> str:
-        css = row_class(row) if row_class else ""
-        return f'<tr class="{css}">' if css else "<tr>"
-
-    body = "".join(f"{tr(r)}{cells(r, 'td')}</tr>" for r in rows)
-    return (f'<div class="table-wrap"><table><thead><tr>{cells(header, "th")}</tr></thead>'
+    body = "".join(('<tr class="natural">' if r[0] == NATURAL else "<tr>") + cells(r, "td") + "</tr>" for r in table.rows)
+    return (f'<div class="table-wrap"><table><thead><tr>{cells(table.header, "th")}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
-
-
-def _values_line(values: dict) -> str:
-    parts = [f"{name} {fmt(v)}{unit}" for key, name, unit in CAPTION_KEYS
-             if (v := numeric(values.get(key))) is not None]
-    return esc(" · ".join(parts))
 
 
 def _player(p: Player | None, label: str, css: str, title: str) -> str:
@@ -109,11 +82,12 @@ def _player(p: Player | None, label: str, css: str, title: str) -> str:
     if p.wav is None:
         body = f'<p class="missing">missing: {esc(p.source)}</p>'
     else:
-        body = (f'<audio controls preload="metadata" src="{href(p.wav)}"></audio>'
-                f'<a href="{href(p.png)}"><img src="{href(p.png)}" '
-                f'alt="{esc(f"waveform and spectrogram: {title}")}"></a>')
+        body = (f'<audio controls preload="metadata" src="{href(p.wav)}"></audio><a href="{href(p.png)}">'
+                f'<img src="{href(p.png)}" alt="{esc(f"waveform and spectrogram: {title}")}"></a>')
+    values = " · ".join(f"{name} {fmt(v)}{unit}" for key, name, unit in CAPTION_KEYS
+                        if (v := numeric(p.values.get(key))) is not None)
     return (f'<figure class="cell {css}"><figcaption>{esc(label)}</figcaption>'
-            f'<div class="values">{_values_line(p.values)}</div>{body}</figure>')
+            f'<div class="values">{esc(values)}</div>{body}</figure>')
 
 
 def listening_section(listen: Listening) -> list[str]:
@@ -136,42 +110,32 @@ def listening_section(listen: Listening) -> list[str]:
     return out + ["</section>"]
 
 
-def numbers_section(runs: list[Run], table, gen_rows, natural, have_gen_plot: bool) -> list[str]:
+def numbers_section(report: Report) -> list[str]:
     out = ['<aside class="numbers">', "<h2>Validation results</h2>", f"<p>{inline(VALIDATION_TEXT)}</p>",
-           table_html(*table, numeric_from=2),
-           '<img src="curves.png" alt="validation and training curves">']
-    notes = [f"{r.name}: {n}" for r in runs for n in r.notes]
-    if notes:
-        out += ["<p>Notes:</p><ul>"] + [f"<li>{inline(n)}</li>" for n in notes] + ["</ul>"]
-    diffs = hparam_diffs(runs)
-    if diffs:
-        out += ["<details><summary>Hyperparameters that differ</summary>",
-                table_html(["key"] + [r.name for r in runs], diffs, numeric_from=99), "</details>"]
+           table_html(report.validation), '<img src="curves.png" alt="validation and training curves">']
+    if report.notes:
+        out += ["<p>Notes:</p><ul>"] + [f"<li>{inline(n)}</li>" for n in report.notes] + ["</ul>"]
+    if report.differ.rows:
+        out += ["<details><summary>Hyperparameters that differ</summary>", table_html(report.differ), "</details>"]
     out.append("<h2>Generated audio</h2>")
-    if gen_rows:
-        header, rows = generated_table(gen_rows, natural)
-        out += [f"<p>{inline(GENERATED_TEXT)}</p>",
-                table_html(header, rows, numeric_from=1, row_class=lambda r: "natural" if r[0] == NATURAL else "")]
-        if have_gen_plot:
-            out.append('<img src="generated.png" alt="generated audio measurements">')
-    out += [f"<p>{esc(r.name)}: no generated audio</p>" for r in runs if not r.generated]
+    if report.generated:
+        out += [f"<p>{inline(GENERATED_TEXT)}</p>", table_html(report.generated)]
+        out += ['<img src="generated.png" alt="generated audio measurements">'] if report.have_gen_plot else []
+    out += [f"<p>{esc(r.name)}: no generated audio</p>" for r in report.runs if not r.generated]
     return out + ["</aside>"]
 
 
-def report_html(runs: list[Run], listen: Listening, table, data_warning: list[str], gen_rows, natural,
-                have_gen_plot: bool, title: str) -> str:
-    """The whole page (see the module docstring)."""
+def report_html(report: Report, listen: Listening) -> str:
     head = [
         "<!doctype html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p>Written by <code>waveform-mdn compare</code> on {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. "
+        f"<title>{esc(report.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+        f"<h1>{esc(report.title)}</h1>",
+        f"<p>Written by <code>waveform-mdn compare</code> on {report.date}. "
         'Files: <a href="report.md">report.md</a>, <a href="table.csv">table.csv</a>, '
         '<a href="summary.json">summary.json</a>.</p>',
     ]
-    if data_warning:
-        head.append('<div class="warning">' + "<br>".join(inline(ln) for ln in data_warning) + "</div>")
-    body = ['<main class="page">'] + listening_section(listen)
-    body += numbers_section(runs, table, gen_rows, natural, have_gen_plot) + ["</main>", "</body>", "</html>"]
+    if report.warning:
+        head.append('<div class="warning">' + "<br>".join(inline(ln) for ln in report.warning) + "</div>")
+    body = ['<main class="page">', *listening_section(listen), *numbers_section(report), "</main>", "</body>", "</html>"]
     return "\n".join(head + body) + "\n"

@@ -1,6 +1,4 @@
-"""Generated-audio measurements (``measurements.json``, written by ``waveform-mdn
-generate``/``evaluate``) of a run: per-file values, their means over all files, and the
-*natural speech* means of the reference recordings."""
+"""Generated-audio measurements of a run (``measurements.json``, written by ``generate``/``evaluate``)."""
 
 from __future__ import annotations
 
@@ -13,14 +11,22 @@ from typing import Any, Sequence
 from ..audio_metrics import METRIC_KEYS
 from ..contract import MEASUREMENTS_FILE
 from .errors import CompareError
-from .runs import Run
 
-#: Per-file measurements shown side by side, in this order (other numeric keys follow).
-GEN_KEYS = tuple(k for k in METRIC_KEYS if not k.startswith("ref_"))
-#: Single-signal measurements that also exist for the reference as ``ref_<key>``.
-REF_KEYS = tuple(k[len("ref_"):] for k in METRIC_KEYS if k.startswith("ref_"))
-#: Numeric per-file keys that are not measurements of the sound.
+GEN_KEYS = tuple(k for k in METRIC_KEYS if not k.startswith("ref_"))  #: shown first, in this order
+REF_KEYS = tuple(k[len("ref_"):] for k in METRIC_KEYS if k.startswith("ref_"))  #: also measured on the reference
 NOT_MEASURED = {"clipped", "sample_rate", "duration_s", "ref_duration_s", "nonfinite_replaced"}
+
+
+def numeric(value: Any) -> float | None:
+    """A finite number as a float; None for anything else (NaN, inf, None, text, booleans)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 @dataclass
@@ -28,6 +34,14 @@ class AudioFile:
     wav: Path | None
     reference: Path | None
     values: dict[str, Any]  #: the file's entry as written
+
+    @property
+    def utterance(self) -> str:
+        """The sequence it was generated from, else its reference's name, else its own."""
+        info = self.values.get("info")
+        if isinstance(info, dict) and info.get("sequence"):
+            return str(info["sequence"])
+        return next((p.stem for p in (self.reference, self.wav) if p is not None), "?")
 
 
 @dataclass
@@ -38,10 +52,6 @@ class Measurements:
     head: str | None
     settings: dict[str, Any]
     files: list[AudioFile]
-
-    @property
-    def n_files(self) -> int:
-        return len(self.files)
 
     @property
     def clipped_total(self) -> int:
@@ -56,27 +66,13 @@ class Measurements:
         return {k: mean(numeric(f.values.get(k)) for f in self.files) for k in keys}
 
 
-def numeric(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def mean(values) -> float | None:
-    vals = [v for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
 def _audio_path(value: Any, base: Path) -> Path | None:
     if not value:
         return None
     p = Path(str(value))
-    if p.is_absolute():
-        return p
-    if (base / p).exists() or not p.exists():
-        return base / p
-    return p  # relative to the working directory, as some tools write them
+    if p.is_absolute() or (p.exists() and not (base / p).exists()):
+        return p  # absolute, or relative to the working directory as some tools write them
+    return base / p
 
 
 def load_measurements(path: Path, run_name: str) -> Measurements:
@@ -86,7 +82,7 @@ def load_measurements(path: Path, run_name: str) -> Measurements:
         raise CompareError(f"generated audio for run {run_name}: {file} not found")
     try:
         data = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CompareError(f"cannot read {file}: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise CompareError(f"{file}: expected an object with a 'files' list")
@@ -97,28 +93,27 @@ def load_measurements(path: Path, run_name: str) -> Measurements:
 
 
 def natural_means(all_meas: Sequence[Measurements]) -> dict[str, Any] | None:
-    """Means of the ``ref_*`` values over the distinct references of every measured set."""
+    """Means of the ``ref_*`` values over the distinct references (one per utterance, whatever
+    the number of runs and copies of it)."""
     seen: dict[str, AudioFile] = {}
     for meas in all_meas:
-        for i, f in enumerate(meas.files):
+        for f in meas.files:
             if any(numeric(f.values.get("ref_" + k)) is not None for k in REF_KEYS):
-                key = str(f.reference.resolve()) if f.reference is not None else f"{meas.file}#{i}"
-                seen.setdefault(key, f)
+                seen.setdefault(f.utterance, f)
     if not seen:
         return None
-    means = {k: mean(numeric(f.values.get("ref_" + k)) for f in seen.values()) for k in REF_KEYS}
-    return {"n_files": len(seen), "means": means}
+    return {"n_files": len(seen),
+            "means": {k: mean(numeric(f.values.get("ref_" + k)) for f in seen.values()) for k in REF_KEYS}}
 
 
-def _search(run: Run, out_dir: Path) -> list[Path]:
+def _search(root: Path, out_dir: Path) -> list[Path]:
     """Every measurements.json under the run dir, outside the report and hidden dirs."""
     out_res = out_dir.resolve()
-    return sorted(p for p in run.given.rglob(MEASUREMENTS_FILE)
-                  if out_res not in p.resolve().parents
-                  and not any(part.startswith(".") for part in p.relative_to(run.given).parts))
+    return sorted(p for p in root.rglob(MEASUREMENTS_FILE) if out_res not in p.resolve().parents
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def attach_generated(runs: list[Run], generated: Sequence[str | Path | None] | None, out_dir: Path) -> None:
+def attach_generated(runs: list, generated: Sequence[str | Path | None] | None, out_dir: Path) -> None:
     """Attach to each run its measurements: ``generated[i]`` (a dir or the json), or, when
     absent or ``-``, every ``measurements.json`` found under the run dir."""
     generated = list(generated or [])
@@ -126,14 +121,11 @@ def attach_generated(runs: list[Run], generated: Sequence[str | Path | None] | N
         raise CompareError(f"{len(generated)} --generated dirs given for {len(runs)} runs "
                            "(they are matched to the runs in order)")
     for i, run in enumerate(runs):
-        explicit = generated[i] if i < len(generated) else None
-        given = explicit is not None and str(explicit) not in ("", "-")
-        for path in [Path(explicit)] if given else _search(run, out_dir):
-            meas = load_measurements(path, run.name)
-            if meas.data_fingerprint is not None and str(meas.data_fingerprint) != run.hparams.data_fingerprint:
-                run.notes.append(f"generated audio {meas.file} has data_fingerprint {meas.data_fingerprint}, "
-                                 f"the run has {run.hparams.data_fingerprint}")
-            if meas.head is not None and str(meas.head) != run.hparams.head:
-                run.notes.append(f"generated audio {meas.file} was made by head {meas.head}, "
-                                 f"the run has {run.hparams.head}")
+        given = generated[i] if i < len(generated) else None
+        paths = [Path(given)] if given is not None and str(given) not in ("", "-") else _search(run.given, out_dir)
+        for meas in (load_measurements(p, run.name) for p in paths):
+            for what, theirs, ours in (("data_fingerprint", meas.data_fingerprint, run.hparams["data_fingerprint"]),
+                                       ("head", meas.head, run.hparams["head"])):
+                if theirs is not None and str(theirs) != ours:
+                    run.notes.append(f"generated audio {meas.file} has {what} {theirs}, the run has {ours}")
             run.generated.append(meas)

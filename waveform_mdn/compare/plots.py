@@ -1,16 +1,15 @@
-"""The two figures of a comparison: ``curves.png`` (bits / nll / mse / mse_sample against epoch,
-every run, validation solid and training dashed) and ``generated.png`` (mean audio
-measurements per run next to natural speech). Written with :func:`figures.save_figure`."""
+"""The two figures of a comparison: ``curves.png`` (every metric against epoch) and
+``generated.png`` (mean audio measurements per run next to natural speech)."""
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..contract import METRICS
-from ..figures import save_figure
+from ..figures import new_figure, save_figure
 from .measurements import REF_KEYS
 from .runs import Run
 from .tables import NATURAL
@@ -19,19 +18,9 @@ COLORS = [f"C{i}" for i in range(10)]
 UNITS = {"nll": " (nats/sample, normalised signal)", "bits_per_sample": " (16-bit codes)"}
 
 
-def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
 def spread_epochs(epochs: list[int]) -> list[float]:
-    """Epochs as x positions; n points logged in the same epoch (validation several times
-    per epoch, step-level training values) are spread over it: e, e + 1/n, ..."""
-    count: dict[int, int] = defaultdict(int)
-    for e in epochs:
-        count[e] += 1
-    seen: dict[int, int] = defaultdict(int)
+    """Epochs as x positions; n points of one epoch are spread over it: e, e + 1/n, ..."""
+    count, seen = Counter(epochs), Counter()
     xs = []
     for e in epochs:
         xs.append(e + seen[e] / count[e])
@@ -56,7 +45,7 @@ def _plot_metric(ax, runs: list[Run], metric: str) -> None:
             val = split == "val"
             ax.plot(xs, ys, style, color=color, lw=1.6 if val else 1.0, alpha=1.0 if val else 0.55,
                     marker="." if val and len(xs) < 60 else None,
-                    label=f"{run.name} ({run.model}, K={run.hparams.components})" if val else None)
+                    label=f"{run.name} ({run.model}, K={run.components})" if val else None)
             best = curve.summary()["min"]
             if val and best is not None:
                 ax.plot([xs_all[curve.values.index(best)]], [best], "o", ms=8, mfc="none", color=color)
@@ -70,7 +59,7 @@ def _plot_metric(ax, runs: list[Run], metric: str) -> None:
 def plot_curves(runs: list[Run], path: Path) -> None:
     from matplotlib.lines import Line2D
 
-    fig = _new_figure(5 * len(METRICS), 4.6)
+    fig = new_figure(5 * len(METRICS), 4.6)
     axes = fig.subplots(1, len(METRICS), sharex=True)
     for ax, metric in zip(axes, METRICS):
         _plot_metric(ax, runs, metric)
@@ -89,12 +78,12 @@ def plot_curves(runs: list[Run], path: Path) -> None:
 
 
 def plot_generated(rows: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
-    """One panel per single-signal measurement: each row's mean (bars; points for dB
-    levels). Returns False (nothing written) when no row has any of them."""
+    """One panel per single-signal measurement: each row's mean (bars; points for dB levels);
+    False (nothing written) when no row has any."""
     keys = [k for k in REF_KEYS if any(m.get(k) is not None for _, m in rows)]
     if not keys:
         return False
-    fig = _new_figure(3.2 * len(keys), 3.8)
+    fig = new_figure(3.2 * len(keys), 3.8)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     colors = ["0.55" if name == NATURAL else COLORS[i % len(COLORS)] for i, (name, _) in enumerate(rows)]
     xs = list(range(len(rows)))

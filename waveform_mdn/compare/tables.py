@@ -1,146 +1,142 @@
-"""The tables of a comparison: the validation table (text and Markdown), ``table.csv``,
-the generated-audio table and the hyperparameters that differ."""
+"""The report's content, built once: its tables (rendered by :mod:`.markdown` and
+:mod:`.html`), ``table.csv`` and the texts beside them."""
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import os
-import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..contract import METRICS
 from .measurements import REF_KEYS, Measurements
 from .runs import Run
 
-#: Order of the columns of the validation table (metric names without the "val/").
-TABLE_METRICS = ("bits_per_sample", "nll", "mse", "mse_sample")
 NATURAL = "natural speech"
+VALIDATION_TEXT = (
+    "Minimum over validation epochs, with the epoch of the minimum in parentheses (0-based, "
+    "Lightning's `epoch`); final = last validation point. `bits_per_sample`: -log2 of the "
+    "probability of the target's 16-bit code, one scale for every head (16 = uniform over the "
+    "codes, 0 = certain); NLL in nats per sample of the continuous density over the normalised "
+    "signal (n/a: not logged by that run), MSE on the normalised signal. `mse` is the point prediction "
+    "(MLP output, MDN mixture mean), `mse_sample` the MSE of a value drawn from the predicted distribution "
+    "(what the 2014 report calls the MDN's MSE). How to read them: `docs/comparison.md` in the "
+    "waveform-mdn repository.")
+GENERATED_TEXT = (
+    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics/`); the "
+    "*natural speech* row measures the reference recordings (distinct references over all runs). "
+    "`clipped` is the total number of clipped samples.")
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    numeric_from: int = 1  #: the first right-aligned column
+
+
+@dataclass
+class Report:
+    """What ``report.md`` and ``report.html`` show, rendered by each."""
+
+    title: str
+    date: str
+    warning: list[str]
+    runs: list[Run]
+    gen_rows: list[tuple[str, Run, Measurements]]
+    run_table: Table
+    validation: Table
+    differ: Table
+    generated: Table | None
+    have_gen_plot: bool
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{r.name}: {n}" for r in self.runs for n in r.notes]
 
 
 def fmt(v: Any) -> str:
     if v is None:
         return "n/a"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return f"{v:.4g}"
-    return str(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _min_cell(s: dict[str, Any] | None) -> str:
-    if s is None:
-        return "n/a"
-    if s["min"] is None:
-        return "n/a (no finite value)"
-    return f"{fmt(s['min'])} ({s['min_epoch']})"
+def validation_table(runs: list[Run]) -> Table:
+    """Min of each val metric (with its epoch), final values, epochs."""
+    def min_cell(s: dict | None) -> str:
+        return "n/a" if s is None else "n/a (no finite value)" if s["min"] is None else f"{fmt(s['min'])} ({s['min_epoch']})"
+
+    header = (["name", "head", "K"] + [f"min val/{m} (epoch)" for m in METRICS]
+              + [f"final val/{m}" for m in METRICS] + ["epochs"])
+    rows = [[r.name, r.model, str(r.components)] + [min_cell(r.metric("val", m)) for m in METRICS]
+            + [fmt(s["final"]) if (s := r.metric("val", m)) else "n/a" for m in METRICS] + [fmt(r.n_epochs)]
+            for r in runs]
+    return Table(header, rows, numeric_from=2)
 
 
-def validation_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: min of each val metric (with its epoch), final values, epochs."""
-    header = (["name", "head", "K"] + [f"min val/{m} (epoch)" for m in TABLE_METRICS]
-              + [f"final val/{m}" for m in TABLE_METRICS] + ["epochs"])
+def run_table(runs: list[Run]) -> Table:
+    rows = [[r.name, r.model, r.hparams["head"], str(r.components), f"`{r.hparams['data_fingerprint']}`",
+             f"{fmt(r.hparams['norm_mean'])} / {fmt(r.hparams['norm_std'])}", f"`{r.version_dir.resolve()}`",
+             ", ".join(f"{c.path.name} ({c.saved_at})" for c in r.checkpoints) or "none"] for r in runs]
+    return Table(["name", "model", "head", "K", "data fingerprint", "norm mean / std", "run dir", "checkpoints"],
+                 rows, numeric_from=99)
+
+
+def differ_table(runs: list[Run]) -> Table:
+    """The hyperparameters whose values differ between the runs."""
     rows = []
-    for r in runs:
-        row = [r.name, r.model, str(r.hparams.components)]
-        row += [_min_cell(r.metric("val", m)) for m in TABLE_METRICS]
-        row += [fmt(s["final"]) if (s := r.metric("val", m)) else "n/a" for m in TABLE_METRICS]
-        rows.append(row + [fmt(r.n_epochs)])
-    return header, rows
+    for key in sorted(set().union(*(r.hparams for r in runs))):
+        vals = [r.hparams.get(key, "—") for r in runs]
+        if any(repr(v) != repr(vals[0]) for v in vals[1:]):
+            rows.append([key] + [v if isinstance(v, str) else fmt(v) for v in vals])
+    return Table(["key"] + [r.name for r in runs], rows, numeric_from=99)
 
 
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    """Aligned plain text: the first two columns left-aligned, the others right-aligned."""
-    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+def generated_rows(runs: list[Run]) -> list[tuple[str, Run, Measurements]]:
+    """One ``(label, run, measurements)`` per measured set; several sets of a run are labelled
+    with their subdirectory."""
+    return [(run.name if len(run.generated) == 1 else
+             f"{run.name} [{Path(os.path.relpath(m.file.parent, run.given)).as_posix()}]", run, m)
+            for run in runs for m in run.generated]
 
 
-def md_table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
-    def cell(text: Any) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+def generated_table(gen_rows: list[tuple[str, Run, Measurements]], natural: dict | None) -> Table | None:
+    """Mean of each measurement per set, and the natural speech row."""
+    if not gen_rows:
+        return None
+    means = [m.means() for _, _, m in gen_rows]
+    keys = list(dict.fromkeys(k for m in means for k in m))
+    keys = [k for k in keys if any(m.get(k) is not None for m in means) or (natural and natural["means"].get(k) is not None)]
+    rows = [[label, str(len(m.files)), str(m.clipped_total)] + [fmt(mm.get(k)) for k in keys]
+            for (label, _, m), mm in zip(gen_rows, means)]
+    if natural:
+        rows.append([NATURAL, str(natural["n_files"]), "—"] + [fmt(natural["means"].get(k)) if k in REF_KEYS else "—"
+                                                              for k in keys])
+    return Table(["run", "files", "clipped"] + keys, rows)
 
-    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
-    out = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join(align) + "|"]
-    return "\n".join(out + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
 
-
-def link(target: Path, out_dir: Path) -> str:
-    """``target`` relative to the report directory, URL-quoted for Markdown."""
-    rel = os.path.relpath(target.resolve(), out_dir.resolve())
-    return urllib.parse.quote(Path(rel).as_posix())
+def build_report(runs: list[Run], title: str, warning: list[str], natural: dict | None, have_gen_plot: bool) -> Report:
+    gen_rows = generated_rows(runs)
+    return Report(title, f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}", warning, runs, gen_rows, run_table(runs),
+                  validation_table(runs), differ_table(runs), generated_table(gen_rows, natural), have_gen_plot)
 
 
 def csv_text(runs: list[Run]) -> str:
     """``table.csv``: one row per run (full-precision values, empty when absent)."""
     cols = ["name", "model", "head", "components", "data_fingerprint", "version_dir"]
-    for m in TABLE_METRICS:
-        cols += [f"min_val_{m}", f"min_val_{m}_epoch"]
-    cols += [f"final_val_{m}" for m in TABLE_METRICS] + ["epochs", "val_points"]
-    for m in TABLE_METRICS:
-        cols += [f"min_train_{m}", f"final_train_{m}"]
+    cols += [f"{c}_val_{m}{e}" for m in METRICS for c, e in (("min", ""), ("min", "_epoch"))]
+    cols += [f"final_val_{m}" for m in METRICS] + ["epochs", "val_points"]
+    cols += [f"{c}_train_{m}" for m in METRICS for c in ("min", "final")]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
     for r in runs:
-        row: list[Any] = [r.name, r.model, r.hparams.head, r.hparams.components,
-                          r.hparams.data_fingerprint, str(r.version_dir)]
-        for m in TABLE_METRICS:
-            s = r.metric("val", m) or {}
-            row += [s.get("min"), s.get("min_epoch")]
-        row += [(r.metric("val", m) or {}).get("final") for m in TABLE_METRICS]
-        row += [r.n_epochs, r.val_points]
-        for m in TABLE_METRICS:
-            s = r.metric("train", m) or {}
-            row += [s.get("min"), s.get("final")]
+        val, train = ([r.metric(split, m) or {} for m in METRICS] for split in ("val", "train"))
+        row = [r.name, r.model, r.hparams["head"], r.components, r.hparams["data_fingerprint"], str(r.version_dir)]
+        row += [s.get(k) for s in val for k in ("min", "min_epoch")] + [s.get("final") for s in val]
+        row += [r.n_epochs, r.val_points] + [s.get(k) for s in train for k in ("min", "final")]
         writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
     return buf.getvalue()
-
-
-def hparam_diffs(runs: list[Run]) -> list[list[str]]:
-    """Rows ``[key, value per run]`` for the hyperparameters whose values differ."""
-    flat = [r.hparams.found for r in runs]
-    rows = []
-    for key in sorted(set().union(*flat)):
-        vals = [f.get(key, "—") for f in flat]
-        if any(repr(v) != repr(vals[0]) for v in vals[1:]):
-            rows.append([key] + [v if isinstance(v, str) else fmt(v) for v in vals])
-    return rows
-
-
-def generated_rows(runs: list[Run]) -> list[tuple[str, Run, Measurements]]:
-    """One ``(label, run, measurements)`` per measured set; a run with several sets gets
-    its sets labelled with their subdirectory."""
-    rows = []
-    for run in runs:
-        for meas in run.generated:
-            label = run.name
-            if len(run.generated) > 1:
-                rel = os.path.relpath(meas.file.parent, run.given)
-                label = f"{run.name} [{Path(rel).as_posix()}]"
-            rows.append((label, run, meas))
-    return rows
-
-
-def generated_table(gen_rows: list[tuple[str, Run, Measurements]],
-                    natural: dict[str, Any] | None) -> tuple[list[str], list[list[str]]]:
-    """Mean of each measurement per set, and the natural speech row (references)."""
-    means = [m.means() for _, _, m in gen_rows]
-    keys: list[str] = []
-    for m in means:
-        keys += [k for k in m if k not in keys]
-    keys = [k for k in keys if any(m.get(k) is not None for m in means)
-            or (natural and natural["means"].get(k) is not None)]
-    rows = [[label, str(m.n_files), str(m.clipped_total)] + [fmt(mm.get(k)) for k in keys]
-            for (label, _, m), mm in zip(gen_rows, means)]
-    if natural:
-        rows.append([NATURAL, str(natural["n_files"]), "—"]
-                    + [fmt(natural["means"].get(k)) if k in REF_KEYS else "—" for k in keys])
-    return ["run", "files", "clipped"] + keys, rows
