@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from waveform_mdn.heads import HEADS, GaussianHead, Head, MixtureHead, build_head, register_head
-from waveform_mdn.models import Predictor
+from waveform_mdn.heads import HEADS, GaussianHead, MixtureHead, build_head
+from waveform_mdn.models import Predictor, gaussian_epoch_nll
 
 torch.set_default_dtype(torch.float32)
 
@@ -28,7 +28,7 @@ def _np(x: torch.Tensor) -> np.ndarray:
 def test_gaussian_nll_matches_scipy():
     g = torch.Generator().manual_seed(0)
     head = GaussianHead(16)
-    head.observe_training_mse(0.037)  # the ML variance of the MLP
+    head.var.fill_(0.037)  # the ML variance of the MLP
     feats = torch.randn(500, 16, generator=g)
     target = torch.randn(500, generator=g) * 0.5
     params = head.params(feats)
@@ -68,13 +68,15 @@ def test_mixture_nll_matches_numpy(k):
 
 
 def test_gaussian_epoch_nll_is_the_ml_gaussian():
-    head = GaussianHead(4)
+    """The MLP's training NLL comes from its epoch MSE (``models.gaussian_epoch_nll``)."""
     mse = torch.tensor(0.02, dtype=torch.float64)
     # NLL of residuals with variance = their own MSE: 0.5 log(2 pi v) + 1/2
     e = np.random.default_rng(0).normal(size=10000)
     e *= math.sqrt(0.02) / np.sqrt(np.mean(e**2))
     expected = -norm.logpdf(e, scale=math.sqrt(0.02)).mean()
-    assert float(head.epoch_nll(torch.tensor(0.0), mse)) == pytest.approx(expected, rel=1e-9)
+    assert float(gaussian_epoch_nll(mse, 1e-3, 1e-4)[0]) == pytest.approx(expected, rel=1e-9)
+    got = float(gaussian_epoch_nll(torch.tensor(1e-9), 1e-2, 1e-4)[0])  # the floor is the squared min_scale
+    assert got == pytest.approx(0.5 * math.log(2 * math.pi * 1e-4) + 0.5, rel=1e-6)
 
 
 # -- numerical safety --------------------------------------------------------------------
@@ -86,7 +88,7 @@ def test_no_nan_for_extreme_inputs(name):
         # huge negative raw scales (softplus -> 0, the floor remains), huge logits, large means
         head.proj.bias.copy_(torch.tensor([1e4, -1e4, 0.0, 1e3, -1e3, 0.0, -1e4, -1e4, 50.0][: head.proj.out_features]))
     if name == "gaussian":
-        head.observe_training_mse(1e-12)  # clamped to the floor
+        head.var.fill_(1e-12)  # clamped to the floor
     feats = torch.randn(6, 8, requires_grad=True)
     target = torch.tensor([0.0, 1e-6, -3.0, 1e3, -1e4, 1e4])
     params = head.params(feats)
@@ -141,13 +143,13 @@ def test_mixture_sampling_moments_and_generator():
 
 def test_gaussian_sampling_uses_ml_variance():
     head = GaussianHead(3)
-    head.observe_training_mse(0.04)
+    head.var.fill_(0.04)
     feats = torch.zeros(100_000, 3)
     params = head.params(feats)
     x = head.sample_from_params(params, generator=torch.Generator().manual_seed(0))
     assert float((x - params[0]).detach().std()) == pytest.approx(0.2, rel=0.01)
     assert torch.equal(head.sample_from_params(params, temperature=0), params[0])
-    head.observe_validation_mse(0.09)
+    head.valid_mse.fill_(0.09)
     assert head.use_variance("valid") == pytest.approx(0.09)
     assert float(head.scale) == pytest.approx(0.3)
 
@@ -202,28 +204,12 @@ def test_mixture_mean_and_mode_against_numpy(tw):
 
 
 # -- the plug-in registry ----------------------------------------------------------------
-class LaplaceHead(Head):
-    """A new head as the docs write one: ``params`` and ``distribution_from_params`` only."""
-
-    n_outputs = 2
-
-    def params(self, features):
-        loc, raw = self.project(features).unbind(-1)
-        return loc, F.softplus(raw) + self.min_scale
-
-    def distribution_from_params(self, params):
-        return torch.distributions.Laplace(*params, validate_args=False)
-
-
-def test_registry_and_new_head_is_one_class():
+def test_registry_and_new_head_is_one_class(laplace_head):
     assert {"gaussian", "mixture"} <= set(HEADS)
     with pytest.raises(ValueError, match="unknown head"):
         build_head("nope", 4)
 
-    name = "test_laplace"
-    if name not in HEADS:
-        register_head(name)(type("RegisteredLaplace", (LaplaceHead,), {}))
-    net = Predictor(window=16, n_phone_ids=5, hidden=[8], head=name)
+    net = Predictor(window=16, n_phone_ids=5, hidden=[8], head="test_laplace")  # the conftest head
     batch = _batch(4, 16, 5)
     d = net.distribution(batch)
     assert d.batch_shape == (4,)
@@ -234,13 +220,13 @@ def test_registry_and_new_head_is_one_class():
     assert x.shape == (4,) and torch.equal(x, net.head.sample_from_params(params, torch.Generator().manual_seed(2)))
 
 
-def test_default_sampler_is_the_inverse_cdf_of_the_distribution():
+def test_default_sampler_is_the_inverse_cdf_of_the_distribution(laplace_head):
     """A head with only ``params`` and ``distribution_from_params``: its draws follow the
     distribution (KS against scipy), ``temperature_scales`` scales the distance to the
     mean, and 0 gives the mean."""
     import scipy.stats
 
-    head = LaplaceHead(1)
+    head = laplace_head(1)
     loc, scale = torch.full((50_000,), 0.5), torch.full((50_000,), 2.0)
     noise = head.draw_noise((50_000,), torch.Generator().manual_seed(0))
     assert noise.shape == (50_000, 1) and float(noise.min()) > 0 and float(noise.max()) < 1

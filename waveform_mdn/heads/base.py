@@ -14,6 +14,7 @@ from data_prep.errors import InputError
 from .discretise import bits, generic_log_mass
 
 HEADS: dict[str, type["Head"]] = {}
+Params = tuple[Tensor, ...]
 _TINY, _EPS32 = 1e-20, 1e-7  #: uniform numbers stay in [_TINY, 1 - _EPS32]: finite logs and inverse CDFs
 
 
@@ -38,9 +39,8 @@ def build_head(name: str, in_features: int, **kwargs) -> "Head":
 
 
 def uniform(shape: Sequence[int], n: int, generator: torch.Generator | None, device) -> Tensor:
-    """``[*shape, n]`` uniform numbers in (0, 1), float32."""
-    u = torch.rand(*shape, n, generator=generator, device=device, dtype=torch.float32)
-    return u.clamp_(min=_TINY, max=1.0 - _EPS32)
+    """``[*shape, n]`` float32 uniform numbers in (0, 1)."""
+    return torch.rand(*shape, n, generator=generator, device=device, dtype=torch.float32).clamp_(_TINY, 1 - _EPS32)
 
 
 def gumbel_(u: Tensor) -> Tensor:
@@ -49,12 +49,10 @@ def gumbel_(u: Tensor) -> Tensor:
 
 
 def gumbel_max(logits: Tensor, gumbel: Tensor, temperature: float) -> Tensor:
-    """``argmax(logits / T + gumbel)``, ``[..., 1]``: drawn with ``softmax(logits / T)``;
-    ``T = 0``: the most probable."""
+    """``argmax(logits / T + gumbel)``, ``[..., 1]``: drawn with ``softmax(logits / T)``; ``T = 0``: the top one."""
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)
-    scores = logits.add(gumbel) if temperature == 1 else gumbel.add(logits, alpha=1.0 / temperature)
-    return scores.argmax(-1, keepdim=True)
+    return (logits.add(gumbel) if temperature == 1 else gumbel.add(logits, alpha=1 / temperature)).argmax(-1, True)
 
 
 def tempered_softmax(logits: Tensor, temperature: float) -> Tensor:
@@ -63,81 +61,70 @@ def tempered_softmax(logits: Tensor, temperature: float) -> Tensor:
 
 class Head(nn.Module):
     """A linear projection of the features, then a distribution over the normalised next sample.
-
-    Subclasses set ``n_outputs`` (or override :meth:`output_size`), ``label`` (the name in
-    reports), and implement :meth:`params` and :meth:`distribution_from_params`; the other
-    methods default to going through the Distribution.
-    """
+    Subclasses set ``n_outputs`` (or :meth:`output_size`) and ``label`` (the name in reports),
+    and implement :meth:`params` and :meth:`distribution_from_params`; the other methods go
+    through the Distribution unless a head has a faster or exact form."""
 
     name: str = "?"
     label: str = "?"
     n_outputs: int = 1
     uses_components: bool = False  #: whether ``components`` (K) means anything to this head
-    #: values of ``model.likelihood`` this head reads (empty: it has one training loss of its own)
-    likelihood_options: tuple[str, ...] = ()
+    likelihood_options: tuple[str, ...] = ()  #: values of ``model.likelihood`` this head reads
 
     def __init__(self, in_features: int, components: int = 1, min_scale: float = 1e-3,
                  norm_mean: float | None = None, norm_std: float | None = None, **_: object):
         super().__init__()
-        self.in_features = int(in_features)
-        self.components = int(components)
-        self.min_scale = float(min_scale)
-        self.norm = Normalisation.of(norm_mean, norm_std)
+        self.in_features, self.components, self.min_scale = int(in_features), int(components), float(min_scale)
+        self.norm = Normalisation.of(norm_mean, norm_std)  #: places the 16-bit bins of the bits per sample
         self.proj = nn.Linear(self.in_features, self.output_size())
 
     def output_size(self) -> int:
         return self.n_outputs
 
     def project(self, features: Tensor) -> Tensor:
-        """``proj(features)`` in float32, also under autocast: a mean rounded to bfloat16 is
-        off by more than the scale floor."""
+        """``proj(features)`` in float32, also under autocast (a mean rounded to bfloat16 is off
+        by more than the scale floor)."""
         if torch.is_autocast_enabled(features.device.type):
             with torch.autocast(features.device.type, enabled=False):
                 return self.proj(features.float())
         return self.proj(features).float()
 
-    def params(self, features: Tensor) -> tuple[Tensor, ...]:
+    def params(self, features: Tensor) -> Params:
         raise NotImplementedError
 
-    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+    def distribution_from_params(self, params: Params) -> Distribution:
         raise NotImplementedError
 
     def distribution(self, features: Tensor) -> Distribution:
-        """Batch shape ``[B]``."""
         return self.distribution_from_params(self.params(features))
 
-    def nll(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def nll(self, params: Params, target: Tensor) -> Tensor:
         """Per-example negative log-density (nats), ``[B]``."""
         return -self.distribution_from_params(params).log_prob(target.float())
 
-    def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def loss(self, params: Params, target: Tensor) -> Tensor:
         """Per-example training loss, ``[B]`` (default: the NLL)."""
         return self.nll(params, target)
 
-    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def log_bin_mass(self, params: Params, target: Tensor) -> Tensor:
         """Per-example log-probability of the target's 16-bit code, ``[B]``. Default: the
         Distribution's ``cdf`` difference; heads override it with a stable form."""
         return generic_log_mass(self.norm, self.distribution_from_params(params).cdf, target.float())
 
-    def bits(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def bits(self, params: Params, target: Tensor) -> Tensor:
         """Per-example ``-log2 P(code)``, ``[B]``."""
         return bits(self.log_bin_mass(params, target))
 
-    def training_sums(self, params: tuple[Tensor, ...], target: Tensor,
-                      loss: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """(NLL sum, bits sum) of a training batch, given its per-example (detached) ``loss``;
-        ``None`` where the head derives the epoch value (:meth:`epoch_nll`, :meth:`epoch_bits`).
-        Default: the loss is the NLL; the bits are computed."""
+    def training_sums(self, params: Params, target: Tensor, loss: Tensor) -> tuple[Tensor, Tensor]:
+        """(NLL sum, bits sum) of a training batch, given its per-example (detached) ``loss``
+        (the metrics reuse the loss where it is one of them). Default: the loss is the NLL."""
         return loss.sum(), self.bits(params, target).sum()
 
-    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
-        return self.distribution_from_params(params).batch_shape
-
-    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+    def mean_from_params(self, params: Params, temperature_weights: float = 1.0) -> Tensor:
         """The point prediction; ``temperature_weights`` matters to mixtures only."""
         return self.distribution_from_params(params).mean
 
-    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+    def mode_from_params(self, params: Params) -> Tensor:
         d = self.distribution_from_params(params)
         try:
             return d.mode
@@ -148,12 +135,11 @@ class Head(nn.Module):
         """Random numbers per draw (the last dimension of :meth:`draw_noise`)."""
         return 1
 
-    def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None,
-                   device: torch.device | str | None = None) -> Tensor:
+    def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None, device=None) -> Tensor:
         """``[*shape, noise_size()]`` (default: one uniform number, for the inverse CDF)."""
         return uniform(shape, 1, generator, device)
 
-    def sample_from_noise(self, params: tuple[Tensor, ...], noise: Tensor, temperature_weights: float = 1.0,
+    def sample_from_noise(self, params: Params, noise: Tensor, temperature_weights: float = 1.0,
                           temperature_scales: float = 1.0) -> Tensor:
         """The draw ``noise`` gives. Default: the inverse CDF, its distance to the mean times
         ``temperature_scales``."""
@@ -167,28 +153,8 @@ class Head(nn.Module):
                                       "sample_from_noise") from None
         return x if temperature_scales == 1 else d.mean + temperature_scales * (x - d.mean)
 
-    def sample_from_params(
-        self, params: tuple[Tensor, ...], generator: torch.Generator | None = None, temperature: float = 1.0
-    ) -> Tensor:
+    def sample_from_params(self, params: Params, generator: torch.Generator | None = None,
+                           temperature: float = 1.0) -> Tensor:
         """One draw per row (``temperature`` for both the weights and the scales)."""
-        noise = self.draw_noise(self.batch_shape(params), generator, params[0].device)
+        noise = self.draw_noise(self.distribution_from_params(params).batch_shape, generator, params[0].device)
         return self.sample_from_noise(params, noise, temperature, temperature)
-
-    # -- hooks used by the LightningModule (no-ops for heads that predict everything) --
-    def observe_training_mse(self, mse: float) -> None:
-        """Called before each validation with the training MSE of the epoch so far."""
-
-    def observe_validation_mse(self, mse: float) -> None:
-        """Called after each validation with its MSE."""
-
-    def epoch_nll(self, mean_nll: Tensor, mse: Tensor) -> Tensor:
-        """Epoch-level training NLL from the accumulated per-example mean NLL and MSE."""
-        return mean_nll
-
-    def epoch_bits(self, mean_bits: Tensor, epoch_nll: Tensor) -> Tensor:
-        """Epoch-level training bits per sample from the accumulated mean bits (the default)
-        or from the epoch NLL (a head whose :meth:`training_sums` gives no bits)."""
-        return mean_bits
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, components={self.components}, min_scale={self.min_scale}"

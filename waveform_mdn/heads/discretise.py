@@ -4,6 +4,7 @@ sample of every head (the numerics are explained in docs/heads.md)."""
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import torch
@@ -22,10 +23,10 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 LogFn = Callable[[Tensor], Tensor]
 
 
-def bins(norm: Normalisation, target: Tensor, loc: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Standardised bin of each target under each component, ``(a, b, z, dz)``: the ends
-    (open for the edge codes, clamped to ``+-_OPEN``), the centre ``(x - loc) / scale`` and
-    ``h / scale``. ``loc``, ``scale``: ``[B]`` or ``[B, K]`` (the target is broadcast)."""
+def log_bin_mass(log_cdf: LogFn, log_pdf: LogFn, norm: Normalisation, target: Tensor, loc: Tensor,
+                 scale: Tensor) -> Tensor:
+    """``log P(bin of each target)`` under each component of a symmetric location-scale family
+    (its standardised ``log_cdf``, ``log_pdf``); ``loc``, ``scale``: ``[B]`` or ``[B, K]``."""
     h = norm.half_width
     at_lowest, at_highest = target < norm.lowest + h, target > norm.highest - h
     if loc.dim() > target.dim():
@@ -34,18 +35,12 @@ def bins(norm: Normalisation, target: Tensor, loc: Tensor, scale: Tensor) -> tup
     z, dz = (target - loc) * inv, h * inv
     a = (z - dz).masked_fill(at_lowest, -_OPEN).clamp(-_OPEN, _OPEN)
     b = (z + dz).masked_fill(at_highest, _OPEN).clamp(-_OPEN, _OPEN)
-    return a, b, z, dz
-
-
-def log_bin_mass(log_cdf: LogFn, log_pdf: LogFn, a: Tensor, b: Tensor, z: Tensor, dz: Tensor) -> Tensor:
-    """``log(F(b) - F(a))`` of a symmetric standardised family from :func:`bins`, in any units."""
     upper = (a + b) > 0  # mirrored: both log-CDFs in the lower tail
     a, b = torch.where(upper, -b, a), torch.where(upper, -a, b)
     la, lb = log_cdf(a), log_cdf(b)
     d = lb - la
     exact = lb + torch.log(-torch.expm1(-d.clamp(min=MIDPOINT_BELOW)))
-    midpoint = log_pdf(z) + torch.log(2 * dz)
-    return torch.where(d >= MIDPOINT_BELOW, exact, midpoint)
+    return torch.where(d >= MIDPOINT_BELOW, exact, log_pdf(z) + torch.log(2 * dz))
 
 
 def normal_log_pdf(z: Tensor) -> Tensor:
@@ -62,12 +57,8 @@ def logistic_log_pdf(z: Tensor) -> Tensor:
     return -z - 2.0 * F.softplus(-z)
 
 
-def normal_log_mass(norm: Normalisation, target: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    return log_bin_mass(torch.special.log_ndtr, normal_log_pdf, *bins(norm, target, loc, scale))
-
-
-def logistic_log_mass(norm: Normalisation, target: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    return log_bin_mass(logistic_log_cdf, logistic_log_pdf, *bins(norm, target, loc, scale))
+normal_log_mass = partial(log_bin_mass, torch.special.log_ndtr, normal_log_pdf)
+logistic_log_mass = partial(log_bin_mass, logistic_log_cdf, logistic_log_pdf)
 
 
 def mixture_log_mass(logits: Tensor, component_log_mass: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from torch.distributions import (AffineTransform, Categorical, Distribution, Mix
 
 from data_prep.errors import InputError
 
-from .base import gumbel_, register_head, uniform
+from .base import Params, gumbel_, register_head, uniform
 from .discretise import logistic_log_mass, logistic_log_pdf, mixture_log_mass
 from .mixture import MixtureHead
 
@@ -37,11 +37,10 @@ class LogisticMixtureHead(MixtureHead):
         self.min_scale_bins = float(min_scale_bins)
         self.min_log_scale = math.log(self.min_scale_bins * 2 * self.norm.half_width)
 
-    def params(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        logits, means, raw = self.project(features).tensor_split(3, dim=-1)
-        return logits, means, raw.clamp(self.min_log_scale, MAX_LOG_SCALE).exp()
+    def scales(self, raw: Tensor) -> Tensor:
+        return raw.clamp(self.min_log_scale, MAX_LOG_SCALE).exp()
 
-    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+    def distribution_from_params(self, params: Params) -> Distribution:
         """For its ``cdf`` (it has no ``mean`` or ``icdf``); the NLL and bits use stable forms."""
         logits, means, scales = params
         unit = Uniform(torch.zeros_like(means), torch.ones_like(means), validate_args=False)
@@ -49,12 +48,12 @@ class LogisticMixtureHead(MixtureHead):
                                            validate_args=False)
         return MixtureSameFamily(Categorical(logits=logits, validate_args=False), logistic, validate_args=False)
 
-    def nll(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def nll(self, params: Params, target: Tensor) -> Tensor:
         logits, means, scales = params
         z = (target.float().unsqueeze(-1) - means) / scales
         return -torch.logsumexp(torch.log_softmax(logits, -1) + logistic_log_pdf(z) - scales.log(), dim=-1)
 
-    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def log_bin_mass(self, params: Params, target: Tensor) -> Tensor:
         logits, means, scales = params
         return mixture_log_mass(logits, logistic_log_mass(self.norm, target.float(), means, scales))
 
@@ -64,8 +63,7 @@ class LogisticMixtureHead(MixtureHead):
         gumbel_(u[..., : self.components])
         return u
 
-    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
-                          temperature_scales: float = 1.0) -> Tensor:
+    def sample_from_noise(self, params, noise, temperature_weights=1.0, temperature_scales=1.0) -> Tensor:
         """The component's mean plus ``T_s scale (log u - log(1 - u))``, clamped to the int16 range."""
         logits, means, scales = params
         k = self.component_from_noise(logits, noise, temperature_weights)
@@ -74,6 +72,3 @@ class LogisticMixtureHead(MixtureHead):
             u = noise[..., self.components]
             x = x + temperature_scales * scales.gather(-1, k).squeeze(-1) * (u.log() - torch.log1p(-u))
         return x.clamp(self.norm.lowest, self.norm.highest)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", min_scale_bins={self.min_scale_bins}"

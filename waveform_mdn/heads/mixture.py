@@ -10,7 +10,7 @@ from torch.distributions import Categorical, Distribution, MixtureSameFamily, No
 
 from data_prep.errors import InputError
 
-from .base import Head, gumbel_, gumbel_max, register_head, tempered_softmax, uniform
+from .base import Head, Params, gumbel_, gumbel_max, register_head, tempered_softmax, uniform
 from .discretise import LN2, mixture_log_mass, normal_log_mass
 
 
@@ -35,23 +35,24 @@ class MixtureHead(Head):
     def output_size(self) -> int:
         return 3 * self.components
 
+    def scales(self, raw: Tensor) -> Tensor:
+        return F.softplus(raw).add_(self.min_scale)
+
     def params(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         logits, means, raw = self.project(features).tensor_split(3, dim=-1)
-        return logits, means, F.softplus(raw).add_(self.min_scale)
+        return logits, means, self.scales(raw)
 
-    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+    def distribution_from_params(self, params: Params) -> Distribution:
         logits, means, scales = params
         return MixtureSameFamily(Categorical(logits=logits, validate_args=False),
                                  Normal(means, scales, validate_args=False), validate_args=False)
 
-    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def log_bin_mass(self, params: Params, target: Tensor) -> Tensor:
         logits, means, scales = params
         return mixture_log_mass(logits, normal_log_mass(self.norm, target.float(), means, scales))
 
-    def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
-        if self.likelihood == "discretised":
-            return -self.log_bin_mass(params, target)
-        return self.nll(params, target)
+    def loss(self, params: Params, target: Tensor) -> Tensor:
+        return -self.log_bin_mass(params, target) if self.likelihood == "discretised" else self.nll(params, target)
 
     def training_sums(self, params, target, loss) -> tuple[Tensor, Tensor]:
         """The loss is one of the two; the other is computed."""
@@ -59,16 +60,13 @@ class MixtureHead(Head):
             return self.nll(params, target).sum(), loss.sum() / LN2
         return loss.sum(), self.bits(params, target).sum()
 
-    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
-        return params[0].shape[:-1]
-
-    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+    def mean_from_params(self, params: Params, temperature_weights: float = 1.0) -> Tensor:
         """The mean with weights ``softmax(logits / T_w)``; ``T_w = 0``: the mode."""
         if temperature_weights == 0:
             return self.mode_from_params(params)
         return torch.linalg.vecdot(tempered_softmax(params[0], temperature_weights), params[1])
 
-    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+    def mode_from_params(self, params: Params) -> Tensor:
         """The most probable component's mean."""
         logits, means, _ = params
         return means.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
@@ -86,13 +84,11 @@ class MixtureHead(Head):
         """The drawn component, ``[..., 1]``, by Gumbel-max with the first ``K`` noise numbers."""
         return gumbel_max(logits, noise[..., : self.components], temperature_weights)
 
-    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
-                          temperature_scales: float = 1.0) -> Tensor:
+    def sample_from_noise(self, params, noise, temperature_weights=1.0, temperature_scales=1.0) -> Tensor:
         """The drawn component's mean plus ``T_s`` times its scale times the normal number."""
         logits, means, scales = params
         k = self.component_from_noise(logits, noise, temperature_weights)
         mean = means.gather(-1, k)
         if temperature_scales == 0:
             return mean.squeeze(-1)
-        return mean.addcmul_(scales.gather(-1, k), noise[..., self.components :],
-                             value=temperature_scales).squeeze(-1)
+        return mean.addcmul_(scales.gather(-1, k), noise[..., self.components :], value=temperature_scales).squeeze(-1)

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Uniform
 
-from data_prep.audio_io import CODE_MAX, CODE_MIN, FULL_SCALE, Normalisation
+from data_prep.audio_io import CODE_MAX, CODE_MIN, FULL_SCALE
 
-from .base import Head, gumbel_, gumbel_max, register_head, tempered_softmax, uniform
+from .base import Head, Params, gumbel_, gumbel_max, register_head, tempered_softmax, uniform
 from .discretise import LN2
 
 MU = 255
@@ -33,23 +33,6 @@ def mulaw_decode(classes: np.ndarray) -> np.ndarray:
     return np.sign(y) * np.expm1(np.abs(y) * np.log1p(MU)) / MU
 
 
-class MulawTables:
-    """The int16 codes of each class, tabulated once from :func:`mulaw_class`; normalised
-    centres and intervals on ``norm``'s scale."""
-
-    def __init__(self, norm: Normalisation):
-        codes = np.arange(CODE_MIN, CODE_MAX + 1)
-        self.class_of_code = mulaw_class(codes)
-        self.count = np.bincount(self.class_of_code, minlength=N_CLASSES)
-        if self.count.min() < 1 or len(self.count) != N_CLASSES:
-            raise AssertionError("every mu-law class must hold at least one int16 code")
-        first = np.searchsorted(self.class_of_code, np.arange(N_CLASSES))  # classes rise with the code
-        self.lowest_code, self.highest_code = codes[first], codes[first + self.count - 1]
-        self.centre = (mulaw_decode(np.arange(N_CLASSES)) - norm.mean) / norm.std
-        self.low = (self.lowest_code / FULL_SCALE - norm.mean) / norm.std - norm.half_width
-        self.high = (self.highest_code / FULL_SCALE - norm.mean) / norm.std + norm.half_width
-
-
 @register_head("mulaw_softmax")
 class MulawSoftmaxHead(Head):
     """256 logits over the mu-law classes; the loss is the cross-entropy. Each class's
@@ -62,10 +45,16 @@ class MulawSoftmaxHead(Head):
 
     def __init__(self, in_features: int, components: int = 1, min_scale: float = 1e-3, **kw: object):
         super().__init__(in_features, 1, min_scale, **kw)
-        t = MulawTables(self.norm)
-        self.register_buffer("class_of_code", torch.from_numpy(t.class_of_code), persistent=False)
-        for name, table in {"log_count": np.log(t.count), "centres": t.centre, "low": t.low, "high": t.high}.items():
-            self.register_buffer(name, torch.from_numpy(table).float(), persistent=False)
+        codes = torch.arange(CODE_MIN, CODE_MAX + 1)
+        class_of_code = torch.from_numpy(mulaw_class(codes.numpy()))
+        count = torch.bincount(class_of_code, minlength=N_CLASSES)  # each class holds a code (tested)
+        first = torch.searchsorted(class_of_code, torch.arange(N_CLASSES))  # classes rise with the code
+        centres = torch.from_numpy(mulaw_decode(np.arange(N_CLASSES)) - self.norm.mean) / self.norm.std
+        tables = {"class_of_code": class_of_code, "log_count": count.double().log().float(), "centres": centres.float(),
+                  "low": (self.norm.value(codes[first]) - self.norm.half_width).float(),
+                  "high": (self.norm.value(codes[first + count - 1]) + self.norm.half_width).float()}
+        for name, table in tables.items():
+            self.register_buffer(name, table, persistent=False)
         self.log_bin_width = math.log(2 * self.norm.half_width)
 
     def params(self, features: Tensor) -> tuple[Tensor]:
@@ -75,7 +64,7 @@ class MulawSoftmaxHead(Head):
         """The mu-law class of each normalised target (through its int16 code)."""
         return self.class_of_code[self.norm.codes(target) - CODE_MIN]
 
-    def distribution_from_params(self, params: tuple[Tensor, ...]) -> Distribution:
+    def distribution_from_params(self, params: Params) -> Distribution:
         """The piecewise-uniform density (the NLL's); its ``mean`` uses the intervals'
         midpoints, :meth:`mean_from_params` the decoded centres that sampling returns."""
         (logits,) = params
@@ -87,14 +76,14 @@ class MulawSoftmaxHead(Head):
     def _cross_entropy(self, logits: Tensor, c: Tensor) -> Tensor:
         return -torch.log_softmax(logits, -1).gather(-1, c.unsqueeze(-1)).squeeze(-1)
 
-    def loss(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def loss(self, params: Params, target: Tensor) -> Tensor:
         return self._cross_entropy(params[0], self.classes(target))
 
-    def nll(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def nll(self, params: Params, target: Tensor) -> Tensor:
         c = self.classes(target)
         return self._cross_entropy(params[0], c) + self.log_count[c] + self.log_bin_width
 
-    def log_bin_mass(self, params: tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def log_bin_mass(self, params: Params, target: Tensor) -> Tensor:
         c = self.classes(target)
         return -self._cross_entropy(params[0], c) - self.log_count[c]
 
@@ -104,16 +93,13 @@ class MulawSoftmaxHead(Head):
         n = loss.numel()
         return (loss + log_count).sum() + n * self.log_bin_width, (loss + log_count).sum() / LN2
 
-    def batch_shape(self, params: tuple[Tensor, ...]) -> torch.Size:
-        return params[0].shape[:-1]
-
-    def mean_from_params(self, params: tuple[Tensor, ...], temperature_weights: float = 1.0) -> Tensor:
+    def mean_from_params(self, params: Params, temperature_weights: float = 1.0) -> Tensor:
         """``sum_c softmax(logits / T_w)_c centre_c``; ``T_w = 0``: the mode."""
         if temperature_weights == 0:
             return self.mode_from_params(params)
         return tempered_softmax(params[0], temperature_weights) @ self.centres
 
-    def mode_from_params(self, params: tuple[Tensor, ...]) -> Tensor:
+    def mode_from_params(self, params: Params) -> Tensor:
         return self.centres[params[0].argmax(-1)]
 
     def noise_size(self) -> int:
@@ -123,6 +109,5 @@ class MulawSoftmaxHead(Head):
         """256 Gumbel numbers per draw (the class)."""
         return gumbel_(uniform(shape, N_CLASSES, generator, device))
 
-    def sample_from_noise(self, params, noise, temperature_weights: float = 1.0,
-                          temperature_scales: float = 1.0) -> Tensor:
+    def sample_from_noise(self, params, noise, temperature_weights=1.0, temperature_scales=1.0) -> Tensor:
         return self.centres[gumbel_max(params[0], noise, temperature_weights).squeeze(-1)]
