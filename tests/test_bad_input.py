@@ -4,6 +4,7 @@ and listed in meta.json's ``skipped`` while the good utterances are prepared."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,44 @@ def test_silent_training_data(corpora, tmp_path):
     with pytest.raises(InputError, match="silent"):
         prepare(d, tmp_path / "out", progress=False, split=SplitRule(mode="none"))
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["corpus"]
+
+
+def _exit_status(argv: list[str]) -> int:
+    """``waveform-mdn ARGV``'s exit status, in this process (argparse's usage errors exit)."""
+    from waveform_mdn.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+COMMANDS_ON_BAD_INPUT = {  # command line (NOPE: a missing path, DATA: the prepared demo) -> what the message names
+    "prepare": (["prepare", "NOPE", "OUT", "--quiet"], "NOPE: corpus directory does not exist"),
+    "corpus-info": (["corpus-info", "NOPE"], "NOPE: corpus directory does not exist"),
+    "fit": (["fit", "--config", "recipes/demo/conf/mdn.yaml", "--data.path", "NOPE", "--trainer.max_epochs", "1",
+             "--trainer.logger.init_args.save_dir", "OUT"], "NOPE"),
+    "generate": (["generate", "--ckpt", "NOPE", "--data", "DATA", "--split", "valid", "--out", "OUT"], "NOPE"),
+    "evaluate": (["evaluate", "NOPE", "--quiet"], "NOPE"),
+    "compare": (["compare", "NOPE", "--out", "OUT"], "NOPE"),
+}
+
+
+@pytest.mark.parametrize("cmd", sorted(COMMANDS_ON_BAD_INPUT))
+def test_every_command_exits_2_with_one_line_naming_the_input(cmd, tmp_path, capsys, demo_prepared, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the recipes' configs
+    paths = {"NOPE": str(tmp_path / "nope"), "OUT": str(tmp_path / "out"), "DATA": str(demo_prepared)}
+    argv, named = COMMANDS_ON_BAD_INPUT[cmd]
+    status = _exit_status([paths.get(a, a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert status == 2, err
+    assert lines == [lines[0]] and lines[0].startswith(f"waveform-mdn {cmd}: error: "), err
+    assert named.replace("NOPE", paths["NOPE"]) in lines[0], err
+
+
+@pytest.mark.parametrize("argv", [["prepare"], ["corpus-info"], ["fit", "--no-such-option"], ["generate"],
+                                  ["evaluate"], ["compare"], ["no-such-command"]], ids=lambda a: a[0])
+def test_usage_errors_exit_2(argv, capsys):
+    assert _exit_status(argv) == 2
+    assert "usage" in capsys.readouterr().err.lower()
