@@ -11,6 +11,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from data_prep.errors import InputError
 from waveform_mdn.audio_metrics import METRIC_KEYS, measure, measure_files
 
 SR = 16000
@@ -341,7 +342,7 @@ def test_unreadable_and_missing_files(tmp_path):
     good = write(tmp_path, "ok.wav", harmonic(150.0, seconds=0.2))
     with pytest.raises(ValueError, match="not_audio.wav"):
         measure_files(good, reference_path=bad)
-    with pytest.raises(FileNotFoundError, match="missing.wav"):
+    with pytest.raises(InputError, match="missing.wav"):  # the CLI's one handler exits 2
         measure_files(tmp_path / "missing.wav")
 
 

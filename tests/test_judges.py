@@ -123,7 +123,7 @@ def test_measure_adds_the_judges_of_audio_and_reference(loaded, sa1, tmp_path):
     assert alone["recognised_phones"] == m["ref_recognised_phones"]
 
 
-def test_a_too_short_file_gives_none_with_a_logged_reason(loaded, tmp_path, caplog):
+def test_a_too_short_file_gives_none_with_a_logged_reason(tmp_path, caplog):
     short = tmp_path / "short.wav"
     sf.write(short, 0.1 * np.sin(2 * np.pi * 150 * np.arange(int(0.3 * SR)) / SR), SR)
     with caplog.at_level(logging.WARNING, logger=J.__name__):

@@ -15,6 +15,8 @@ from typing import Iterable, Sequence, TypeVar
 
 import numpy as np
 
+from data_prep.audio import AudioError
+
 from .analysis import (COMPARE_KEYS, F0_MAX_HZ, F0_MIN_HZ, FRAME_S, HOP_S, METRIC_KEYS, VOICING_MIN_PERIODICITY,
                        SignalAnalysis, as_signal, finite_or_none, n_fft_for)
 from .judges import JUDGE_KEYS, judge, phones_beside
@@ -58,7 +60,7 @@ def measure(audio: np.ndarray, sr: int, reference: np.ndarray | None = None, *, 
     """
     sr = int(sr)
     if sr < 2 * F0_MAX_HZ:
-        raise ValueError(f"sample rate {sr} Hz is too low: need at least {2 * F0_MAX_HZ:.0f} Hz")
+        raise AudioError(f"sample rate {sr} Hz is too low: need at least {2 * F0_MAX_HZ:.0f} Hz")
     x = as_signal(audio, "audio")
     gen = SignalAnalysis(x, sr)
     out: dict[str, float | str | None] = dict.fromkeys(METRIC_KEYS)
@@ -80,11 +82,11 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path}")
+        raise AudioError(f"audio file not found: {path}")
     try:
         data, sr = sf.read(str(path), dtype="float64", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise ValueError(f"cannot read audio file {path}: {exc}") from exc
+        raise AudioError(f"cannot read audio file {path}: {exc}") from exc
     return data.mean(axis=1), int(sr)  # mix multi-channel down to mono
 
 
@@ -93,7 +95,7 @@ def measure_files(path: str | Path, reference_path: str | Path | None = None, *,
     """``measure`` of a sound file (channels averaged to mono), plus ``file``, ``reference``,
     ``sample_rate``, ``duration_s`` (and ``ref_duration_s``). With ``judges`` and no
     ``intended_phones``, the labels of a ``.PHN`` beside the file (else beside the reference)
-    are the intended phones. Missing / unreadable files and differing rates raise."""
+    are the intended phones. Missing / unreadable files and differing rates raise AudioError."""
     path = Path(path)
     x, sr = _read(path)
     ref = None
@@ -101,15 +103,15 @@ def measure_files(path: str | Path, reference_path: str | Path | None = None, *,
         reference_path = Path(reference_path)
         ref, ref_sr = _read(reference_path)
         if ref_sr != sr:
-            raise ValueError(f"sample rates differ: {path} is {sr} Hz but reference {reference_path} is {ref_sr} Hz")
+            raise AudioError(f"sample rates differ: {path} is {sr} Hz but reference {reference_path} is {ref_sr} Hz")
     if judges and intended_phones is None:
         intended_phones = phones_beside(path)
         if intended_phones is None and reference_path is not None:
             intended_phones = phones_beside(reference_path)
     try:
         metrics = measure(x, sr, reference=ref, judges=judges, intended_phones=intended_phones)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except AudioError as exc:
+        raise AudioError(f"{path}: {exc}") from exc
     out: dict = {
         "file": str(path),
         "reference": None if reference_path is None else str(reference_path),

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import scipy.stats
 
+from data_prep.audio import AudioError
+
 FRAME_S = 0.040  #: analysis frame for pYIN and periodicity (s)
 HOP_S = 0.010  #: hop for every frame-based metric (s)
 SPEC_FRAME_S = 0.032  #: nominal STFT frame for lsd/mcd; n_fft is the nearest power of two
@@ -25,7 +27,6 @@ COMPARE_KEYS = ("lsd_db", "mcd_db", "f0_rmse_hz", "voicing_agreement", "f0_corr"
 METRIC_KEYS = SINGLE_KEYS + COMPARE_KEYS + tuple("ref_" + k for k in SINGLE_KEYS)
 
 
-
 def finite_or_none(value) -> float | None:
     """Python float, or None for None / NaN / inf."""
     if value is None:
@@ -40,13 +41,13 @@ def as_signal(audio, name: str) -> np.ndarray:
     if x.ndim > 1:
         x = np.squeeze(x)
     if x.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D (mono) signal, got shape {np.shape(audio)}")
+        raise AudioError(f"{name} must be a 1-D (mono) signal, got shape {np.shape(audio)}")
     if np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64) / float(2 ** (8 * x.dtype.itemsize - 1))
     else:
         x = x.astype(np.float64)
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or infinite samples")
+        raise AudioError(f"{name} contains NaN or infinite samples")
     return x
 
 
