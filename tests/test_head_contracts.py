@@ -26,13 +26,20 @@ def test_a_name_is_registered_once():
         class First(Head):
             pass
 
-        assert HEADS[name] is First and First.name == name
+        assert HEADS[name] is First and First.name == name and First.label == name  # label: the name by default
         assert register_head(name)(First) is First  # the same class again: fine
         with pytest.raises(ValueError, match=r"head 'test_contracts_once' is already registered \(First\)"):
             register_head(name)(type("Second", (Head,), {}))
         assert HEADS[name] is First
     finally:
         HEADS.pop(name, None)  # leave the registry as found
+
+
+def test_each_head_carries_its_report_label():
+    labels = {name: HEADS[name].label for name in ("gaussian", "mixture", "logistic_mixture", "mulaw_softmax")}
+    assert labels == {"gaussian": "MLP", "mixture": "MDN", "logistic_mixture": "logistic mixture",
+                      "mulaw_softmax": "mu-law softmax"}
+    assert [n for n in labels if HEADS[n].uses_components] == ["mixture", "logistic_mixture"]
 
 
 def test_gaussian_use_variance():

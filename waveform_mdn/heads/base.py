@@ -19,12 +19,14 @@ _TINY, _EPS32 = 1e-20, 1e-7  #: uniform numbers stay in [_TINY, 1 - _EPS32]: fin
 
 
 def register_head(name: str) -> Callable[[type["Head"]], type["Head"]]:
-    """Class decorator: make a :class:`Head` subclass available under ``name``."""
+    """Class decorator: make a :class:`Head` subclass available under ``name`` (also its
+    ``label`` unless the class sets one)."""
 
     def deco(cls: type[Head]) -> type[Head]:
         if name in HEADS and HEADS[name] is not cls:
             raise ValueError(f"head {name!r} is already registered ({HEADS[name].__name__})")
         cls.name = name
+        cls.label = vars(cls).get("label", name)
         HEADS[name] = cls
         return cls
 
@@ -61,12 +63,11 @@ def tempered_softmax(logits: Tensor, temperature: float) -> Tensor:
 
 class Head(nn.Module):
     """A linear projection of the features, then a distribution over the normalised next sample.
-    Subclasses set ``n_outputs`` (or :meth:`output_size`) and ``label`` (the name in reports),
-    and implement :meth:`params` and :meth:`distribution_from_params`; the other methods go
+    Subclasses set ``n_outputs`` (or :meth:`output_size`) and ``label``, and implement :meth:`params` and :meth:`distribution_from_params`; the other methods go
     through the Distribution unless a head has a faster or exact form."""
 
     name: str = "?"
-    label: str = "?"
+    label: str = "?"  #: the name in reports
     n_outputs: int = 1
     uses_components: bool = False  #: whether ``components`` (K) means anything to this head
     likelihood_options: tuple[str, ...] = ()  #: values of ``model.likelihood`` this head reads
@@ -132,8 +133,8 @@ class Head(nn.Module):
             return d.mean
 
     def noise_size(self) -> int:
-        """Random numbers per draw (the last dimension of :meth:`draw_noise`)."""
-        return 1
+        """Random numbers per draw: the last dimension of :meth:`draw_noise`."""
+        return self.draw_noise((0,), torch.Generator()).shape[-1]
 
     def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None, device=None) -> Tensor:
         """``[*shape, noise_size()]`` (default: one uniform number, for the inverse CDF)."""

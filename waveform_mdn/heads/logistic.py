@@ -12,7 +12,7 @@ from torch.distributions import (AffineTransform, Categorical, Distribution, Mix
 
 from data_prep.errors import InputError
 
-from .base import Params, gumbel_, register_head, uniform
+from .base import Params, gumbel_, gumbel_max, register_head, uniform
 from .discretise import logistic_log_mass, logistic_log_pdf, mixture_log_mass
 from .mixture import MixtureHead
 
@@ -66,7 +66,7 @@ class LogisticMixtureHead(MixtureHead):
     def sample_from_noise(self, params, noise, temperature_weights=1.0, temperature_scales=1.0) -> Tensor:
         """The component's mean plus ``T_s scale (log u - log(1 - u))``, clamped to the int16 range."""
         logits, means, scales = params
-        k = self.component_from_noise(logits, noise, temperature_weights)
+        k = gumbel_max(logits, noise[..., : self.components], temperature_weights)
         x = means.gather(-1, k).squeeze(-1)
         if temperature_scales != 0:
             u = noise[..., self.components]

@@ -71,23 +71,17 @@ class MixtureHead(Head):
         logits, means, _ = params
         return means.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
 
-    def noise_size(self) -> int:
-        return self.components + 1
-
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
         """``K`` Gumbel numbers (the component), then one standard normal, per draw."""
         gumbel = gumbel_(uniform(shape, self.components, generator, device))
         z = torch.randn(*shape, 1, generator=generator, device=device, dtype=torch.float32)
         return torch.cat([gumbel, z], dim=-1)
 
-    def component_from_noise(self, logits: Tensor, noise: Tensor, temperature_weights: float) -> Tensor:
-        """The drawn component, ``[..., 1]``, by Gumbel-max with the first ``K`` noise numbers."""
-        return gumbel_max(logits, noise[..., : self.components], temperature_weights)
-
     def sample_from_noise(self, params, noise, temperature_weights=1.0, temperature_scales=1.0) -> Tensor:
-        """The drawn component's mean plus ``T_s`` times its scale times the normal number."""
+        """The component by Gumbel-max over ``logits / T_w``; its mean plus ``T_s`` times its
+        scale times the normal number."""
         logits, means, scales = params
-        k = self.component_from_noise(logits, noise, temperature_weights)
+        k = gumbel_max(logits, noise[..., : self.components], temperature_weights)
         mean = means.gather(-1, k)
         if temperature_scales == 0:
             return mean.squeeze(-1)

@@ -102,9 +102,6 @@ class MulawSoftmaxHead(Head):
     def mode_from_params(self, params: Params) -> Tensor:
         return self.centres[params[0].argmax(-1)]
 
-    def noise_size(self) -> int:
-        return N_CLASSES
-
     def draw_noise(self, shape, generator=None, device=None) -> Tensor:
         """256 Gumbel numbers per draw (the class)."""
         return gumbel_(uniform(shape, N_CLASSES, generator, device))
