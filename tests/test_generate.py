@@ -1,9 +1,10 @@
-"""Generation (``waveform_mdn.generate``): the step-by-step loop equals the teacher-forced
-forward pass, the sampler draws from the predictive distribution, inputs, guards, files,
+"""Generation: every generated value is the Predictor's own forward pass on the windows it
+generated (mean, mode, and each draw from the stream's noise), seeds, guards, inputs, files,
 the CLI."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from pathlib import Path
@@ -15,24 +16,28 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waveform_mdn import generate as G
 from data_prep.audio_io import write_wav
+from waveform_mdn.cli import main as cli_main
 from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
-from test_heads import LaplaceHead
-from waveform_mdn.heads import register_head
+from waveform_mdn.generation.batching import generate_for_sequence
+from waveform_mdn.generation.engine import BLOCK, GenerationStats, StreamNoise, generate
+from waveform_mdn.generation.inputs import (
+    make_prime, segments_from_labels, sequence_contexts, sequence_from_inline, sequence_from_phn,
+    sequence_from_prepared,
+)
+from waveform_mdn.generation.settings import GenerationError, GenerationSettings as S
 from waveform_mdn.models import WaveformPredictor
+from waveform_mdn.predictor import CONTEXT_FIELDS
 
 W = 240
 N_STEPS = 900  # generated positions per test stream: enough to cross several phone segments
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(prepared, head="mixture", fields=("phone", "next_phone"), context="target", pad="skip",
                activation="tanh", seed=0, gain=8.0) -> WaveformPredictor:
-    """A randomly initialised predictor whose outputs are O(1) (``gain`` on the head), so
-    that equality tests compare meaningful numbers."""
+    """A random predictor whose outputs are O(1) (``gain`` on the head)."""
     torch.manual_seed(seed)
     m = WaveformPredictor(
         head=head, components=3, activation=activation, context_fields=list(fields), window=W,
@@ -48,111 +53,113 @@ def make_model(prepared, head="mixture", fields=("phone", "next_phone"), context
     return m.eval()
 
 
-def forward_on(model, windows: torch.Tensor, ctx: dict[str, torch.Tensor]):
-    """Teacher-forced forward pass: the model's Distribution for a batch."""
+def free_run(model, prepared, seqs, n, s=S(), prime="real", seeds=None, clip=None, stats=None):
+    """(sequences, generated ``[N, n]``, prime + generated ``[N, W + n]``)."""
+    items = [sequence_from_prepared(prepared, i) for i in seqs]
+    seeds = list(range(len(seqs))) if seeds is None else seeds
+    p, given_ = make_prime(prime, len(items), W, prepared.mean, prepared.std, seeds, [q.reference for q in items])
+    y = generate(model, sequence_contexts(items, n, s.context or "target", W), n, s, prime=p, given=given_,
+                 seeds=seeds, clip=clip, stats=stats)
+    return items, y, torch.cat([p, y], 1)
+
+
+def params_on(model, full, seq, t0, n, context="target"):
+    """``Predictor.params`` at positions ``t0 .. n-1`` of one stream, on the windows it generated."""
+    t = torch.arange(t0, n)
+    ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), context, W)
     with torch.no_grad():
-        return model.distribution({"window": windows, **ctx})
+        return model.net.params({"window": full.unfold(0, W, 1)[t0:n], **ctx})
 
 
-def streams_for(prepared, seqs, n):
-    items = [G.sequence_from_prepared(prepared, i) for i in seqs]
-    ref = torch.stack([torch.from_numpy(prepared.normalise(s.reference[:n])) for s in items])
-    return items, ref
-
-
-# ------------------------------------------------------------------------------ equivalence
-@pytest.mark.parametrize(
-    "head,fields,context,fold,n_streams",
-    [
-        ("mixture", ("phone", "next_phone"), "target", True, 1),
-        ("mixture", ("phone", "next_phone", "prev_phone", "position"), "window_start", True, 6),
-        ("gaussian", ("phone", "next_phone", "position"), "target", False, 1),
-        ("gaussian", ("phone", "next_phone"), "window_start", True, 6),
-    ],
-)
-def test_teacher_forced_generation_equals_forward_pass(prepared, head, fields, context, fold, n_streams):
-    """Step-by-step with the mean instead of a draw == the model on the dataset's batches:
-    the buffer indexing, the phone context at every step and the normalisation agree with
-    ``NextSampleDataset`` (what training saw), for one stream and for six."""
+# ------------------------------------------------------------------------------ one forward pass
+@pytest.mark.parametrize("head,fields,context,n_streams", [
+    ("mixture", ("phone", "next_phone"), "target", 1),
+    ("mixture", ("phone", "next_phone", "prev_phone", "position"), "window_start", 6),
+    ("gaussian", ("phone", "next_phone", "position"), "target", 1),
+    ("gaussian", ("phone", "next_phone"), "window_start", 6),
+])
+def test_generation_is_the_forward_pass_on_the_dataset_context(prepared, head, fields, context, n_streams):
+    """Each generated mean == the model on ``NextSampleDataset``'s batch (what training saw:
+    its phone context, its buffer indexing) with the generated windows."""
     model = make_model(prepared, head, fields, context)
     seqs = [i % len(prepared.sequences) for i in range(n_streams)]
-    n = W + N_STEPS
-    items, ref = streams_for(prepared, seqs, n)
-    ctx = G.sequence_contexts(items, n, context, W)
-    pred = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean", fold_tanh=fold)
-    assert torch.equal(pred[:, :W], ref[:, :W])
-    for k, i in enumerate(seqs):
-        ds = NextSampleDataset(prepared, split=None, sequences=[i], context=context, pad="skip")
-        batch = ds.get_batch(torch.arange(N_STEPS))
-        expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
-        assert expect.abs().max() > 0.05 and expect.std() > 1e-3  # not near-constant, not near-zero
-        torch.testing.assert_close(pred[k, W:], expect, atol=2e-5, rtol=2e-5)
+    items, y, full = free_run(model, prepared, seqs, W + N_STEPS, S(mode="mean", context=context))
+    for k, (i, seq) in enumerate(zip(seqs, items)):
+        np.testing.assert_allclose(y[k, :W].numpy(), prepared.normalise(seq.reference[:W]), atol=1e-6)
+        batch = NextSampleDataset(prepared, split=None, sequences=[i], context=context, pad="skip").get_batch(
+            torch.arange(N_STEPS))
+        batch["window"] = full[k].unfold(0, W, 1)[W : W + N_STEPS]
+        with torch.no_grad():
+            expect = model.distribution(batch).mean
+        assert expect.std() > 1e-3  # not near-constant
+        torch.testing.assert_close(y[k, W:], expect, atol=2e-5, rtol=2e-5)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "gelu"])
-def test_teacher_forced_generation_equals_forward_pass_other_activations(prepared, activation):
+def test_other_activations(prepared, activation):
     model = make_model(prepared, "mixture", activation=activation)
-    n = W + 300
-    items, ref = streams_for(prepared, [0, 2], n)
-    pred = G.generate(model, G.sequence_contexts(items, n, "target", W), n, given=ref[:, :W], teacher=ref,
-                      mode="mean")
-    for k, i in enumerate([0, 2]):
-        batch = NextSampleDataset(prepared, split=None, sequences=[i]).get_batch(torch.arange(300))
-        expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
-        torch.testing.assert_close(pred[k, W:], expect, atol=2e-5, rtol=2e-5)
+    items, y, full = free_run(model, prepared, [0, 2], W + 300, S(mode="mean"))
+    for k, seq in enumerate(items):
+        torch.testing.assert_close(y[k, W:], model.net.head.mean_from_params(params_on(model, full[k], seq, W, W + 300)),
+                                   atol=2e-5, rtol=2e-5)
 
 
-def test_teacher_forced_zero_pad_with_silence_prime(prepared):
+def test_zero_pad_with_silence_prime(prepared):
     """pad="zero": positions 0 .. W-1 are predicted from a window of silence before the
-    sequence, exactly as ``NextSampleDataset(pad="zero")`` builds them."""
+    sequence, as ``NextSampleDataset(pad="zero")`` builds them."""
     model = make_model(prepared, "mixture", pad="zero")
     n = 600
-    items, ref = streams_for(prepared, [1], n)
-    prime, given_ = G.make_prime("silence", 1, W, prepared.mean, prepared.std, [0])
-    assert given_ is None
-    pred = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, teacher=ref, mode="mean")
+    _, y, full = free_run(model, prepared, [1], n, S(mode="mean"), prime="silence")
     batch = NextSampleDataset(prepared, split=None, sequences=[1], pad="zero").get_batch(torch.arange(n))
-    expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS}).mean
-    torch.testing.assert_close(pred[0], expect, atol=2e-5, rtol=2e-5)
-
-
-def _free_running_check(model, y, prime, items, n, context):
-    """Each generated value is the model's point prediction given the previously
-    generated values: rebuild the windows from the output and run the forward pass."""
-    full = torch.cat([prime, y], dim=1)
-    t = torch.arange(n)
-    for k, seq in enumerate(items):
-        windows = full[k].unfold(0, W, 1)[:n]
-        ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), context, W)
-        dist = forward_on(model, windows, ctx)
-        yield k, dist
+    assert torch.equal(batch["window"][0], full[0, :W])  # the silence prime is the zero pad
+    batch["window"] = full[0].unfold(0, W, 1)[:n]
+    with torch.no_grad():
+        torch.testing.assert_close(y[0], model.distribution(batch).mean, atol=2e-5, rtol=2e-5)
 
 
 @pytest.mark.parametrize("n_streams", [1, 5])
 @pytest.mark.parametrize("head", ["mixture", "gaussian"])
-def test_free_running_mean_is_consistent_with_forward_pass(prepared, head, n_streams):
+def test_free_running_mean_from_a_noise_prime(prepared, head, n_streams):
     model = make_model(prepared, head, ("phone", "next_phone", "position"))
-    n = 700
-    items = [G.sequence_from_prepared(prepared, i) for i in range(n_streams)]
-    prime, _ = G.make_prime("noise", n_streams, W, prepared.mean, prepared.std, list(range(n_streams)))
-    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, mode="mean")
-    for k, dist in _free_running_check(model, y, prime, items, n, "target"):
+    items, y, full = free_run(model, prepared, range(n_streams), 700, S(mode="mean"), prime="noise")
+    for k, seq in enumerate(items):
+        dist = model.net.head.distribution_from_params(params_on(model, full[k], seq, 0, 700))
         torch.testing.assert_close(y[k], dist.mean, atol=2e-5, rtol=2e-5)
-    assert y.std() > 0.05  # it did not trivially stay constant
+    assert y.std() > 0.05
 
 
 @pytest.mark.parametrize("n_streams", [1, 5])
-def test_free_running_mode_is_most_probable_components_mean(prepared, n_streams):
+def test_mode_is_the_most_probable_components_mean(prepared, n_streams):
     model = make_model(prepared, "mixture")
-    n = 500
-    items = [G.sequence_from_prepared(prepared, i) for i in range(n_streams)]
-    prime, _ = G.make_prime("silence", n_streams, W, prepared.mean, prepared.std, [0] * n_streams)
-    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, mode="mode",
-                   temperature_weights=0.5)  # the temperature does not change the argmax
-    for k, dist in _free_running_check(model, y, prime, items, n, "target"):
-        comp = dist.mixture_distribution.logits.argmax(-1, keepdim=True)
-        expect = dist.component_distribution.loc.gather(-1, comp).squeeze(-1)
-        torch.testing.assert_close(y[k], expect, atol=2e-5, rtol=2e-5)
+    items, y, full = free_run(model, prepared, range(n_streams), 500, S(mode="mode", temperature_weights=0.5),
+                              prime="silence")
+    for k, seq in enumerate(items):
+        logits, means, _ = params_on(model, full[k], seq, 0, 500)
+        torch.testing.assert_close(y[k], means.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1),
+                                   atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("head", ["logistic_mixture", "mulaw_softmax", "mixture", "test_laplace"])
+@pytest.mark.parametrize("mode", ["mean", "mode", "sample"])
+def test_every_head_generates_through_its_own_functions(prepared, laplace_head, head, mode):
+    """The engine's value == the head's own function of the forward pass's parameters and
+    the stream's noise, for every head, one a test registers."""
+    model = make_model(prepared, head, gain=1.0 if head == "test_laplace" else 8.0)
+    if head == "mixture":
+        model.net.head.likelihood = "discretised"  # sampling does not depend on the loss
+    if head == "mulaw_softmax":  # 256 classes: let the features, not the bias, pick the top one
+        with torch.no_grad():
+            model.net.head.proj.bias.zero_()
+    n, seed, h = W + 500, 7, model.net.head
+    items, y, full = free_run(model, prepared, [1], n, S(mode=mode), seeds=[seed])
+    params = params_on(model, full[0], items[0], W, n)
+    noise = StreamNoise(h, [seed], torch.device("cpu")).take(n)[W:, 0]
+    with torch.no_grad():
+        expect = {"mean": lambda: h.mean_from_params(params), "mode": lambda: h.mode_from_params(params),
+                  "sample": lambda: h.sample_from_noise(params, noise)}[mode]()
+    torch.testing.assert_close(y[0, W:], expect, atol=3e-5, rtol=3e-5)
+    if not (mode == "mode" and head == "mulaw_softmax"):  # an untrained softmax's top class rarely moves
+        assert float(expect.std()) > 1e-3 and np.unique(expect.numpy()).size > 3
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -165,45 +172,28 @@ def _ks_uniform(u: np.ndarray) -> float:
 @pytest.mark.parametrize("n_streams", [1, 6])
 @pytest.mark.parametrize("tw,ts", [(1.0, 1.0), (0.5, 2.0)])
 def test_mixture_draws_follow_the_tempered_predictive_distribution(prepared, n_streams, tw, ts):
-    """Teacher-forced draws, mapped through the CDF of the tempered mixture (logits / tw,
-    scales * ts), are uniform (probability integral transform)."""
+    """Draws through the CDF of the tempered mixture (logits / tw, scales * ts) are uniform."""
     from torch.distributions import Categorical, MixtureSameFamily, Normal
 
     model = make_model(prepared, "mixture")
     n = W + 1500
-    items, ref = streams_for(prepared, [i % 3 for i in range(n_streams)], n)
-    x = G.generate(model, G.sequence_contexts(items, n, "target", W), n, given=ref[:, :W], teacher=ref,
-                   mode="sample", temperature_weights=tw, temperature_scales=ts, seed=3)
+    items, x, full = free_run(model, prepared, [i % 3 for i in range(n_streams)], n,
+                              S(temperature_weights=tw, temperature_scales=ts), seeds=[3 + k for k in range(n_streams)])
     u = []
     for k, seq in enumerate(items):
-        windows = ref[k].unfold(0, W, 1)[: n - W]
-        t = torch.arange(W, n)
-        ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), "target", W)
-        with torch.no_grad():
-            logits, means, scales = model.net.head.params(model.net.features(windows, **ctx))
-        d = MixtureSameFamily(Categorical(logits=logits / tw), Normal(means, scales * ts))
-        u.append(d.cdf(x[k, W:]).numpy())
+        logits, means, scales = params_on(model, full[k], seq, W, n)
+        u.append(MixtureSameFamily(Categorical(logits=logits / tw), Normal(means, scales * ts)).cdf(x[k, W:]).numpy())
     assert _ks_uniform(np.concatenate(u)) > 1e-3
-
-
-def _teacher_forced_params(model, prepared, seq, n):
-    """The head's parameters at positions W .. n-1 of sequence ``seq``, from the forward pass."""
-    items, ref = streams_for(prepared, [seq], n)
-    windows = ref[0].unfold(0, W, 1)[: n - W]
-    t = torch.arange(W, n)
-    ctx = phone_context(torch.from_numpy(items[0].segments), t, torch.zeros_like(t), "target", W)
-    with torch.no_grad():
-        return [p.double() for p in model.net.head.params(model.net.features(windows, **ctx))]
 
 
 @pytest.mark.parametrize("tw", [0.0, 0.5, 1.0, 3.0])
 def test_mean_mode_uses_the_tempered_weights(prepared, tw):
     """Bug 5: ``mode="mean"`` is the mean of the mixture with weights softmax(logits / T);
-    T = 0 is the most probable component's mean (it used to ignore T)."""
+    T = 0 is the most probable component's mean."""
     model = make_model(prepared, "mixture")
     n = W + 600
-    y = _teacher_forced(model, prepared, [2], [0], n, mode="mean", temperature_weights=tw)
-    logits, means, _ = (p.numpy() for p in _teacher_forced_params(model, prepared, 2, n))
+    items, y, full = free_run(model, prepared, [2], n, S(mode="mean", temperature_weights=tw))
+    logits, means, _ = (p.double().numpy() for p in params_on(model, full[0], items[0], W, n))
     if tw == 0:
         expect = means[np.arange(len(means)), logits.argmax(1)]
     else:
@@ -215,15 +205,13 @@ def test_mean_mode_uses_the_tempered_weights(prepared, tw):
 @pytest.mark.parametrize("head", ["mixture", "gaussian"])
 @pytest.mark.parametrize("tw,ts", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (0.5, 2.0), (1.0, 1.0)])
 def test_every_draw_is_the_direct_computation_from_the_streams_noise(prepared, head, tw, ts):
-    """Each generated value equals a direct computation from the forward pass's parameters
-    and the stream's noise (Gumbel-max component with logits / T_w, then mean + T_s * scale
-    * normal), temperature 0 included: T_w = 0 is the most probable component, T_s = 0
-    its mean."""
+    """Gumbel-max component with logits / T_w, then mean + T_s * scale * normal, written
+    here in numpy from the forward pass and the stream's noise (temperature 0 included)."""
     model = make_model(prepared, head)
     n, seed = W + 600, 31
-    y = _teacher_forced(model, prepared, [1], [seed], n, temperature_weights=tw, temperature_scales=ts)
-    noise = G.StreamNoise(model.net.head, [seed], torch.device("cpu")).take(n)[W:, 0].double().numpy()
-    params = [p.numpy() for p in _teacher_forced_params(model, prepared, 1, n)]
+    items, y, full = free_run(model, prepared, [1], n, S(temperature_weights=tw, temperature_scales=ts), seeds=[seed])
+    noise = StreamNoise(model.net.head, [seed], torch.device("cpu")).take(n)[W:, 0].double().numpy()
+    params = [p.double().numpy() for p in params_on(model, full[0], items[0], W, n)]
     rows = np.arange(n - W)
     if head == "mixture":
         logits, means, scales = params
@@ -234,35 +222,37 @@ def test_every_draw_is_the_direct_computation_from_the_streams_noise(prepared, h
         mean, scale = params
         expect = mean + ts * scale * noise[:, 0]
     np.testing.assert_allclose(y[0, W:].numpy(), expect, atol=2e-5, rtol=2e-5)
-    assert np.unique(np.round(expect, 4)).size > 100  # not a constant
+    assert np.unique(np.round(expect, 4)).size > 100
 
 
 def test_gaussian_noise_uses_the_validation_mse(prepared):
+    """The MLP's noise: sqrt of the validation MSE (default) or of the training MSE, the
+    head's own ``var`` left as it was."""
     model = make_model(prepared, "gaussian")
-    model.net.head.var.fill_(0.5)  # training MSE
-    model.net.head.valid_mse.fill_(0.09)  # validation MSE: sigma 0.3
+    head = model.net.head
+    head.var.fill_(0.5)  # training MSE
+    head.valid_mse.fill_(0.09)  # validation MSE: sigma 0.3
     n = W + 3000
-    items, ref = streams_for(prepared, [0], n)
-    ctx = G.sequence_contexts(items, n, "target", W)
-    mean = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="mean")
-    draw = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, mode="sample", temperature_scales=2.0)
-    assert (draw - mean)[0, W:].std().item() == pytest.approx(0.6, rel=0.06)
-    draw_train = G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, gaussian_variance="train")
-    assert (draw_train - mean)[0, W:].std().item() == pytest.approx(math.sqrt(0.5), rel=0.06)
-    assert G.gaussian_scale(model.net.head, "valid") == pytest.approx(0.3)
+    for s, sigma in ((S(temperature_scales=2.0), 0.6), (S(gaussian_variance="train"), math.sqrt(0.5))):
+        items, x, full = free_run(model, prepared, [0], n, s)
+        mean, _ = params_on(model, full[0], items[0], W, n)
+        assert (x[0, W:] - mean).std().item() == pytest.approx(sigma, rel=0.06)
+        assert float(head.var) == 0.5
+    head.valid_mse.fill_(float("nan"))  # no validation ran: the training MSE
+    items, x, full = free_run(model, prepared, [0], n)
+    assert (x[0, W:] - params_on(model, full[0], items[0], W, n)[0]).std().item() == pytest.approx(math.sqrt(0.5),
+                                                                                                   rel=0.06)
 
 
 def test_seeds_reproducible_and_independent_of_chunking(prepared):
-    """Bug 2: stream k's draws depend only on its seed and the step index, not on how the
-    steps are cut into chunks (chunks of 300 and 256 used to diverge at step 300)."""
+    """Bug 2: stream k's draws depend only on its seed and the step index, not on the chunks."""
     model = make_model(prepared, "mixture")
     n = 800
-    items = [G.sequence_from_prepared(prepared, 0)] * 3
-    ctx = G.sequence_contexts(items, n, "target", W)
-    a = G.generate(model, ctx, n, seed=7)
+    ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * 3, n, "target", W)
+    a = generate(model, ctx, n, S(seed=7))
     for chunk in (300, 256, 1, 777):
-        assert torch.equal(G.generate(model, ctx, n, seed=7, chunk=chunk), a), chunk
-    c = G.generate(model, ctx, n, seed=8)
+        assert torch.equal(generate(model, ctx, n, S(seed=7, chunk=chunk)), a), chunk
+    c = generate(model, ctx, n, S(seed=8))
     assert not torch.equal(a[0], a[1])  # streams get seeds 7, 8, 9
     torch.testing.assert_close(a[1], c[0])  # stream 1 of seed 7 is stream 0 of seed 8
     assert torch.isfinite(a).all()
@@ -270,128 +260,113 @@ def test_seeds_reproducible_and_independent_of_chunking(prepared):
 
 @pytest.mark.parametrize("head", ["mixture", "gaussian"])
 def test_stream_noise_is_the_heads_noise_by_seed_and_step(prepared, head):
-    """The noise of stream k, however it is taken, is ``head.draw_noise`` of blocks of
-    ``BLOCK`` steps from a generator seeded with the stream's seed."""
     h = make_model(prepared, head).net.head
     seeds = [5, 11, 12]
-    whole = G.StreamNoise(h, seeds, torch.device("cpu")).take(3 * G.BLOCK + 10)
-    noise = G.StreamNoise(h, seeds, torch.device("cpu"))
+    whole = StreamNoise(h, seeds, torch.device("cpu")).take(3 * BLOCK + 10)
+    noise = StreamNoise(h, seeds, torch.device("cpu"))
     parts = torch.cat([noise.take(m) for m in (300, 1, 255, 0, 222)])
     assert torch.equal(parts, whole[: len(parts)])
     for k, s in enumerate(seeds):
         g = torch.Generator().manual_seed(s)
-        expect = torch.cat([h.draw_noise((G.BLOCK,), g) for _ in range(4)])
+        expect = torch.cat([h.draw_noise((BLOCK,), g) for _ in range(4)])
         assert torch.equal(whole[:, k], expect[: len(whole)])
 
 
-def _teacher_forced(model, prepared, seqs, seeds, n, **kw):
-    items, ref = streams_for(prepared, seqs, n)
-    ctx = G.sequence_contexts(items, n, "target", W)
-    return G.generate(model, ctx, n, given=ref[:, :W], teacher=ref, seed=seeds, **kw)
-
-
-@pytest.mark.parametrize("head", ["mixture", "gaussian"])
-def test_64_streams_draw_each_stream_as_it_draws_alone(prepared, head):
-    """Stream k of a batch of 64 draws exactly what it draws alone with the same seed (the
-    same noise, see above): teacher-forced (every step's draw compared) and free-running.
-    Alone, the head's row sampler (Python floats) draws; in the batch, its tensor functions."""
-    model = make_model(prepared, head)
-    n = W + 400
-    seqs = [k % 4 for k in range(64)]
-    seeds = [1000 + 3 * k for k in range(64)]
-    used = [G.GenerationStats(), G.GenerationStats()]
-    batch = _teacher_forced(model, prepared, seqs, seeds, n, stats=used[0])
-    _teacher_forced(model, prepared, [seqs[0]], [seeds[0]], W + 1, stats=used[1])
-    assert [u.sampler for u in used] == ["tensor", "rows"]
-    items = [G.sequence_from_prepared(prepared, i) for i in seqs]
-    prime, _ = G.make_prime("noise", 64, W, prepared.mean, prepared.std, seeds)
-    ctx = G.sequence_contexts(items, n, "target", W)
-    free = G.generate(model, ctx, n, prime=prime, seed=seeds, clip=(-20.0, 20.0))
+@pytest.mark.parametrize("head", ["mixture", "gaussian", "test_laplace"])
+def test_64_streams_draw_each_stream_as_it_draws_alone(prepared, laplace_head, head):
+    """Bug 3: stream k of a batch of 64 draws what it draws alone with the same seed."""
+    model = make_model(prepared, head, gain=1.0 if head == "test_laplace" else 8.0)
+    n, seqs, seeds = W + 400, [k % 4 for k in range(64)], [1000 + 3 * k for k in range(64)]
+    stats = GenerationStats()
+    _, batch, _ = free_run(model, prepared, seqs, n, seeds=seeds, clip=(-20.0, 20.0), stats=stats)
+    assert stats.seeds == seeds and stats.steps == n - W and stats.streams == 64
     for k in (0, 1, 37, 63):
-        alone = _teacher_forced(model, prepared, [seqs[k]], [seeds[k]], n)
-        # same noise, same component; the values agree to float rounding (a batched matrix
-        # product rounds differently from a single row's)
-        torch.testing.assert_close(batch[k], alone[0], atol=1e-5, rtol=1e-5)
-        one_ctx = {f: v[k : k + 1] for f, v in ctx.items()}
-        free_alone = G.generate(model, one_ctx, n, prime=prime[k : k + 1], seed=[seeds[k]], clip=(-20.0, 20.0))
-        torch.testing.assert_close(free[k], free_alone[0], atol=1e-4, rtol=1e-4)
+        _, alone, _ = free_run(model, prepared, [seqs[k]], n, seeds=[seeds[k]], clip=(-20.0, 20.0))
+        torch.testing.assert_close(batch[k], alone[0], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(batch[0, W:], batch[4, W:])  # same sequence, other seed: other draws
 
 
-@pytest.mark.parametrize("head", ["mixture", "gaussian"])
-@pytest.mark.parametrize("mode,tw,ts", [("sample", 1.0, 1.0), ("sample", 0.5, 2.0), ("sample", 0.0, 1.0),
-                                        ("sample", 2.0, 0.0), ("mean", 0.5, 1.0), ("mode", 1.0, 1.0)])
-def test_row_sampler_and_tensor_functions_generate_the_same_audio(prepared, head, mode, tw, ts):
-    """The two ways the engine takes the head's sampler (its row sampler in Python floats,
-    for a few streams on CPU; its tensor functions) generate the same free-running audio
-    from the same seeds, for every mode and temperature (to float rounding)."""
-    model = make_model(prepared, head)
-    n, seeds = W + 500, [3, 4, 5]
-    items = [G.sequence_from_prepared(prepared, i) for i in (0, 1, 2)]
-    prime, _ = G.make_prime("noise", 3, W, prepared.mean, prepared.std, seeds)
-    ctx = G.sequence_contexts(items, n, "target", W)
-    out = {}
-    for rows in (True, False):
-        used = G.GenerationStats()
-        y = G.generate(model, ctx, n, prime=prime, seed=seeds, mode=mode, temperature_weights=tw,
-                       temperature_scales=ts, clip=(-20.0, 20.0), row_sampler=rows, stats=used)
-        out[used.sampler] = y
-        assert used.sampler == ("rows" if rows else "tensor")
-    torch.testing.assert_close(out["rows"], out["tensor"], atol=1e-4, rtol=1e-4)
-    assert out["rows"][:, W + 100 :].std() > 0.01
-
-
 # ------------------------------------------------------------------------------ guards
-def test_nonfinite_draws_are_replaced_and_counted(prepared):
-    model = make_model(prepared, "mixture")
-    with torch.no_grad():
-        model.net.head.proj.bias[3:6] = float("nan")  # every component mean is NaN
-    n = 400
-    for n_streams in (1, 5):
-        items = [G.sequence_from_prepared(prepared, 0)] * n_streams
-        st_ = G.GenerationStats()
-        lo, hi = -3.0, 3.0
-        y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, clip=(lo, hi), stats=st_)
-        assert torch.isfinite(y).all()
-        assert st_.nonfinite_replaced == [n] * n_streams
+@pytest.mark.parametrize("n_streams", [1, 6])
+def test_replaced_and_clipped_values(prepared, n_streams):
+    """NaN -> 0 exactly, below the clip range -> its lower bound, above -> its upper bound,
+    each counted."""
+    ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * n_streams, 200, "target", W)
+    for bias, expect, counted in ((float("nan"), 0.0, "nonfinite_replaced"), (-50.0, -2.0, "clipped"),
+                                  (50.0, 3.0, "clipped")):
+        model = make_model(prepared, "mixture")
+        with torch.no_grad():
+            model.net.head.proj.weight[3:6] = 0.0
+            model.net.head.proj.bias[3:6] = bias  # every component mean
+        stats = GenerationStats()
+        y = generate(model, ctx, 200, S(temperature_scales=0.0), clip=(-2.0, 3.0), stats=stats)
+        assert torch.equal(y, torch.full_like(y, expect)), bias
+        assert getattr(stats, counted) == [200] * n_streams
 
 
-def test_out_of_range_values_are_clipped_and_counted(prepared):
-    model = make_model(prepared, "gaussian")
-    with torch.no_grad():
-        model.net.head.proj.bias.fill_(50.0)
-    n = 300
-    items = [G.sequence_from_prepared(prepared, 0)]
-    st_ = G.GenerationStats()
-    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, clip=(-2.0, 2.0), mode="mean", stats=st_)
-    assert y.max().item() == pytest.approx(2.0)
-    assert st_.clipped[0] > n // 2 and st_.nonfinite_replaced == [0]
+def test_float32_output_whatever_the_default_dtype(prepared):
+    model = make_model(prepared)
+    for n_streams in (1, 6):
+        ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * n_streams, 300, "target", W)
+        for mode in ("mean", "sample"):
+            plain = generate(model, ctx, 300, S(mode=mode, seed=5), clip=(-20.0, 20.0))
+            old = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            try:
+                wide = generate(model, ctx, 300, S(mode=mode, seed=5), clip=(-20.0, 20.0))
+            finally:
+                torch.set_default_dtype(old)
+            assert wide.dtype == torch.float32 and torch.equal(wide, plain), (n_streams, mode)
+
+
+def test_generation_changes_no_process_wide_setting(prepared, laplace_head):
+    """The library leaves torch's thread count and the garbage collector as they are."""
+    seen = []
+
+    class Spy(laplace_head):
+        def params(self, features):
+            seen.append((torch.get_num_threads(), gc.isenabled()))
+            return super().params(features)
+
+    model = make_model(prepared, "test_laplace", gain=1.0)
+    model.net.head.__class__ = Spy
+    torch.set_num_threads(2)
+    generate(model, sequence_contexts([sequence_from_prepared(prepared, 0)], 50, "target", W), 50)
+    assert seen and set(seen) == {(2, True)}
+    assert torch.get_num_threads() == 2 and gc.isenabled()
+
+
+def test_bad_settings_are_input_errors():
+    for kw in ({"mode": "loud"}, {"temperature_scales": -1.0}, {"prime": "x"}, {"streams": 0},
+               {"gaussian_variance": "test"}):
+        with pytest.raises(GenerationError):
+            S(**kw)
 
 
 # ------------------------------------------------------------------------------ inputs
 def test_phn_file_gives_the_prepared_sequence(prepared):
-    i = 2
-    rec = prepared.sequences[i]
-    phn = Path(rec["source"]).with_suffix(".PHN")
-    seq = G.sequence_from_phn(phn, prepared)
-    np.testing.assert_array_equal(seq.segments, prepared.sequence_segments(i))
-    np.testing.assert_array_equal(seq.reference, prepared.sequence_wave(i))
+    rec = prepared.sequences[2]
+    seq = sequence_from_phn(Path(rec["source"]).with_suffix(".PHN"), prepared)
+    np.testing.assert_array_equal(seq.segments, prepared.sequence_segments(2))
+    np.testing.assert_array_equal(seq.reference, prepared.sequence_wave(2))
     assert seq.length == rec["length"]
 
 
 def test_inline_phones(prepared):
-    seq = G.sequence_from_inline("h#:0.1 aa:300ms aa:0.05 iy:0.2s h#:0.1", prepared)
-    sr = prepared.sample_rate
-    assert seq.length == int(0.75 * sr)
-    assert seq.reference is None
+    seq = sequence_from_inline("h#:0.1 aa:300ms aa:0.05 iy:0.2s h#:0.1", prepared)
+    assert seq.length == int(0.75 * prepared.sample_rate) and seq.reference is None
     ids = [prepared.phones.index(p) for p in ("h#", "aa", "iy", "h#")]
     np.testing.assert_array_equal(seq.segments[:, 2], ids)  # the two aa are joined
     np.testing.assert_array_equal(seq.segments[:, :2], [[0, 1600], [1600, 7200], [7200, 10400], [10400, 12000]])
     assert seq.segments[0, 3] == prepared.no_phone and seq.segments[-1, 4] == prepared.no_phone
-    with pytest.raises(G.GenerationError, match="not in the prepared"):
-        G.sequence_from_inline("h#:0.1 xx:0.2", prepared)
-    with pytest.raises(G.GenerationError, match="PHONE:SECONDS"):
-        G.sequence_from_inline("h# 0.1", prepared)
+    assert seq.intended_phones(prepared.phones) == [
+        {"phone": p, "start": a, "end": b} for p, (a, b) in zip(("h#", "aa", "iy", "h#"), seq.segments[:, :2].tolist())]
+    assert seq.truncated(0.2, prepared.sample_rate).intended_phones(prepared.phones)[-1] == {
+        "phone": "aa", "start": 1600, "end": 3200}
+    with pytest.raises(GenerationError, match="not in the prepared"):
+        sequence_from_inline("h#:0.1 xx:0.2", prepared)
+    with pytest.raises(GenerationError, match="PHONE:SECONDS"):
+        sequence_from_inline("h# 0.1", prepared)
 
 
 @settings(max_examples=40, deadline=None)
@@ -403,7 +378,7 @@ def test_segment_tables_are_well_formed(demo_prepared, items):
     for lab, dur in items:
         labels.append((pos, pos + dur, lab))
         pos += dur
-    table, first = G.segments_from_labels(labels, prepared)
+    table, first = segments_from_labels(labels, prepared)
     assert first == 0 and table[0, 0] == 0 and table[-1, 1] == pos
     np.testing.assert_array_equal(table[1:, 0], table[:-1, 1])  # contiguous
     assert (table[1:, 2] != table[:-1, 2]).all()  # equal neighbours were joined
@@ -411,9 +386,14 @@ def test_segment_tables_are_well_formed(demo_prepared, items):
     np.testing.assert_array_equal(table[:-1, 4], table[1:, 2])
 
 
-def test_real_prime_needs_a_reference(prepared):
-    with pytest.raises(G.GenerationError, match="reference"):
-        G.make_prime("real", 1, W, 0.0, 1.0, [0], [None])
+def test_real_prime_needs_a_reference():
+    with pytest.raises(GenerationError, match="reference"):
+        make_prime("real", 1, W, 0.0, 1.0, [0], [None])
+
+
+def test_contexts_hold_every_field(prepared):
+    ctx = sequence_contexts([sequence_from_prepared(prepared, 0)], 10, "target", W)
+    assert set(ctx) == set(CONTEXT_FIELDS) and all(v.shape == (1, 10) for v in ctx.values())
 
 
 # ------------------------------------------------------------------------------ files, API, CLI
@@ -422,21 +402,19 @@ def test_write_wav_is_atomic_and_counts_clipping(tmp_path):
     path = tmp_path / "a.wav"
     assert write_wav(path, x, 16000) == 2
     data, sr = sf.read(str(path), dtype="int16")
-    info = sf.info(str(path))
-    assert sr == 16000 and info.subtype == "PCM_16"
+    assert sr == 16000 and sf.info(str(path)).subtype == "PCM_16"
     np.testing.assert_array_equal(data, [0, 16384, -32768, 32767, 32767, -32768])
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]  # no temporary file left
 
 
 def test_generate_for_sequence(prepared):
     model = make_model(prepared, "mixture")
-    a = G.generate_for_sequence(model, prepared, "MKAL0_SA1", seconds=0.1, mode="sample", seed=1)
-    b = G.generate_for_sequence(model, prepared, 0, seconds=0.1, mode="sample", seed=1)
+    a = generate_for_sequence(model, prepared, "MKAL0_SA1", S(seed=1, seconds=0.1))
+    b = generate_for_sequence(model, prepared, 0, S(seed=1, seconds=0.1))
     assert a.dtype == np.float32 and a.shape == (1600,)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a).max() <= 1.0
-    # the real prime: the first window is the utterance itself
-    np.testing.assert_allclose(a[:W], prepared.sequence_wave(0)[:W] / 32768.0, atol=1e-6)
+    np.testing.assert_allclose(a[:W], prepared.sequence_wave(0)[:W] / 32768.0, atol=1e-6)  # the real prime
 
 
 def _save_ckpt(model, path: Path) -> Path:
@@ -450,8 +428,8 @@ def _save_ckpt(model, path: Path) -> Path:
 def test_cli_generate_and_evaluate(prepared, tmp_path, capsys):
     ckpt = _save_ckpt(make_model(prepared, "mixture", gain=1.0), tmp_path / "m.ckpt")
     out = tmp_path / "gen"
-    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--utterance", "MKAL0_SA1",
-                 "--streams", "2", "--seconds", "0.25", "--seed", "5", "--png", "--out", str(out)])
+    rc = cli_main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--utterance", "MKAL0_SA1",
+                   "--streams", "2", "--seconds", "0.25", "--seed", "5", "--png", "--out", str(out)])
     assert rc == 0
     meas = json.loads((out / "measurements.json").read_text())
     assert meas["head"] == "mixture" and meas["data_fingerprint"] == prepared.fingerprint
@@ -464,25 +442,27 @@ def test_cli_generate_and_evaluate(prepared, tmp_path, capsys):
         data, sr = sf.read(str(out / f["wav"]), dtype="int16")
         assert sr == prepared.sample_rate and len(data) == 4000
         assert (out / f["png"]).stat().st_size > 1000
+        phones = f["info"]["intended_phones"]
+        assert phones[0]["start"] == 0 and phones[-1]["end"] == 4000 and phones[0]["phone"] in prepared.phones
     assert [f["info"]["seed"] for f in meas["files"]] == [5, 6]
     ref, _ = sf.read(str(out / "reference" / "MKAL0_SA1.wav"), dtype="int16")
     np.testing.assert_array_equal(ref, prepared.sequence_wave(0)[:4000])
 
     # inline phones: no reference, silence prime by default; evaluate re-measures in place
     out2 = tmp_path / "gen2"
-    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.05 aa:0.2",
-                 "--mode", "mean", "--out", str(out2)])
-    assert rc == 0
+    assert cli_main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.05 aa:0.2",
+                     "--mode", "mean", "--out", str(out2)]) == 0
     meas2 = json.loads((out2 / "measurements.json").read_text())
     assert meas2["settings"]["prime"] == "silence" and meas2["files"][0]["reference"] is None
     assert meas2["files"][0]["lsd_db"] is None
-    assert G.main(["evaluate", str(out2)]) == 0
+    assert [p["phone"] for p in meas2["files"][0]["info"]["intended_phones"]] == ["h#", "aa"]
+    assert cli_main(["evaluate", str(out2)]) == 0
     again = json.loads((out2 / "measurements.json").read_text())
     assert again["files"][0]["rms_db"] == pytest.approx(meas2["files"][0]["rms_db"])
     assert again["files"][0]["info"] == meas2["files"][0]["info"]
     # re-measured into another directory: the paths still lead to the files
     elsewhere = tmp_path / "elsewhere" / "m.json"
-    assert G.main(["evaluate", str(out / "measurements.json"), "--out", str(elsewhere)]) == 0
+    assert cli_main(["evaluate", str(out / "measurements.json"), "--out", str(elsewhere)]) == 0
     moved = json.loads(elsewhere.read_text())
     for f, f0 in zip(moved["files"], meas["files"]):
         assert (elsewhere.parent / f["wav"]).resolve() == (out / f0["wav"]).resolve()
@@ -491,27 +471,24 @@ def test_cli_generate_and_evaluate(prepared, tmp_path, capsys):
     # plain WAV files against one reference
     loose = tmp_path / "loose.json"
     wavs = [str(out / f["wav"]) for f in meas["files"]]
-    assert G.main(["evaluate", *wavs, "--reference", str(out / "reference" / "MKAL0_SA1.wav"),
-                   "--out", str(loose)]) == 0
+    assert cli_main(["evaluate", *wavs, "--reference", str(out / "reference" / "MKAL0_SA1.wav"),
+                     "--out", str(loose)]) == 0
     loose_files = json.loads(loose.read_text())["files"]
     assert [f["lsd_db"] for f in loose_files] == pytest.approx([f["lsd_db"] for f in meas["files"]])
 
-    # errors are reported, not raised
+    # bad input: one line, exit 2
     capsys.readouterr()
-    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--utterance", "NOPE",
-                 "--out", str(tmp_path / "x")])
-    assert rc == 1 and "NOPE" in capsys.readouterr().err
-    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.1",
-                 "--prime", "real", "--out", str(tmp_path / "x")])
-    assert rc == 1 and "reference" in capsys.readouterr().err
+    rc = cli_main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--utterance", "NOPE",
+                   "--out", str(tmp_path / "x")])
+    assert rc == 2 and "NOPE" in capsys.readouterr().err
+    rc = cli_main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.1",
+                   "--prime", "real", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "reference" in capsys.readouterr().err
 
 
 def test_cli_bad_input_is_one_line_naming_the_file_before_any_work(prepared, tmp_path, capsys):
-    """Bug 6: a truncated checkpoint, an ``--out`` that is a file, an ``--out`` that cannot
-    be made: one line on stderr naming the file, exit code 1, no traceback, and nothing
-    generated first (no "[generate]" progress line before the error)."""
-    from waveform_mdn.cli import main as cli_main
-
+    """Bug 6: a truncated checkpoint, an ``--out`` that is a file or cannot be made: one line
+    naming the file, exit 2, no traceback, nothing generated first."""
     good = _save_ckpt(make_model(prepared, "mixture", gain=1.0), tmp_path / "m.ckpt")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
@@ -519,78 +496,25 @@ def test_cli_bad_input_is_one_line_naming_the_file_before_any_work(prepared, tmp
     a_file.write_text("not a directory")
     base = ["generate", "--data", str(prepared.path), "--utterance", "MKAL0_SA1", "--seconds", "0.05",
             "--no-measure"]
-    cases = [
-        (["--ckpt", str(truncated), "--out", str(tmp_path / "o1")], truncated),
-        (["--ckpt", str(good), "--out", str(a_file)], a_file),
-        (["--ckpt", str(good), "--out", str(a_file / "sub")], a_file / "sub"),
-    ]
-    for extra, named in cases:
+    for extra, named in ((["--ckpt", str(truncated), "--out", str(tmp_path / "o1")], truncated),
+                         (["--ckpt", str(good), "--out", str(a_file)], a_file),
+                         (["--ckpt", str(good), "--out", str(a_file / "sub")], a_file / "sub")):
         capsys.readouterr()
         rc = cli_main(base + extra)
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.strip()]
-        assert rc == 1, err
+        assert rc == 2, err
         assert len(lines) == 1 and str(named) in lines[0] and "Traceback" not in err, err
     assert a_file.read_text() == "not a directory"
-    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").glob("*.wav"))
+    assert not any((tmp_path / "o1").glob("*.wav"))
 
 
 def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
     ckpt = _save_ckpt(make_model(prepared, "gaussian", gain=1.0), tmp_path / "m.ckpt")
-    other = PreparedDataset(demo_prepared_all)
-    args = ["generate", "--ckpt", str(ckpt), "--data", str(other.path), "--utterance", "MKAL0_SA1",
-            "--seconds", "0.05", "--no-measure", "--out", str(tmp_path / "o")]
-    assert G.main(args) == 1
+    args = ["generate", "--ckpt", str(ckpt), "--data", str(PreparedDataset(demo_prepared_all).path),
+            "--utterance", "MKAL0_SA1", "--seconds", "0.05", "--no-measure", "--out", str(tmp_path / "o")]
+    assert cli_main(args) == 2
     assert "--allow-different-data" in capsys.readouterr().err
-    assert G.main(args + ["--allow-different-data"]) == 0
+    assert cli_main(args + ["--allow-different-data"]) == 0
     meas = json.loads((tmp_path / "o" / "measurements.json").read_text())
     assert meas["notes"] and "lsd_db" not in meas["files"][0]
-
-
-@register_head("test_generate_laplace")
-class GenerationLaplaceHead(LaplaceHead):
-    """The Laplace head of test_heads (``params`` and ``distribution_from_params`` only)."""
-
-
-def test_a_new_head_generates_through_its_own_functions(prepared):
-    """Bug 3: a head the engine knows nothing about is sampled with its own functions and
-    per-stream noise: stream k's output is the same alone and in a batch (it used to draw
-    from one generator for the batch, seeded with the first stream's seed)."""
-    model = make_model(prepared, "test_generate_laplace", gain=1.0)
-    n = W + 300
-    pred = _teacher_forced(model, prepared, [0, 1], [0, 1], n, mode="mean")
-    batch = NextSampleDataset(prepared, split=None, sequences=[1]).get_batch(torch.arange(300))
-    expect = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS})
-    torch.testing.assert_close(pred[1, W:], expect.mean, atol=2e-5, rtol=2e-5)
-    seeds = [4, 9, 2]
-    together = _teacher_forced(model, prepared, [0, 1, 2], seeds, n)
-    for k in range(3):
-        alone = _teacher_forced(model, prepared, [k], [seeds[k]], n)
-        torch.testing.assert_close(together[k], alone[0], atol=1e-5, rtol=1e-5)
-    # the draws follow the predictive Laplace (probability integral transform)
-    x = _teacher_forced(model, prepared, [1], [123], W + 2000)
-    batch = NextSampleDataset(prepared, split=None, sequences=[1]).get_batch(torch.arange(2000))
-    d = forward_on(model, batch["window"], {f: batch[f] for f in G.CONTEXT_KEYS})
-    assert _ks_uniform(d.cdf(x[0, W:]).numpy()) > 1e-3
-
-
-def test_generation_changes_no_process_wide_setting(prepared):
-    """The library leaves torch's thread count and the garbage collector as they are, also
-    during the loop (only the CLI entry point sets them)."""
-    import gc
-
-    seen = []
-
-    class Spy(GenerationLaplaceHead):
-        def params(self, features):
-            seen.append((torch.get_num_threads(), gc.isenabled()))
-            return super().params(features)
-
-    model = make_model(prepared, "test_generate_laplace", gain=1.0)
-    model.net.head.__class__ = Spy
-    torch.set_num_threads(2)
-    assert gc.isenabled()
-    items = [G.sequence_from_prepared(prepared, 0)]
-    G.generate(model, G.sequence_contexts(items, 50, "target", W), 50)
-    assert seen and set(seen) == {(2, True)}
-    assert torch.get_num_threads() == 2 and gc.isenabled()

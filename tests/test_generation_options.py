@@ -1,8 +1,7 @@
-"""Generation options that had no test: the CLI's ``--phn``, ``--limit``, ``--batch-size``
-and ``--gaussian-variance``; seeds with more than 4 streams (the tensor path); several
-batches of sequences of different lengths; ``mode=mean`` with a temperature in the tensor
-path. Each compares with an independent result (the same sequence another way, a stream
-alone, a hand-written formula)."""
+"""Generation options: the CLI's ``--phn``, ``--limit``, ``--batch-size`` and
+``--gaussian-variance``; seeds of many streams; batches of sequences of different lengths;
+``mode=mean`` with a temperature. Each compares with an independent result (the same
+sequence another way, a stream alone, a hand-written formula)."""
 
 from __future__ import annotations
 
@@ -16,8 +15,12 @@ import soundfile as sf
 import torch
 
 from data_prep import DEMO_CORPUS
-from waveform_mdn import generate as G
+from waveform_mdn.cli import main as cli_main
 from waveform_mdn.data import phone_context
+from waveform_mdn.generation.batching import generate_sequences
+from waveform_mdn.generation.engine import GenerationStats, generate
+from waveform_mdn.generation.inputs import make_prime, sequence_contexts, sequence_from_prepared
+from waveform_mdn.generation.settings import GenerationSettings as S, hparams_of
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
@@ -44,7 +47,7 @@ def save_ckpt(model, path):
 
 
 def cli(ckpt, prepared, out, *args) -> dict:
-    rc = G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--no-measure", "--quiet",
+    rc = cli_main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--no-measure", "--quiet",
                  "--out", str(out), *args])
     assert rc == 0
     return json.loads((out / "measurements.json").read_text())
@@ -110,19 +113,19 @@ def test_cli_gaussian_variance_sets_the_mlps_noise(prepared, tmp_path):
 
 # ------------------------------------------------------------------------------ engine
 def test_more_than_four_streams_are_reproducible_by_seed(prepared):
-    """6 streams (the tensor path): the same seeds give the same audio, whatever the chunks;
+    """6 streams: the same seeds give the same audio, whatever the chunks;
     stream k of seed s is the stream of seed s + k, also in another batch order."""
     model = make_model(prepared)
     n = 500
-    seqs = [G.sequence_from_prepared(prepared, i % 3) for i in range(6)]
-    ctx = G.sequence_contexts(seqs, n, "target", W)
-    stats = G.GenerationStats()
-    a = G.generate(model, ctx, n, seed=11, clip=(-20.0, 20.0), stats=stats)
-    assert stats.sampler == "tensor" and stats.seeds == list(range(11, 17))
-    assert torch.equal(G.generate(model, ctx, n, seed=11, clip=(-20.0, 20.0), chunk=37), a)
-    assert torch.equal(G.generate(model, ctx, n, seed=11, clip=(-20.0, 20.0)), a)
+    seqs = [sequence_from_prepared(prepared, i % 3) for i in range(6)]
+    ctx = sequence_contexts(seqs, n, "target", W)
+    stats = GenerationStats()
+    a = generate(model, ctx, n, S(seed=11), clip=(-20.0, 20.0), stats=stats)
+    assert stats.seeds == list(range(11, 17))
+    assert torch.equal(generate(model, ctx, n, S(seed=11, chunk=37), clip=(-20.0, 20.0)), a)
+    assert torch.equal(generate(model, ctx, n, S(seed=11), clip=(-20.0, 20.0)), a)
     order = [5, 3, 1, 0, 2, 4]
-    b = G.generate(model, {k: v[order] for k, v in ctx.items()}, n, seed=[11 + k for k in order], clip=(-20.0, 20.0))
+    b = generate(model, {k: v[order] for k, v in ctx.items()}, n, seeds=[11 + k for k in order], clip=(-20.0, 20.0))
     torch.testing.assert_close(b, a[order], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(a[0], a[3])  # the same sequence with another seed
 
@@ -132,68 +135,33 @@ def test_several_batches_of_sequences_of_different_lengths(prepared):
     has its sequence's length and is what that stream gives alone."""
     model = make_model(prepared)
     sr = prepared.sample_rate
-    seqs = [G.sequence_from_prepared(prepared, i).truncated(s, sr) for i, s in ((0, 0.03), (4, 0.05), (2, 0.04))]
-    batched = G.generate_sequences(model, seqs, streams=2, seed=21, batch_size=4, prime="real")
+    seqs = [sequence_from_prepared(prepared, i).truncated(s, sr) for i, s in ((0, 0.03), (4, 0.05), (2, 0.04))]
+    batched = generate_sequences(model, seqs, S(streams=2, seed=21, batch_size=4, prime="real").resolved(
+        hparams_of(model)))
     assert [(g.sequence.name, g.stream, g.seed, len(g.audio)) for g in batched] == [
         (s.name, k, 21 + k, s.length) for s in seqs for k in (0, 1)]
     for g in batched:
-        alone = G.generate_sequences(model, [g.sequence], streams=2, seed=21, batch_size=1, prime="real")[g.stream]
+        alone = generate_sequences(model, [g.sequence], S(streams=2, seed=21, batch_size=1, prime="real").resolved(
+            hparams_of(model)))[g.stream]
         np.testing.assert_allclose(g.audio, alone.audio, atol=1e-4)
         np.testing.assert_allclose(g.audio[:W], g.sequence.reference[:W] / 32768.0, atol=1e-6)  # the real prime
 
 
-def test_mean_mode_with_a_temperature_in_the_tensor_path(prepared):
-    """``mode="mean"``, ``T_w = 0.5``, 6 streams teacher forced: the mean of the mixture
-    with weights softmax(logits / 0.5), written here in numpy."""
+def test_mean_mode_with_a_temperature_many_streams(prepared):
+    """``mode="mean"``, ``T_w = 0.5``, 6 streams: the mean of the mixture with weights
+    softmax(logits / 0.5) on the generated windows, written here in numpy."""
     model = make_model(prepared)
     n = W + 200
-    items = [G.sequence_from_prepared(prepared, i) for i in range(6)]
-    ref = torch.stack([torch.from_numpy(prepared.normalise(s.reference[:n])) for s in items])
-    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, given=ref[:, :W], teacher=ref,
-                   mode="mean", temperature_weights=0.5)
+    items = [sequence_from_prepared(prepared, i) for i in range(6)]
+    prime, given = make_prime("real", 6, W, prepared.mean, prepared.std, range(6), [q.reference for q in items])
+    y = generate(model, sequence_contexts(items, n, "target", W), n, S(mode="mean", temperature_weights=0.5),
+                 prime=prime, given=given)
+    full = torch.cat([prime, y], 1)
     t = torch.arange(W, n)
     K = model.net.head.components
     for k, seq in enumerate(items):
         ctx = phone_context(torch.from_numpy(seq.segments), t, torch.zeros_like(t), "target", W)
         with torch.no_grad():
-            out = model.net.head.proj(model.net.features(ref[k].unfold(0, W, 1)[: n - W], **ctx)).double().numpy()
+            out = model.net.head.proj(model.net.features(full[k].unfold(0, W, 1)[W:n], **ctx)).double().numpy()
         expect = np.sum(scipy.special.softmax(out[:, :K] / 0.5, axis=1) * out[:, K : 2 * K], axis=1)
         np.testing.assert_allclose(y[k, W:].numpy(), expect, atol=2e-5)
-
-
-@pytest.mark.parametrize("n_streams", [1, 6])
-def test_replaced_and_clipped_values_in_both_paths(prepared, n_streams):
-    """What is fed back and returned: NaN -> 0 exactly, below the clip range -> its lower
-    bound, above -> its upper bound; 1 stream (row sampler) and 6 (tensor functions)."""
-    items = [G.sequence_from_prepared(prepared, 0)] * n_streams
-    ctx = G.sequence_contexts(items, 200, "target", W)
-    for bias, expect, counted in ((float("nan"), 0.0, "nonfinite_replaced"), (-50.0, -2.0, "clipped"),
-                                  (50.0, 3.0, "clipped")):
-        model = make_model(prepared, "mixture")
-        with torch.no_grad():
-            model.net.head.proj.weight[3:6] = 0.0
-            model.net.head.proj.bias[3:6] = bias  # every component mean
-        stats = G.GenerationStats()
-        y = G.generate(model, ctx, 200, clip=(-2.0, 3.0), temperature_scales=0.0, stats=stats)
-        assert stats.sampler == ("rows" if n_streams == 1 else "tensor")
-        assert torch.equal(y, torch.full_like(y, expect)), bias
-        assert getattr(stats, counted) == [200] * n_streams
-
-
-def test_float32_output_whatever_the_default_dtype(prepared):
-    """With float64 as torch's default dtype, generation still computes in float32 and gives
-    the same values, the same seed the same draws (1 stream: the row sampler's buffers;
-    6 streams: the tensor path; mode "mean" and "sample")."""
-    model = make_model(prepared)
-    for n_streams in (1, 6):
-        ctx = G.sequence_contexts([G.sequence_from_prepared(prepared, 0)] * n_streams, 300, "target", W)
-        for mode in ("mean", "sample"):
-            plain = G.generate(model, ctx, 300, mode=mode, seed=5, clip=(-20.0, 20.0))
-            old = torch.get_default_dtype()
-            torch.set_default_dtype(torch.float64)
-            try:
-                wide = G.generate(model, ctx, 300, mode=mode, seed=5, clip=(-20.0, 20.0))
-            finally:
-                torch.set_default_dtype(old)
-            assert wide.dtype == torch.float32
-            assert torch.equal(wide, plain), (n_streams, mode)

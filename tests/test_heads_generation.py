@@ -1,65 +1,24 @@
 """The new heads end to end: ``waveform-mdn fit --model.head NAME`` logs bits per sample
-beside the NLL; the step-by-step generation of every head equals the teacher-forced
-forward pass (mean, mode and every draw from the stream's noise)."""
+beside the NLL (their generation: ``test_generate.py``)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from test_generate import W, _teacher_forced, _teacher_forced_params, make_model
-from test_training import REPO, events, scalars
-from waveform_mdn import generate as G
 from waveform_mdn.data import PreparedDataset
 from waveform_mdn.train import main as fit_main
 
-NEW_HEADS = ["logistic_mixture", "mulaw_softmax"]
+REPO = Path(__file__).resolve().parents[1]
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
-
-
-@pytest.mark.parametrize("head", NEW_HEADS + ["mixture"])
-@pytest.mark.parametrize("mode", ["mean", "mode", "sample"])
-def test_teacher_forced_generation_equals_forward_pass(prepared, head, mode):
-    """Incremental (the engine, one step at a time, rows or tensor sampler) == the head's own
-    functions of the forward pass's parameters and the stream's noise."""
-    model = make_model(prepared, head)
-    if head == "mixture":
-        model.net.head.likelihood = "discretised"  # sampling does not depend on the loss
-    if head == "mulaw_softmax":  # 256 classes: let the features, not the bias, pick the top one
-        with torch.no_grad():
-            model.net.head.proj.bias.zero_()
-    n, seed = W + 500, 7
-    head_fn = model.net.head
-    params = tuple(p.float() for p in _teacher_forced_params(model, prepared, 1, n))
-    noise = G.StreamNoise(head_fn, [seed], torch.device("cpu")).take(n)[W:, 0]
-    with torch.no_grad():
-        expect = (head_fn.mean_from_params(params) if mode == "mean" else head_fn.mode_from_params(params)
-                  if mode == "mode" else head_fn.sample_from_noise(params, noise))
-    for rows in (True, False):
-        y = _teacher_forced(model, prepared, [1], [seed], n, mode=mode, row_sampler=rows)
-        torch.testing.assert_close(y[0, W:], expect, atol=3e-5, rtol=3e-5)
-    if not (mode == "mode" and head == "mulaw_softmax"):  # (an untrained softmax's top class rarely moves)
-        assert float(expect.std()) > 1e-3 and np.unique(expect.numpy()).size > 3  # not a constant
-
-
-@pytest.mark.parametrize("head", NEW_HEADS)
-def test_free_running_draws_are_finite_and_vary(prepared, head):
-    model = make_model(prepared, head, gain=2.0)
-    items = [G.sequence_from_prepared(prepared, i) for i in range(2)]
-    n = 400
-    prime, _ = G.make_prime("noise", 2, W, prepared.mean, prepared.std, [0, 1])
-    y = G.generate(model, G.sequence_contexts(items, n, "target", W), n, prime=prime, seed=[3, 4])
-    assert torch.isfinite(y).all() and float(y.std()) > 0.01
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("head,extra", [("logistic_mixture", []), ("mulaw_softmax", []),
                                         ("mixture", ["--model.likelihood", "discretised"])])
-def test_fit_logs_bits_beside_the_nll(demo_prepared, tmp_path, head, extra):
+def test_fit_logs_bits_beside_the_nll(demo_prepared, tmp_path, events, scalars, head, extra):
     """A real `waveform-mdn fit` of each head: bits per sample fall, lie in (0, 16], and
     for a density much wider than a bin equal (NLL - ln 2h) / ln 2."""
     rc = fit_main(["fit", "--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path", str(demo_prepared),

@@ -10,25 +10,40 @@ import re
 import pytest
 import torch
 
-from test_generate import _save_ckpt, make_model
-from waveform_mdn import generate as G
 from waveform_mdn.audio_metrics import per_file_progress
+from waveform_mdn.cli import main as cli_main
+from waveform_mdn.generation.engine import generate
+from waveform_mdn.generation.inputs import sequence_contexts, sequence_from_prepared
+from waveform_mdn.generation.settings import GenerationSettings
+from waveform_mdn.models import WaveformPredictor
+
+
+def make_model(prepared) -> WaveformPredictor:
+    torch.manual_seed(0)
+    return WaveformPredictor(head="mixture", components=3, hidden=[32], window=240,
+                             n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean, norm_std=prepared.std,
+                             sample_rate=prepared.sample_rate, phones=list(prepared.phones),
+                             data_fingerprint=prepared.fingerprint).eval()
 
 
 @pytest.fixture(scope="module")
 def ckpt(prepared, tmp_path_factory):
-    return _save_ckpt(make_model(prepared, "mixture", gain=1.0), tmp_path_factory.mktemp("progress") / "m.ckpt")
+    import pytorch_lightning as pl
+
+    model, path = make_model(prepared), tmp_path_factory.mktemp("progress") / "m.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
 
 
 @pytest.mark.parametrize("n_streams,chunk", [(1, 100), (6, 64), (6, None)])
 def test_engine_reports_each_chunk_once(prepared, n_streams, chunk):
     model = make_model(prepared)
-    seqs = [G.sequence_from_prepared(prepared, 0)] * n_streams
-    n = 1000
-    ctx = G.sequence_contexts(seqs, n, "target", 240)
+    n, s = 1000, GenerationSettings(seed=3, chunk=chunk)
+    ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * n_streams, n, "target", 240)
     calls: list[int] = []
-    ref = G.generate(model, ctx, n, seed=3, chunk=chunk)
-    out = G.generate(model, ctx, n, seed=3, chunk=chunk, progress=calls.append)
+    ref = generate(model, ctx, n, s)
+    out = generate(model, ctx, n, s, progress=calls.append)
     assert sum(calls) == n and len(calls) >= 1
     if chunk is not None:
         assert calls == [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
@@ -36,7 +51,7 @@ def test_engine_reports_each_chunk_once(prepared, n_streams, chunk):
 
 
 def _generate(ckpt, prepared, out, *extra):
-    return G.main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.05 aa:0.1 s:0.05",
+    return cli_main(["generate", "--ckpt", str(ckpt), "--data", str(prepared.path), "--phones", "h#:0.05 aa:0.1 s:0.05",
                    "--streams", "2", "--batch-size", "1", "--out", str(out), *extra])
 
 
@@ -72,13 +87,13 @@ def test_evaluate_shows_a_bar_per_file_and_quiet_silences_it(ckpt, prepared, tmp
     assert _generate(ckpt, prepared, tmp_path / "e", "--quiet") == 0
     before = json.loads((tmp_path / "e" / "measurements.json").read_text())
     capsys.readouterr()
-    assert G.main(["evaluate", str(tmp_path / "e")]) == 0  # re-measure in place
+    assert cli_main(["evaluate", str(tmp_path / "e")]) == 0  # re-measure in place
     measured = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.startswith("measuring")]
     assert measured and "2/2" in measured[-1]
-    assert G.main(["evaluate", str(tmp_path / "e"), "--quiet"]) == 0
+    assert cli_main(["evaluate", str(tmp_path / "e"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
     wavs = sorted((tmp_path / "e").glob("*.wav"))
-    assert G.main(["evaluate", *map(str, wavs), "--out", str(tmp_path / "m.json")]) == 0
+    assert cli_main(["evaluate", *map(str, wavs), "--out", str(tmp_path / "m.json")]) == 0
     measured = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.startswith("measuring")]
     assert measured and f"{len(wavs)}/{len(wavs)}" in measured[-1]
     assert json.loads((tmp_path / "e" / "measurements.json").read_text()) == before  # re-measured: same numbers

@@ -20,10 +20,11 @@ from pytorch_lightning.cli import LightningCLI
 
 from data_prep import DEMO_CORPUS
 from data_prep.phones import TIMIT61
-from waveform_mdn import generate as G
+from waveform_mdn.cli import main as cli_main
 from waveform_mdn.data import PreparedDataset
 from waveform_mdn.datamodule import WaveformDataModule
 from waveform_mdn.generation.inputs import phone_durations, sequence_from_inline
+from waveform_mdn.generation.settings import GenerationError
 from waveform_mdn.generation.text import BREAK, sequence_from_text, text_to_phones, words_of
 from waveform_mdn.models import WaveformPredictor
 
@@ -90,7 +91,7 @@ def test_pauses_only_at_punctuation_and_only_where_the_data_has_them():
 
 
 def test_unknown_word_is_one_line_naming_it(demo_has):
-    with pytest.raises(G.GenerationError) as e:
+    with pytest.raises(GenerationError) as e:
         text_to_phones("she had your zzxqvy suit", demo_has)
     msg = str(e.value)
     assert "'zzxqvy'" in msg and "--phones" in msg and "\n" not in msg
@@ -99,7 +100,7 @@ def test_unknown_word_is_one_line_naming_it(demo_has):
 def test_a_phone_the_training_data_never_has(demo_has):
     # boy B OY1: the demo speaker MKAL0 never says oy, and nothing folds with it
     assert not demo_has("oy")
-    with pytest.raises(G.GenerationError, match=r"word 'boy'.*'oy' never occurs"):
+    with pytest.raises(GenerationError, match=r"word 'boy'.*'oy' never occurs"):
         text_to_phones("the boy", demo_has)
 
 
@@ -157,9 +158,9 @@ def test_phones_without_durations_last_their_means(prepared):
     # mixed with given durations; a repeated phone is one segment of its mean (as in training)
     seq = sequence_from_inline("h#:0.1 aa aa s:50ms", prepared, durations=d)
     np.testing.assert_array_equal(seq.segments[:, 1], np.cumsum([1600, int(round(d["aa"] * SR)), 800]))
-    with pytest.raises(G.GenerationError, match=r"'oy'.*never occurs.*oy:SECONDS"):
+    with pytest.raises(GenerationError, match=r"'oy'.*never occurs.*oy:SECONDS"):
         sequence_from_inline("h# oy h#", prepared, durations=d)
-    with pytest.raises(G.GenerationError, match="PHONE:SECONDS"):
+    with pytest.raises(GenerationError, match="PHONE:SECONDS"):
         sequence_from_inline("h# 0.1", prepared, durations=d)
 
 
@@ -200,7 +201,7 @@ def test_trained_demo_model_says_a_harvard_sentence_not_in_the_corpus(trained, p
     assert ckpt["hyper_parameters"]["phone_durations"] == prepared.phone_durations
 
     out = tmp_path / "said"
-    rc = G.main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--text", HARVARD_NOT_IN_DEMO,
+    rc = cli_main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--text", HARVARD_NOT_IN_DEMO,
                  "--no-measure", "--quiet", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     # the DH AH0 | wharf W AO1 R F | could K UH1 D | be B IY1 | seen S IY1 N | at AE1 T |
@@ -208,17 +209,18 @@ def test_trained_demo_model_says_a_harvard_sentence_not_in_the_corpus(trained, p
     labels = ("h# dh ax w ao r f k uh d b iy s iy n ae t dh ax f aa r dh er sh ao r h#").split()
     meas = json.loads((out / "measurements.json").read_text())
     assert meas["settings"]["phones"] == " ".join(labels) and meas["settings"]["text"] == HARVARD_NOT_IN_DEMO
+    assert [p["phone"] for p in meas["files"][0]["info"]["intended_phones"]] == labels
     audio, sr = sf.read(str(out / "the_wharf_could_be_seen_at_the_farther_shore.wav"), dtype="float32")
     assert sr == SR and len(audio) == sum(int(round(prepared.phone_durations[p] * SR)) for p in labels)
     assert np.all(np.isfinite(audio)) and np.std(audio) > 0
 
     # --phones without durations: the same duration model
-    rc = G.main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--phones", "h# sh iy h#",
+    rc = cli_main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--phones", "h# sh iy h#",
                  "--no-measure", "--quiet", "--out", str(tmp_path / "p")])
     audio, _ = sf.read(str(tmp_path / "p" / "phones.wav"), dtype="float32")
     assert rc == 0 and len(audio) == sum(int(round(prepared.phone_durations[p] * SR)) for p in ("h#", "sh", "iy", "h#"))
 
-    rc = G.main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--text", "she sells zzxqvy",
+    rc = cli_main(["generate", "--ckpt", str(trained), "--data", str(prepared.path), "--text", "she sells zzxqvy",
                  "--quiet", "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and "'zzxqvy'" in err[0] and "--phones" in err[0]
+    assert rc == 2 and len(err) == 1 and "'zzxqvy'" in err[0] and "--phones" in err[0]

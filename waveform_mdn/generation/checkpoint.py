@@ -1,27 +1,24 @@
 """The model for generation: a checkpoint loaded with one-line errors, and the check that
-the prepared data is the data it was trained on (phone set, ids, fingerprint)."""
+the prepared data is the data it was trained on."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 from ..data import PreparedDataset
-from .batching import hparam
-from .inputs import GenerationError
+from .settings import GenerationError
 
 
 def load_model(ckpt: str | Path, device: str = "cpu"):
-    """``WaveformPredictor`` of a Lightning checkpoint, in eval mode; a missing, truncated
+    """The ``WaveformPredictor`` of a Lightning checkpoint, in eval mode; a missing, truncated
     or foreign file is a :class:`GenerationError` naming it."""
-    from .. import models
+    from ..models import WaveformPredictor
 
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise GenerationError(f"{ckpt}: checkpoint not found")
     try:
-        model = models.WaveformPredictor.load_from_checkpoint(str(ckpt), map_location=device)
+        model = WaveformPredictor.load_from_checkpoint(str(ckpt), map_location=device)
     except Exception as e:  # noqa: BLE001  (torch raises many kinds for damaged files)
         reason = f"no {e.args[0]!r} in it" if isinstance(e, KeyError) and e.args else str(e).strip()
         reason = (reason.splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
@@ -31,25 +28,24 @@ def load_model(ckpt: str | Path, device: str = "cpu"):
     return model.eval()
 
 
-def check_data(model: nn.Module, prepared: PreparedDataset, allow_different: bool) -> list[str]:
-    """Refuse data whose phone ids mean other phones; refuse (or, with ``allow_different``,
-    note) other data than the checkpoint's. Returns the notes."""
+def check_data(hp: dict, prepared: PreparedDataset, allow_different: bool) -> list[str]:
+    """Refuse data whose phone ids mean other phones (``hp``: the model's hyperparameters);
+    refuse (or, with ``allow_different``, note) other data than the checkpoint's."""
     notes = []
-    phones = hparam(model, "phones")
-    if phones is not None and list(phones) != list(prepared.phones):
+    if hp.get("phones") is not None and list(hp["phones"]) != list(prepared.phones):
         raise GenerationError(f"{prepared.path}: its phone set differs from the checkpoint's "
                               "(phone ids would mean other phones)")
-    n_ids = hparam(model, "n_phone_ids")
-    if n_ids is not None and int(n_ids) != prepared.n_phone_ids:
-        raise GenerationError(f"{prepared.path}: {prepared.n_phone_ids} phone ids, the checkpoint has {n_ids}")
-    fp = hparam(model, "data_fingerprint")
+    if hp.get("n_phone_ids") is not None and int(hp["n_phone_ids"]) != prepared.n_phone_ids:
+        raise GenerationError(f"{prepared.path}: {prepared.n_phone_ids} phone ids, the checkpoint has "
+                              f"{hp['n_phone_ids']}")
+    fp = hp.get("data_fingerprint")
     if fp is not None and fp != prepared.fingerprint:
         msg = (f"{prepared.path} (fingerprint {prepared.fingerprint}) is not the data the checkpoint was "
                f"trained on ({fp})")
         if not allow_different:
             raise GenerationError(msg + "; pass --allow-different-data to generate anyway")
         notes.append(msg)
-    mean, std = hparam(model, "norm_mean"), hparam(model, "norm_std")
+    mean, std = hp.get("norm_mean"), hp.get("norm_std")
     if mean is not None and (abs(mean - prepared.mean) > 1e-9 or abs(std - prepared.std) > 1e-9):
         notes.append(f"normalisation of the checkpoint ({mean:.6g}, {std:.6g}) used, not that of --data "
                      f"({prepared.mean:.6g}, {prepared.std:.6g})")

