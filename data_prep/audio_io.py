@@ -1,16 +1,5 @@
-"""Audio conversion, normalisation and atomic writes: the one implementation of each.
-
-* :func:`int16_to_float` / :func:`float_to_int16`: 16-bit PCM <-> float audio (full scale
-  1.0; ``x / 32768``, and back with rounding and clipping).
-* :class:`Normalisation`: the training signal is ``(audio - mean) / std`` (mean and std of
-  the training split, in float audio units); ``denormalise`` undoes it; the 16-bit grid
-  on that scale (``half_width``, ``value``, ``codes``) for the heads' bits per sample.
-* :func:`atomic_path`: write to a temporary file beside the target, rename on success,
-  remove on failure; :func:`write_wav`, :func:`write_json` and :func:`write_text` use it,
-  so a reader never sees a half-written file.
-* :func:`atomic_directory`: the same for a whole directory (a prepared dataset, the demo
-  corpus): built in a hidden temporary directory, swapped into place when complete.
-"""
+"""The one implementation of int16 <-> float audio (full scale 1.0), the normalisation of the
+training signal, and atomic writes (a reader never sees a half-written file or directory)."""
 
 from __future__ import annotations
 
@@ -34,9 +23,7 @@ CODE_MIN, CODE_MAX = -32768, 32767  #: the int16 range
 
 
 def _is_tensor(x) -> bool:
-    """Whether ``x`` is a torch tensor, without importing torch: a tensor can only exist once
-    torch is imported, and ``waveform-mdn prepare`` (which uses this module) never needs torch
-    (importing it would add about a second and 600 MB to its start)."""
+    """Whether ``x`` is a torch tensor, without importing torch (``prepare`` never needs it)."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -52,12 +39,10 @@ def int16_to_float(x):
 
 
 def float_to_int16(x) -> tuple[np.ndarray, int]:
-    """float audio -> (int16 PCM, number of samples outside [-1, 1] that were clipped).
-
-    NaN becomes 0 and +-inf the full-scale bounds (counted as clipped)."""
+    """float audio -> (int16 PCM, count of samples outside [-1, 1], clipped); NaN becomes 0."""
     x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
     clipped = int(np.count_nonzero(np.abs(x) > 1.0))
-    pcm = np.clip(np.round(np.clip(x, -2.0, 2.0) * FULL_SCALE), -32768, 32767).astype(np.int16)
+    pcm = np.clip(np.round(np.clip(x, -2.0, 2.0) * FULL_SCALE), CODE_MIN, CODE_MAX).astype(np.int16)
     return pcm, clipped
 
 
@@ -122,8 +107,7 @@ class Normalisation:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on an
-    exception it is removed and ``path`` is left as it was."""
+    """A temporary path beside ``path``, renamed to it on success, removed on an exception."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -138,10 +122,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield an empty hidden directory ``.NAME.tmp-<pid>`` beside ``path`` (a stale one left
-    by an interrupted run is replaced). On success it takes the place of ``path``: an existing
-    ``path`` is moved aside, removed once the new one is in place, and put back if the move
-    fails. On an exception it is removed and ``path`` is left as it was."""
+    """An empty hidden directory ``.NAME.tmp-<pid>`` beside ``path`` that takes its place on
+    success (an existing ``path`` is put back if the swap fails), removed on an exception."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -165,8 +147,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> int:
-    """16-bit PCM WAV of float ``audio`` (full scale 1.0), written atomically; returns how
-    many samples were clipped to [-1, 1]."""
+    """16-bit PCM WAV of float ``audio``, written atomically; returns how many samples were clipped."""
     import soundfile as sf
 
     pcm, clipped = float_to_int16(audio)
