@@ -132,6 +132,10 @@ class Head(nn.Module):
         except NotImplementedError:
             return d.mean
 
+    def batch_shape(self, params: Params) -> torch.Size:
+        """Shape of one draw per row of ``params``."""
+        return self.distribution_from_params(params).batch_shape
+
     def noise_size(self) -> int:
         """Random numbers per draw: the last dimension of :meth:`draw_noise`."""
         return self.draw_noise((0,), torch.Generator()).shape[-1]
@@ -157,5 +161,5 @@ class Head(nn.Module):
     def sample_from_params(self, params: Params, generator: torch.Generator | None = None,
                            temperature: float = 1.0) -> Tensor:
         """One draw per row (``temperature`` for both the weights and the scales)."""
-        noise = self.draw_noise(self.distribution_from_params(params).batch_shape, generator, params[0].device)
+        noise = self.draw_noise(self.batch_shape(params), generator, params[0].device)
         return self.sample_from_noise(params, noise, temperature, temperature)
