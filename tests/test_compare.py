@@ -436,3 +436,36 @@ def test_new_heads_are_labelled_and_mulaw_has_no_components(runs, tmp_path, head
     (run / "hparams.yaml").write_text(yaml.safe_dump(hp))
     res = compare_runs([run], tmp_path / "report", names=["x"])
     assert (res["runs"][0]["components"], res["runs"][0]["model"]) == expected
+
+
+def test_a_metrics_csv_without_its_first_epochs_is_noted(runs, tmp_path):
+    """Lightning's CSVLogger empties metrics.csv when a run resumes into its directory: the
+    report says that the curves start late."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["mdn_v0"], run)
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    (run / "metrics.csv").write_text(lines[0] + "".join(ln for ln in lines[1:] if not ln.startswith(("0,", "1,"))))
+    res = compare_runs([run], tmp_path / "report")
+    assert res["runs"][0]["curves"]["val/nll"]["epoch"] == list(range(2, 8))
+    assert "`metrics.csv` starts at epoch 2" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_run_written_by_fit_is_read_as_written(demo_prepared, tmp_path, one_thread):
+    """The run contract end to end: ``waveform-mdn fit`` (TensorBoard + its CSVLogger in one
+    folder), then compare: the table holds fit's metrics.csv, hparams.yaml and checkpoints."""
+    conf = Path(__file__).resolve().parent.parent / "recipes" / "demo" / "conf" / "mdn.yaml"
+    assert waveform_mdn_main(["fit", "--config", str(conf), "--data.path", str(demo_prepared),
+                              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_epochs", "2",
+                              "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
+                              "--trainer.enable_progress_bar", "false", "--audio.every_n_epochs", "0"]) == 0
+    run_dir = tmp_path / "mdn" / "run"
+    res = compare_runs([run_dir], tmp_path / "report")
+    (run,) = res["runs"]
+    assert (run["model"], run["components"], run["epochs"]) == ("MDN", 3, 2)
+    from waveform_mdn.data import PreparedDataset
+
+    assert run["data_fingerprint"] == PreparedDataset(demo_prepared).fingerprint
+    rows = [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("val/nll")]
+    assert run["curves"]["val/nll"]["value"] == pytest.approx([float(r["val/nll"]) for r in rows], rel=1e-6)
+    assert run["curves"]["val/nll"]["epoch"] == [0, 1]
+    assert {Path(c["path"]).name for c in run["checkpoints"]} == {"best.ckpt", "last.ckpt"}

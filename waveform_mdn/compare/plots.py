@@ -20,19 +20,15 @@ UNITS = {"nll": " (nats/sample, normalised signal)", "bits_per_sample": " (16-bi
 
 def spread_epochs(epochs: list[int]) -> list[float]:
     """Epochs as x positions; n points of one epoch are spread over it: e, e + 1/n, ..."""
-    count, seen = Counter(epochs), Counter()
-    xs = []
-    for e in epochs:
-        xs.append(e + seen[e] / count[e])
-        seen[e] += 1
-    return xs
+    count = Counter(epochs)
+    return [e + epochs[:i].count(e) / count[e] for i, e in enumerate(epochs)]
 
 
 def _plot_metric(ax, runs: list[Run], metric: str) -> None:
     positive = True
     for i, run in enumerate(runs):
         color = COLORS[i % len(COLORS)]
-        for split, style in (("val", "-"), ("train", "--")):
+        for split in ("val", "train"):
             curve = run.curves.get(f"{split}/{metric}")
             if curve is None:
                 continue
@@ -42,13 +38,13 @@ def _plot_metric(ax, runs: list[Run], metric: str) -> None:
                 continue
             positive &= all(v > 0 for _, v in pts)
             xs, ys = zip(*pts)
-            val = split == "val"
-            ax.plot(xs, ys, style, color=color, lw=1.6 if val else 1.0, alpha=1.0 if val else 0.55,
-                    marker="." if val and len(xs) < 60 else None,
-                    label=f"{run.name} ({run.model}, K={run.components})" if val else None)
+            if split == "train":
+                ax.plot(xs, ys, "--", color=color, lw=1.0, alpha=0.55)
+                continue
+            ax.plot(xs, ys, "-", color=color, lw=1.6, marker="." if len(xs) < 60 else None,
+                    label=f"{run.name} ({run.model}, K={run.components})")
             best = curve.summary()["min"]
-            if val and best is not None:
-                ax.plot([xs_all[curve.values.index(best)]], [best], "o", ms=8, mfc="none", color=color)
+            ax.plot([xs_all[curve.values.index(best)]], [best], "o", ms=8, mfc="none", color=color)
     if metric.startswith("mse") and positive and ax.has_data():
         ax.set_yscale("log")
     ax.set_title(metric + UNITS.get(metric, " (normalised signal)"), fontsize=10)
@@ -63,16 +59,13 @@ def plot_curves(runs: list[Run], path: Path) -> None:
     axes = fig.subplots(1, len(METRICS), sharex=True)
     for ax, metric in zip(axes, METRICS):
         _plot_metric(ax, runs, metric)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--", alpha=0.55),
-                Line2D([], [], color="k", ls="", marker="o", mfc="none")]
-    labels += ["validation", "training", "validation minimum"]
-    axes[0].legend(handles, labels, fontsize=8)
+    legend: dict[str, Any] = {}  # each run once, whichever panel has it
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    legend.update({"validation": Line2D([], [], color="k", ls="-"), "training": Line2D([], [], color="k", ls="--", alpha=0.55),
+                   "validation minimum": Line2D([], [], color="k", ls="", marker="o", mfc="none")})
+    axes[0].legend(legend.values(), legend.keys(), fontsize=8)
     fig.suptitle("Validation (solid) and training (dashed) curves")
     save_figure(fig, path, dpi=110)
 

@@ -3,19 +3,21 @@
 
 from __future__ import annotations
 
-import math
 import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..contract import CHECKPOINT_DIR, HPARAMS_FILE, METRIC_TAGS, METRICS_FILE
 from .curves import Curve, read_curves
 from .errors import CompareError, DataMismatchError
 
 VAL_TAGS = tuple(tag for tag in METRIC_TAGS if tag.startswith("val/"))
-REQUIRED = ("head", "data_fingerprint", "norm_mean", "norm_std")
+NORM = ("norm_mean", "norm_std")
+REQUIRED = ("head", "data_fingerprint", *NORM)
 _VERSION_RE = re.compile(r"version_(\d+)")
 
 
@@ -43,7 +45,7 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
-        elif value is not None:
+        elif value is not None and not str(key).startswith("_"):  # e.g. LightningCLI's _instantiator
             out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return out
 
@@ -65,7 +67,7 @@ def read_hparams(run_dir: str | Path) -> dict[str, Any]:
     if missing:
         raise CompareError(f"{file}: missing hyperparameter(s) {', '.join(missing)}")
     try:
-        for key in ("norm_mean", "norm_std"):
+        for key in NORM:
             hp[key] = [float(v) for v in hp[key]] if isinstance(hp[key], list) else float(hp[key])
     except (TypeError, ValueError) as exc:
         raise CompareError(f"{file}: bad norm_mean / norm_std: {exc}") from exc
@@ -82,11 +84,6 @@ def describe_head(hp: dict[str, Any], file: Path) -> tuple[str, int]:
     except (TypeError, ValueError) as exc:
         raise CompareError(f"{file}: head {hp['head']!r}: {exc}") from exc
     return head.label, head.components
-
-
-def same_norm(a: Any, b: Any) -> bool:
-    a, b = (v if isinstance(v, list) else [v] for v in (a, b))
-    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12) for x, y in zip(a, b))
 
 
 @dataclass
@@ -140,18 +137,10 @@ class Run:
 
 def default_names(paths: list[Path]) -> list[str]:
     """Directory names (``parent/version_N`` for a version dir), made distinct with ``#k``."""
-    names = []
-    for p in paths:
-        parts = p.resolve().parts
-        name = parts[-1]
-        nested = _VERSION_RE.fullmatch(name) or name == "lightning_logs"
-        names.append(f"{parts[-2]}/{name}" if nested and len(parts) > 1 else name)
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if names.count(n) == 1 else f"{n}#{seen[n]}")
-    return out
+    names = [p.resolve().name for p in paths]
+    names = [f"{p.resolve().parent.name}/{n}" if _VERSION_RE.fullmatch(n) or n == "lightning_logs" else n
+             for p, n in zip(paths, names)]
+    return [n if names.count(n) == 1 else f"{n}#{names[:i + 1].count(n)}" for i, n in enumerate(names)]
 
 
 def load_run(name: str, given: Path) -> Run:
@@ -165,21 +154,25 @@ def load_run(name: str, given: Path) -> Run:
                            f"({', '.join(VAL_TAGS)}); columns: {', '.join(columns) or 'none'}")
     run = Run(name, Path(given), version_dir, note, hp, model, components, curves, n_epochs,
               read_checkpoints(version_dir))
+    first = min(c.epochs[0] for c in curves.values())
+    if first > 0:  # Lightning's CSVLogger empties metrics.csv when a run resumes into its directory
+        run.notes.append(f"`{METRICS_FILE}` starts at epoch {first}: the earlier epochs are not in it")
     for tag in VAL_TAGS:
-        nonfinite = curves[tag].summary()["nonfinite"] if tag in curves else 0
-        if tag not in curves:
-            run.notes.append(f"no `{tag}` logged")
-        elif nonfinite:
-            run.notes.append(f"`{tag}`: {nonfinite} non-finite value(s) (NaN/inf), ignored by the minimum")
+        bad = curves[tag].summary()["nonfinite"] if tag in curves else 0
+        if tag not in curves or bad:
+            run.notes.append(f"`{tag}`: {bad} non-finite value(s) (NaN/inf), ignored by the minimum" if bad
+                             else f"no `{tag}` logged")
     return run
 
 
 def check_same_data(runs: list[Run], allow: bool) -> list[str]:
     """Raise :class:`DataMismatchError` when the runs' data or normalisation differ (unless
     ``allow``: then the warning lines for the report)."""
-    first = runs[0].hparams
-    if all(r.hparams["data_fingerprint"] == first["data_fingerprint"]
-           and all(same_norm(r.hparams[k], first[k]) for k in ("norm_mean", "norm_std")) for r in runs[1:]):
+    def same(a: dict, b: dict) -> bool:
+        return a["data_fingerprint"] == b["data_fingerprint"] and all(
+            np.shape(a[k]) == np.shape(b[k]) and np.allclose(a[k], b[k], rtol=1e-6, atol=1e-12) for k in NORM)
+
+    if all(same(r.hparams, runs[0].hparams) for r in runs[1:]):
         return []
     lines = [f"{r.name}: data_fingerprint={r.hparams['data_fingerprint']} norm_mean={r.hparams['norm_mean']} "
              f"norm_std={r.hparams['norm_std']} ({r.version_dir / HPARAMS_FILE})" for r in runs]

@@ -17,18 +17,14 @@ from .runs import Run
 
 NATURAL = "natural speech"
 VALIDATION_TEXT = (
-    "Minimum over validation epochs, with the epoch of the minimum in parentheses (0-based, "
-    "Lightning's `epoch`); final = last validation point. `bits_per_sample`: -log2 of the "
-    "probability of the target's 16-bit code, one scale for every head (16 = uniform over the "
-    "codes, 0 = certain); NLL in nats per sample of the continuous density over the normalised "
-    "signal (n/a: not logged by that run), MSE on the normalised signal. `mse` is the point prediction "
-    "(MLP output, MDN mixture mean), `mse_sample` the MSE of a value drawn from the predicted distribution "
-    "(what the 2014 report calls the MDN's MSE). How to read them: `docs/comparison.md` in the "
-    "waveform-mdn repository.")
+    "Minimum over validation epochs, with the epoch of the minimum in parentheses (0-based); final = last "
+    "validation point. `bits_per_sample`: -log2 of the probability of the target's 16-bit code, one scale for "
+    "every head; NLL in nats per sample (n/a: not logged by that run) and MSE on the normalised signal; `mse` of "
+    "the point prediction, `mse_sample` of a value drawn from the predicted distribution. How to read them: "
+    "`docs/comparison.md` in the waveform-mdn repository.")
 GENERATED_TEXT = (
-    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics/`); the "
-    "*natural speech* row measures the reference recordings (distinct references over all runs). "
-    "`clipped` is the total number of clipped samples.")
+    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics/`); the *natural speech* "
+    "row measures the reference recordings (each utterance once). `clipped`: total clipped samples.")
 
 
 @dataclass
