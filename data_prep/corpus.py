@@ -155,7 +155,7 @@ def read_labels(path: str | Path, label_format: str, file_rate: int, sample_rate
     except OSError as e:
         raise CorpusError(f"{path}: cannot read label file ({e.strerror})") from None
     if label_format not in ("phn", "lab"):
-        raise ValueError(f"unknown label format {label_format!r}")
+        raise InputError(f"{path}: unknown label format {label_format!r}")
     segs = (_phn_lines(path, lines, sample_rate / file_rate) if label_format == "phn"
             else _lab_lines(path, lines, sample_rate))
     if not segs:

@@ -90,7 +90,7 @@ class PreparedDataset:
 
     def sequence_indices(self, split: str | None = None) -> list[int]:
         if split is not None and split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None, not {split!r}")
+            raise InputError(f"split must be one of {SPLITS} or None, not {split!r}")
         return [i for i, s in enumerate(self.sequences) if split is None or s["split"] == split]
 
     def sequence_wave(self, i: int) -> np.ndarray:
@@ -121,7 +121,7 @@ def phone_context(segments: torch.Tensor, targets: torch.Tensor, seq_starts: tor
     sequence start; ``segment_starts``: ``segments[:, 0]`` made contiguous once by a caller
     that calls this per batch."""
     if context not in CONTEXT_MODES:
-        raise ValueError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
+        raise InputError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
     ref = targets if context == "target" else torch.maximum(targets - window, seq_starts)
     starts = segment_starts if segment_starts is not None else segments[:, 0].contiguous()
     seg = segments[(torch.searchsorted(starts, ref, right=True) - 1).clamp_(0, len(segments) - 1)]
@@ -140,16 +140,16 @@ class NextSampleDataset(torch.utils.data.Dataset):
                  sequences: list[int] | None = None, in_memory: bool = False):
         prepared = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
         if pad not in PAD_MODES:
-            raise ValueError(f"pad must be one of {PAD_MODES}, not {pad!r}")
+            raise InputError(f"pad must be one of {PAD_MODES}, not {pad!r}")
         if context not in CONTEXT_MODES:
-            raise ValueError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
+            raise InputError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
         self.prepared, self.pad, self.context, self.split = prepared, pad, context, split
         self.window = int(window if window is not None else prepared.window)
         if self.window < 1:
-            raise ValueError(f"window must be positive, not {self.window}")
+            raise InputError(f"window must be positive, not {self.window}")
         self.seq_indices = list(sequences) if sequences is not None else prepared.sequence_indices(split)
         if not self.seq_indices:
-            raise ValueError(f"{prepared.path}: no sequences in split {split!r}")
+            raise InputError(f"{prepared.path}: no sequences in split {split!r}")
         starts = np.array([prepared.sequences[i]["start"] for i in self.seq_indices], dtype=np.int64)
         lengths = np.array([prepared.sequences[i]["length"] for i in self.seq_indices], dtype=np.int64)
         offset = self.window if pad == "skip" else 0
@@ -158,7 +158,7 @@ class NextSampleDataset(torch.utils.data.Dataset):
         self.counts, self.cum = torch.from_numpy(counts), torch.from_numpy(np.cumsum(counts))
         self._len = int(counts.sum())
         if self._len == 0:
-            raise ValueError(f"{prepared.path}: every sequence of split {split!r} is shorter than "
+            raise InputError(f"{prepared.path}: every sequence of split {split!r} is shorter than "
                              f"window+1 = {self.window + 1} samples (pad='skip' leaves no examples)")
         self._wave = prepared.wave_tensor(in_memory)
         self.segments = torch.from_numpy(np.ascontiguousarray(prepared.segments, dtype=np.int64))
