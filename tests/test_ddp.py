@@ -15,21 +15,22 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from test_training import REPO, scalars, synthetic_prepared
 from waveform_mdn import train
 from waveform_mdn.data import NextSampleDataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.slow,  # real 2-process gloo runs
               pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return synthetic_prepared(tmp_path_factory.mktemp("ddp_data"), n_utts=4)
+def tiny(tmp_path_factory, corpora) -> Path:
+    return corpora.speech_like_prepared(tmp_path_factory.mktemp("ddp_data"), n_utts=4)
 
 
 @pytest.mark.parametrize("name", ["mlp", "mdn"])
-def test_ddp_validation_metrics_equal_single_process(tiny, tmp_path, name):
+def test_ddp_validation_metrics_equal_single_process(tiny, tmp_path, name, scalars):
     n_valid = len(NextSampleDataset(tiny, "valid"))
     assert n_valid % 2 == 1  # uneven shards: a padding sampler would duplicate an example
     common = [
@@ -76,7 +77,7 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_ddp_mid_epoch_resume_keeps_the_epochs_training_sums(tiny, tmp_path):
+def test_ddp_mid_epoch_resume_keeps_the_epochs_training_sums(tiny, tmp_path, scalars):
     """A checkpoint written inside an epoch holds that epoch's training sums so far, summed
     over the ranks, and the resumed run adds them once (rank 0): train/* of the interrupted
     epoch equal those of the uninterrupted run."""
@@ -99,7 +100,7 @@ def test_ddp_mid_epoch_resume_keeps_the_epochs_training_sums(tiny, tmp_path):
     killed = fit(tmp_path / "killed", "--trainer.callbacks+=test_ddp.KillAtStep", "--trainer.callbacks.step", "17")
     assert killed.returncode != 0
     ckpt = torch.load(tmp_path / "killed/mdn/run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 15 and ckpt["waveform_mdn_train_sums"]["sums"][3] == 5 * 32 * 2  # both ranks
+    assert ckpt["global_step"] == 15 and ckpt["state_dict"]["train_metrics.mse.weight"] == 5 * 32 * 2  # both ranks
     resumed = fit(tmp_path / "killed", "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for tag in ("train/nll", "train/mse", "train/mse_sample", "val/nll"):

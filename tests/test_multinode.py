@@ -18,9 +18,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from test_training import REPO, scalars, synthetic_prepared
 from waveform_mdn import train
 from waveform_mdn.data import NextSampleDataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")]
@@ -71,8 +72,8 @@ class KillNodeAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path):
-    tiny = synthetic_prepared(tmp_path, n_utts=4)
+def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path, corpora, scalars):
+    tiny = corpora.speech_like_prepared(tmp_path, n_utts=4)
     assert len(NextSampleDataset(tiny, "valid")) % 2 == 1  # uneven shards: a padding sampler would duplicate one
     common = ["--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path", str(tiny),
               "--data.val_batch_size", "700", "--data.val_stride", "1", "--trainer.enable_progress_bar", "false"]
@@ -111,10 +112,10 @@ def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_two_nodes_killed_inside_an_epoch_resume_exactly(tmp_path):
+def test_two_nodes_killed_inside_an_epoch_resume_exactly(tmp_path, corpora, scalars):
     # both nodes SIGKILLed at a random step inside epoch 1, then both relaunched with
     # --ckpt_path last: the same end as the uninterrupted 2-node run
-    tiny = synthetic_prepared(tmp_path, n_utts=4)
+    tiny = corpora.speech_like_prepared(tmp_path, n_utts=4)
     fit = ["--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path", str(tiny),
            "--data.val_batch_size", "700", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
            "--trainer.strategy", "ddp", "--trainer.devices", "1", "--trainer.num_nodes", "2",

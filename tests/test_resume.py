@@ -1,8 +1,8 @@
 """Exact resume, mid-epoch too: the training loader saves and restores its position.
 
-Unit level: a :class:`BatchLoader` restored from ``state_dict()`` hands out exactly the rest
-of the interrupted epoch (whatever the gathering thread had already prepared), and only for
-that epoch; its batches are those of ``get_batch`` per sampler batch; on a CPU it gathers
+Unit level: a :class:`ResumableLoader` restored from ``state_dict()`` hands out exactly the
+rest of the interrupted epoch (whatever its workers had already prepared), and only for that
+epoch; its batches are those of ``get_batch`` per sampler batch; without workers it gathers
 in the training thread. End to end: ``waveform-mdn fit`` killed with SIGKILL at a step inside an epoch,
 then resumed with ``--ckpt_path last``, ends with the metrics and the weights of the
 uninterrupted run.
@@ -10,6 +10,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 import signal
@@ -22,22 +23,21 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from test_training import REPO, scalars, synthetic_prepared
 from waveform_mdn.data import NextSampleDataset
-from waveform_mdn.batches import BatchLoader, IndexBatchSampler
+from waveform_mdn.batches import IndexBatchSampler, ResumableLoader
 from waveform_mdn.datamodule import WaveformDataModule
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class _Indices:
     """A dataset whose batch is its example indices: the order is visible."""
 
-    def get_batch(self, idx):
+    def __getitem__(self, idx):
         return {"target": idx.clone()}
 
-    __getitem__ = get_batch  # what DataLoader worker processes call
 
-
-def _epoch(loader: BatchLoader, epoch: int, stop: int | None = None) -> list[list[int]]:
+def _epoch(loader: ResumableLoader, epoch: int, stop: int | None = None) -> list[list[int]]:
     loader.sampler.set_epoch(epoch)
     out = []
     for i, batch in enumerate(loader):
@@ -47,18 +47,18 @@ def _epoch(loader: BatchLoader, epoch: int, stop: int | None = None) -> list[lis
     return out
 
 
-@pytest.mark.parametrize("prefetch,workers", [(0, 0), (3, 0), (2, 1)])
-def test_restored_loader_continues_the_interrupted_epoch(prefetch, workers):
+@pytest.mark.parametrize("workers", [{}, {"num_workers": 1, "persistent_workers": False},
+                                     {"num_workers": 1, "persistent_workers": True}])
+def test_restored_loader_continues_the_interrupted_epoch(workers):
     def loader():
-        return BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=prefetch,
-                           workers=workers, worker_kwargs={"persistent_workers": False}, batches_per_gather=6)
+        return ResumableLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), **workers)
 
     straight = loader()
     whole = {e: _epoch(straight, e) for e in (0, 1, 2)}
     assert len(whole[1]) == len(straight) == 21 and whole[1] != whole[2]
     first = loader()
     _epoch(first, 0)
-    done = _epoch(first, 1, stop=8)  # the thread has gathered further ahead: not counted
+    done = _epoch(first, 1, stop=8)  # the workers have gathered further ahead: not counted
     state = first.state_dict()
     assert (state["epoch"], state["batches"]) == (1, 8)
 
@@ -76,18 +76,18 @@ def test_restored_loader_continues_the_interrupted_epoch(prefetch, workers):
 
 
 def test_a_different_batch_order_restarts_the_epoch_with_a_warning():
-    a = BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=0)
+    a = ResumableLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7))
     _epoch(a, 0, stop=3)
-    b = BatchLoader(_Indices(), IndexBatchSampler(1003, 64, shuffle=True, seed=7), prefetch=0)
+    b = ResumableLoader(_Indices(), IndexBatchSampler(1003, 64, shuffle=True, seed=7))
     with pytest.warns(UserWarning, match="restarts from its first batch"):
         b.load_state_dict(a.state_dict())
-    assert _epoch(b, 0) == _epoch(BatchLoader(_Indices(), b.sampler, prefetch=0), 0)
+    assert _epoch(b, 0) == _epoch(ResumableLoader(_Indices(), b.sampler), 0)
 
 
 def test_a_position_saved_with_the_old_randperm_order_restarts_the_epoch():
     # checkpoints of the versions that shuffled with torch.randperm have no "order" in
     # their layout: the same numbers there meant other batches
-    loader = BatchLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), prefetch=0)
+    loader = ResumableLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7))
     old = {k: v for k, v in loader.sampler.layout().items() if k != "order"}
     with pytest.warns(UserWarning, match="restarts from its first batch"):
         loader.load_state_dict({"epoch": 0, "batches": 5, "layout": old})
@@ -95,28 +95,25 @@ def test_a_position_saved_with_the_old_randperm_order_restarts_the_epoch():
 
 
 def test_loader_hands_out_exactly_the_batches_of_the_sampler(tiny):
-    # the loader gathers several batches per get_batch call and cuts them apart: the same
-    # values as one get_batch per batch, batch by batch
+    # DataLoader's fetch and conversion hand out get_batch's values, batch by batch
     ds = NextSampleDataset(tiny, "train")
     sampler = IndexBatchSampler(len(ds), 37, shuffle=True, seed=3)
     sampler.set_epoch(4)
     want = [ds.get_batch(idx) for idx in sampler]
-    got = list(BatchLoader(ds, sampler, prefetch=2, batches_per_gather=5))
+    got = list(ResumableLoader(ds, sampler))
     assert len(got) == len(want) == len(sampler)
     for a, b in zip(got, want):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_on_a_cpu_batches_are_gathered_in_the_training_thread(tiny):
-    # no second busy thread competing with torch's intra-op threads (data.prefetch null);
-    # an explicit data.prefetch still gets its gatherer thread
-    for prefetch, extra_threads in ((None, 0), (2, 1)):
-        dm = WaveformDataModule(str(tiny), batch_size=64, prefetch=prefetch)
-        before = threading.active_count()
-        it = iter(dm.train_dataloader())
-        next(it)
-        assert threading.active_count() - before == extra_threads, prefetch
-        it.close()
+def test_without_workers_batches_are_gathered_in_the_training_thread(tiny):
+    # no second busy thread competing with torch's intra-op threads
+    dm = WaveformDataModule(str(tiny), batch_size=64)
+    before = threading.active_count()
+    it = iter(dm.train_dataloader())
+    next(it)
+    assert threading.active_count() == before
+    it.close()
 
 
 # -- end to end: SIGKILL inside an epoch, then --ckpt_path last --------------------------------
@@ -156,8 +153,8 @@ KILLS = {"mid epoch 1": (range(16, 20), 15), "mid last epoch": (range(26, 30), 2
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return synthetic_prepared(tmp_path_factory.mktemp("resume_data"), n_utts=4)
+def tiny(tmp_path_factory, corpora) -> Path:
+    return corpora.speech_like_prepared(tmp_path_factory.mktemp("resume_data"), n_utts=4)
 
 
 def _fit(args: list[str], out: Path, name: str, tiny: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -210,13 +207,19 @@ def killed_and_resumed(request, tiny, straight_runs, tmp_path_factory):
     return name, straight_runs[name], out, kill_at
 
 
-def _curves(out: Path, name: str, tags) -> dict[str, dict[int, float]]:
+def _curves(scalars, out: Path, name: str, tags) -> dict[str, dict[int, float]]:
     # the resumed run writes a second event file; a step logged twice keeps the later value
     return {t: dict(scalars(out / name / "run", t)) for t in tags}
 
 
+def _csv_curves(out: Path, name: str, tags) -> dict[str, dict[int, float]]:
+    # metrics.csv (the run contract): the resumed run appends; a step logged twice keeps the later value
+    rows = list(csv.DictReader((out / name / "run" / "metrics.csv").open()))
+    return {t: {int(r["step"]): float(r[t]) for r in rows if r.get(t)} for t in tags}
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_validation(killed_and_resumed):
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_validation(killed_and_resumed, scalars):
     name, straight, killed, kill_at = killed_and_resumed
     assert _ckpt(straight, name)["global_step"] == _ckpt(killed, name)["global_step"] == 3 * EPOCH
     a, b = torch.load(straight / "final.pt"), torch.load(killed / "final.pt")
@@ -224,7 +227,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_validation(kil
     for k, v in a.items():
         assert torch.equal(v, b[k]), (k, kill_at)
     tags = ["val/nll", "val/mse", "val/mse_sample", "lr-Adam"]
-    want, got = _curves(straight, name, tags), _curves(killed, name, tags)
+    want, got = _curves(scalars, straight, name, tags), _curves(scalars, killed, name, tags)
     for t in tags:
         assert want[t] and got[t].keys() == want[t].keys(), (t, kill_at)
         for step, value in want[t].items():
@@ -232,13 +235,16 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_and_validation(kil
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_the_same_training_metrics(killed_and_resumed):
+def test_sigkill_mid_epoch_then_resume_gives_the_same_training_metrics(killed_and_resumed, scalars):
     # the epoch's running sums must be in the checkpoint too, or the interrupted epoch's
     # train/* average only the batches after the resume
     name, straight, killed, kill_at = killed_and_resumed
     tags = ["train/nll", "train/mse", "train/mse_sample"]
-    want, got = _curves(straight, name, tags), _curves(killed, name, tags)
+    want, got = _curves(scalars, straight, name, tags), _curves(scalars, killed, name, tags)
+    want_csv, got_csv = _csv_curves(straight, name, tags + ["val/nll"]), _csv_curves(killed, name, tags + ["val/nll"])
     for t in tags:
         assert want[t] and got[t].keys() == want[t].keys(), (t, kill_at)
         for step, value in want[t].items():
             assert got[t][step] == pytest.approx(value, rel=1e-6, abs=1e-9), (t, step, kill_at)
+    for t in want_csv:  # metrics.csv keeps the rows from before the kill
+        assert want_csv[t] and got_csv[t] == pytest.approx(want_csv[t], rel=1e-6, abs=1e-9), (t, kill_at)

@@ -5,27 +5,22 @@ gradient accumulation and clipping, one-line errors, the samplers and the batch 
 from __future__ import annotations
 
 import copy
-import glob
+import csv
 import math
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
-import soundfile as sf
 import torch
 import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from data_prep.prepare import SplitRule, prepare
 from waveform_mdn import callbacks as audio_callbacks
-from waveform_mdn import train
+from waveform_mdn import cli, train
+from waveform_mdn.batches import IndexBatchSampler
 from waveform_mdn.data import PreparedDataset
-from waveform_mdn.batches import BatchLoader, IndexBatchSampler
 from waveform_mdn.datamodule import WaveformDataModule
 from waveform_mdn.models import NonFiniteLossError, WaveformPredictor
 from waveform_mdn.schedules import LinearAnnealLR
@@ -33,82 +28,12 @@ from waveform_mdn.schedules import LinearAnnealLR
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 METRIC_TAGS = [f"{s}/{m}" for s in ("train", "val") for m in ("bits_per_sample", "nll", "mse", "mse_sample")]
-
-
-# -- a tiny synthetic corpus: harmonic "vowels" with per-segment pitch, noise "fricatives" --
-def synthetic_corpus(root: Path, n_utts: int = 6, seed: int = 0) -> Path:
-    """TIMIT-layout corpus of ``n_utts`` utterances (odd lengths, ~0.3 s each)."""
-    rng = np.random.default_rng(seed)
-    d = root / "TRAIN" / "DR1" / "FSYN0"
-    d.mkdir(parents=True, exist_ok=True)
-    labels = ["h#", "aa", "s", "iy", "ae", "h#"]
-    for u in range(n_utts):
-        pieces, lines, pos = [], [], 0
-        for lab in labels:
-            n = int(rng.integers(500, 900))
-            t = np.arange(n) / SR
-            if lab == "h#":
-                y = rng.normal(0, 20, n)
-            elif lab == "s":
-                y = rng.normal(0, 600, n)
-            else:
-                f0, ph = rng.uniform(110, 230), rng.uniform(0, 2 * np.pi, 4)
-                y = sum(4000 / h * np.sin(2 * np.pi * h * f0 * t + ph[h - 1]) for h in range(1, 5))
-                y = y + rng.normal(0, 50, n)
-            pieces.append(y)
-            lines.append([pos, pos + n, lab])
-            pos += n
-        x = np.concatenate(pieces)
-        if len(x) % 2 == 0:  # odd lengths: odd example counts, uneven DDP shards
-            x = x[:-1]
-            lines[-1][1] -= 1
-        sf.write(str(d / f"SX{u + 1}.WAV"), np.clip(x, -32768, 32767).astype(np.int16), SR,
-                 format="NIST", subtype="PCM_16")
-        (d / f"SX{u + 1}.PHN").write_text("".join(f"{a} {b} {lab}\n" for a, b, lab in lines))
-    return root
-
-
-def synthetic_prepared(tmp: Path, n_utts: int = 6) -> Path:
-    out = tmp / "synthetic_prepared"
-    if not (out / "meta.json").exists():
-        prepare(synthetic_corpus(tmp / "synthetic_corpus", n_utts), out,
-                split=SplitRule(mode="per_speaker", valid=1, seed=0), progress=False)
-    return out
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    return synthetic_prepared(tmp_path_factory.mktemp("synth"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one intra-op thread is faster and immune to a busy second core
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def events(run_dir: Path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    files = sorted(glob.glob(str(run_dir / "events.out.tfevents.*")))
-    assert files, f"no event file in {run_dir}"
-    accs = []
-    for f in files:
-        ea = EventAccumulator(f, size_guidance={"scalars": 0, "audio": 0, "images": 0, "tensors": 0})
-        ea.Reload()
-        accs.append(ea)
-    return accs
-
-
-def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    out = []
-    for ea in events(run_dir):
-        if tag in ea.Tags()["scalars"]:
-            out += [(e.step, e.value) for e in ea.Scalars(tag)]
-    return out
+def synth(tmp_path_factory, corpora) -> Path:
+    return corpora.speech_like_prepared(tmp_path_factory.mktemp("synth"))
 
 
 def make_trainer(tmp: Path, version: str, max_epochs: int, callbacks=(), limit_train_batches=20, **kw):
@@ -162,7 +87,7 @@ def demo_runs(demo_prepared, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("name", ["mlp", "mdn"])
-def test_demo_fit_validation_nll_falls(demo_runs, name):
+def test_demo_fit_validation_nll_falls(demo_runs, name, scalars):
     untrained = scalars(demo_runs[name].parent / "untrained", "val/nll")[0][1]
     nll = [v for _, v in scalars(demo_runs[name], "val/nll")]
     assert len(nll) == 4 and all(math.isfinite(v) for v in nll)
@@ -173,7 +98,7 @@ def test_demo_fit_validation_nll_falls(demo_runs, name):
 
 
 @pytest.mark.parametrize("name", ["mlp", "mdn"])
-def test_tensorboard_tags(demo_runs, name):
+def test_tensorboard_tags(demo_runs, name, events, scalars):
     accs = events(demo_runs[name])
     tags = {kind: set().union(*(ea.Tags()[kind] for ea in accs)) for kind in ("scalars", "audio", "images")}
     assert set(METRIC_TAGS) <= tags["scalars"]
@@ -210,7 +135,18 @@ def test_checkpoints_are_self_contained(demo_runs, demo_prepared):
         assert logged["head"] == hp.head
 
 
-def test_mlp_nll_uses_the_training_mse(demo_runs):
+@pytest.mark.parametrize("name", ["mlp", "mdn"])
+def test_run_folder_has_the_curves_in_metrics_csv(demo_runs, scalars, name):
+    """The run contract: the CSVLogger's metrics.csv beside the events, with the same values."""
+    rows = list(csv.DictReader((demo_runs[name] / "metrics.csv").open()))
+    assert {"epoch", "step", *METRIC_TAGS} <= set(rows[0])
+    for tag in METRIC_TAGS:
+        logged = [(int(r["step"]), float(r[tag])) for r in rows if r[tag]]
+        assert len(logged) == 4, tag
+        assert logged == [(step, pytest.approx(v, rel=1e-6)) for step, v in scalars(demo_runs[name], tag)], tag
+
+
+def test_mlp_nll_uses_the_training_mse(demo_runs, scalars):
     """val/nll of the MLP = NLL of Normal(mean, sqrt(train MSE)), from the logged numbers."""
     run = demo_runs["mlp"]
     model = WaveformPredictor.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
@@ -263,7 +199,7 @@ class _CrashAtEpoch(pl.Callback):
 
 
 @pytest.mark.parametrize("head", ["gaussian", "mixture"])
-def test_resume_after_kill_continues_the_same_run(synth, tmp_path, head):
+def test_resume_after_kill_continues_the_same_run(synth, tmp_path, head, scalars):
     pl.seed_everything(7)
     model_a, dm = make(synth, head, anneal=(1, 4))
     make_trainer(tmp_path, "straight", 4).fit(model_a, datamodule=dm)
@@ -351,7 +287,8 @@ class _PoisonBatchAtStep(pl.Callback):
 
     @staticmethod
     def snapshot(trainer, pl_module):
-        return state(pl_module), copy.deepcopy(trainer.optimizers[0].state_dict())
+        weights = {k: v for k, v in state(pl_module).items() if not k.startswith("train_metrics.")}
+        return weights, copy.deepcopy(trainer.optimizers[0].state_dict())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step and self.before is None:
@@ -385,32 +322,18 @@ def assert_same_state(a, b, where=""):
 
 @pytest.mark.parametrize("field,value", [("target", float("inf")), ("target", float("nan")),
                                          ("grad", float("nan"))])
-def test_sparse_checks_never_apply_a_nonfinite_step(synth, tmp_path, field, value):
-    """Bug 1: with check_finite_every_n_steps > 1 (no host sync per step, for GPUs) a step
-    with a non-finite loss or gradient changes neither the weights nor Adam's moments and
-    step count; it is still reported, here at the end of the epoch."""
-    model, dm = make(synth, "mixture", check_finite_every_n_steps=1000)
-    poison = _PoisonBatchAtStep(3, field, value)
-    trainer = make_trainer(tmp_path, f"sparse_{field}", 2, callbacks=[poison], limit_train_batches=8)
-    with pytest.raises(NonFiniteLossError) as e:
-        trainer.fit(model, datamodule=dm)
-    assert "epoch 0" in str(e.value) and "0..7" in str(e.value)
-    assert poison.before is not None and poison.after is not None
-    weights, opt = poison.before
-    assert opt["state"] and all(int(s["step"]) == 3 for s in opt["state"].values())  # Adam had moved before
-    assert_same_state(poison.after, poison.before)
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert trainer.global_step == 8  # the other steps were applied
-
-
-def test_checked_nonfinite_step_is_not_applied(synth, tmp_path):
-    """check_finite_every_n_steps = 1: the run stops at the bad step, before the update."""
+def test_a_nonfinite_step_is_never_applied(synth, tmp_path, field, value):
+    """A step with a non-finite loss or gradient stops the run before the update: it changes
+    neither the weights nor Adam's moments and step count."""
     model, dm = make(synth, "mixture")
-    poison = _PoisonBatchAtStep(3, "target", float("inf"))
-    trainer = make_trainer(tmp_path, "checked", 1, callbacks=[poison], limit_train_batches=8)
+    poison = _PoisonBatchAtStep(3, field, value)
+    trainer = make_trainer(tmp_path, f"checked_{field}", 1, callbacks=[poison], limit_train_batches=8)
     with pytest.raises(NonFiniteLossError, match="global step 3"):
         trainer.fit(model, datamodule=dm)
+    weights, opt = poison.before
+    assert opt["state"] and all(int(s["step"]) == 3 for s in opt["state"].values())  # Adam had moved before
     assert_same_state(poison.snapshot(trainer, model), poison.before)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_learning_rate_anneals_linearly_after_start(synth, tmp_path):
@@ -439,7 +362,7 @@ class _RecordingAudioLogger(audio_callbacks.PredictionAudioLogger):
         self.seen.append((pl_module.current_epoch, float(head.valid_mse), float(head.var)))
 
 
-def test_free_running_clip_uses_this_validations_mse(synth, tmp_path):
+def test_free_running_clip_uses_this_validations_mse(synth, tmp_path, scalars):
     """Bug 4: the MLP's free-running clip is generated with the validation MSE just computed
     (and the training MSE of this epoch), not the previous validation's."""
     model, dm = make(synth, "gaussian")
@@ -509,36 +432,8 @@ def test_val_sampler_covers_every_example_once(n, world, bs, stride):
     assert sorted(allidx.tolist()) == list(range(0, n, stride))  # no padding, no duplicates
 
 
-class _Data:
-    def __init__(self, fail_at: int | None = None):
-        self.fail_at = fail_at
-
-    def get_batch(self, idx):
-        if self.fail_at is not None and int(idx[0]) >= self.fail_at:
-            raise RuntimeError("broken batch")
-        return {"target": idx.float(), "window": idx.float()[:, None].repeat(1, 3)}
-
-
-def test_batch_loader_prefetch_stop_and_errors():
-    sampler = IndexBatchSampler(1000, 10, shuffle=False)
-    base = threading.active_count()
-    loader = BatchLoader(_Data(), sampler, prefetch=3)
-    assert len(loader) == 100
-    got = [b["target"] for b in loader]
-    assert torch.equal(torch.cat(got), torch.arange(1000.0))
-    for i, _ in enumerate(loader):  # abandoned early, as limit_train_batches does
-        if i == 5:
-            break
-    deadline = time.time() + 5
-    while threading.active_count() > base and time.time() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() == base
-    with pytest.raises(RuntimeError, match="broken batch"):
-        list(BatchLoader(_Data(fail_at=500), sampler, prefetch=2))
-
-
 def test_fit_on_a_path_that_is_not_prepared_data_is_a_clear_error(tmp_path, capsys):
-    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+    rc = cli.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
                      "--data.path", str(tmp_path / "nope"),
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     assert rc == 2
@@ -547,7 +442,7 @@ def test_fit_on_a_path_that_is_not_prepared_data_is_a_clear_error(tmp_path, caps
 
 
 def test_fit_with_an_unknown_head_is_a_clear_error(tmp_path, capsys, synth):
-    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+    rc = cli.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
                      "--data.path", str(synth), "--model.head", "foo",
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     assert rc == 2
@@ -565,7 +460,7 @@ def test_fit_from_a_bad_checkpoint_is_a_clear_error(tmp_path, capsys, synth, dam
         ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     elif damage == "not_a_checkpoint":
         ckpt.write_text("hello\n")
-    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+    rc = cli.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
                      "--data.path", str(synth), "--ckpt_path", str(ckpt),
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     assert rc == 2
@@ -581,7 +476,7 @@ def test_resume_from_a_truncated_last_checkpoint_is_a_clear_error(tmp_path, caps
     run.mkdir(parents=True)
     torch.save({"state_dict": model.state_dict(), "epoch": 0}, run / "last.ckpt")
     (run / "last.ckpt").write_bytes((run / "last.ckpt").read_bytes()[:1000])  # a save cut short
-    rc = train.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
+    rc = cli.main(["fit", "--config", str(REPO / "recipes" / "demo" / "conf" / "mlp.yaml"),
                      "--data.path", str(synth), "--ckpt_path", "last",
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
     assert rc == 2
@@ -591,7 +486,7 @@ def test_resume_from_a_truncated_last_checkpoint_is_a_clear_error(tmp_path, caps
 
 def test_a_checkpoint_on_data_with_another_window_is_a_clear_error(demo_runs, demo_prepared, capsys, tmp_path):
     ckpt = demo_runs["mdn"] / "checkpoints" / "best.ckpt"
-    rc = train.main(["validate", "--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path",
+    rc = cli.main(["validate", "--config", str(REPO / "recipes/demo/conf/mdn.yaml"), "--data.path",
                      str(demo_prepared), "--data.window", "120", "--ckpt_path", str(ckpt),
                      "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
                      "--trainer.enable_progress_bar", "false"])
