@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 from . import FORMAT_VERSION
@@ -61,9 +62,7 @@ def add_prepare_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(a: argparse.Namespace) -> int:
-    sel = Selection(speakers=a.speakers, dialects=a.dialects, utt_types=a.utt_types, utterances=a.utterances,
-                    corpus_split=a.corpus_split, max_utterances=a.max_utterances, phone_filter=a.phone_filter,
-                    max_sequences=a.max_sequences)
+    sel = Selection(**{f.name: getattr(a, f.name) for f in fields(Selection)})  # the options of the same names
     meta = prepare(a.corpus, a.out, phone_set=a.phone_set, phone_map=parse_phone_map(a.phone_map), selection=sel,
                    split=SplitRule(mode=a.split, valid=a.valid, unit=a.split_by, seed=a.seed), window=a.window,
                    pad=a.pad, sample_rate=a.sample_rate, resample=not a.no_resample, skip_bad=a.skip_bad,

@@ -107,7 +107,7 @@ def test_windows_and_context_match_reference(spec, window, pad, context, split, 
         n = len(ref["t"])
         assert len(ds) == n
         idx = torch.arange(n)
-        assert ds.target_positions(idx).tolist() == ref["t"]
+        assert ds.locate(idx)[0].tolist() == ref["t"]
         b = ds.get_batch(idx)
         assert b["window"].shape == (n, window) and b["window"].dtype == torch.float32
         assert b["target"].shape == (n,) and b["position"].dtype == torch.float32
@@ -202,7 +202,7 @@ def test_demo_windows_equal_source_audio(corpora, demo_prepared, pad, context):
     g = torch.Generator().manual_seed(1)
     idx = torch.cat([torch.randint(0, len(ds), (300,), generator=g), torch.arange(5), torch.tensor([len(ds) - 1])])
     b = ds.get_batch(idx)
-    t = ds.target_positions(idx)
+    t = ds.locate(idx)[0]
     cache = {}
     for i in range(len(idx)):
         tt = int(t[i])
@@ -240,5 +240,5 @@ def test_the_waveform_is_the_memory_map_itself_shared_by_train_and_valid(demo_pr
             idx = torch.tensor([0, len(ds) - 1])
             b = ds.get_batch(idx)
             raw = np.asarray(p.wave)
-            for row, tt in enumerate(ds.target_positions(idx).tolist()):
+            for row, tt in enumerate(ds.locate(idx)[0].tolist()):
                 np.testing.assert_allclose(b["window"][row].numpy(), p.normalise(raw[tt - ds.window: tt]), atol=1e-5)

@@ -177,9 +177,6 @@ class NextSampleDataset(torch.utils.data.Dataset):
         k = torch.searchsorted(self.cum, idx, right=True)
         return self.first_target[k] + (idx - (self.cum[k] - self.counts[k])), k
 
-    def target_positions(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.locate(idx)[0]
-
     def get_batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         t, k = self.locate(torch.as_tensor(idx, dtype=torch.int64).reshape(-1))
         seq_start = self.seq_starts[k]
