@@ -40,18 +40,8 @@ def resolve_run_dir(path: str | Path) -> tuple[Path, str | None]:
     return found[-1], note + (f" ({', '.join(skipped)} without {METRICS_FILE})" if skipped else "")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        elif value is not None and not str(key).startswith("_"):  # e.g. LightningCLI's _instantiator
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def read_hparams(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``hparams.yaml``, nested keys joined with dots; the keys compare needs checked."""
+    """The values of the run's ``hparams.yaml`` (mappings skipped); the keys compare needs checked."""
     import yaml
     from pytorch_lightning.core.saving import load_hparams_from_yaml
 
@@ -62,7 +52,8 @@ def read_hparams(run_dir: str | Path) -> dict[str, Any]:
         tree = load_hparams_from_yaml(file, use_omegaconf=False)
     except (OSError, yaml.YAMLError) as exc:
         raise CompareError(f"cannot read {file}: {str(exc).splitlines()[0]}") from exc
-    hp = _flat(tree) if isinstance(tree, dict) else {}
+    hp = {str(k): list(v) if isinstance(v, tuple) else v for k, v in (tree if isinstance(tree, dict) else {}).items()
+          if v is not None and not isinstance(v, dict) and not str(k).startswith("_")}  # e.g. LightningCLI's _instantiator
     missing = [k for k in REQUIRED if k not in hp]
     if missing:
         raise CompareError(f"{file}: missing hyperparameter(s) {', '.join(missing)}")
