@@ -14,7 +14,7 @@ from torch import nn
 from data_prep.audio_io import Normalisation
 from ..data import PreparedDataset
 from .engine import GenerationStats, generate, predictor_of
-from .inputs import PhoneSequence, make_prime, sequence_contexts, sequence_from_prepared
+from .inputs import PhoneSequence, batch_inputs, sequence_from_prepared
 from .settings import GenerationError, GenerationSettings, hparams_of
 
 
@@ -63,11 +63,12 @@ class StepBar:
 def generate_sequences(model: nn.Module, sequences: Sequence[PhoneSequence], settings: GenerationSettings,
                        log: Callable[[str], None] | None = None) -> list[GeneratedAudio]:
     """``settings.streams`` streams per sequence, ``settings.batch_size`` at a time;
-    ``settings`` must be :meth:`~.settings.GenerationSettings.resolved`."""
+    ``settings`` must be :meth:`~.settings.GenerationSettings.resolved`, the sequences cut
+    to ``settings.seconds`` (``PhoneSequence.truncated``)."""
     if not sequences:
         raise GenerationError("nothing to generate: no sequence given")
     s = settings
-    items = [(q.truncated(s.seconds, s.sample_rate), k) for q in sequences for k in range(s.streams)]
+    items = [(q, k) for q in sequences for k in range(s.streams)]
     n_batches = -(-len(items) // s.batch_size)
     results: list[GeneratedAudio] = []
     for b, b0 in enumerate(range(0, len(items), s.batch_size)):
@@ -83,10 +84,7 @@ def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: Generati
     W, n = predictor_of(model).window, max(q.length for q, _ in batch)
     seeds = [s.seed + k for _, k in batch]
     norm = Normalisation(*s.norm)
-    prime, given = make_prime(s.prime, len(batch), W, norm.mean, norm.std, seeds, [q.reference for q, _ in batch])
-    if given is not None and n <= W:
-        raise GenerationError(f"sequences must be longer than the window ({W} samples) with --prime real")
-    ctx = sequence_contexts([q for q, _ in batch], n, s.context, W)
+    ctx, prime, given = batch_inputs([q for q, _ in batch], seeds, n, s, W)
     clip = ((-1.0 - norm.mean) / norm.std, (1.0 - norm.mean) / norm.std)  # full scale, normalised
     st = GenerationStats()
     bar = StepBar(desc, len(batch), n - (min(W, n) if given is not None else 0), s.sample_rate) if s.progress else None
@@ -111,4 +109,4 @@ def generate_for_sequence(model: nn.Module, prepared: PreparedDataset, seq_index
     for the training callback; the model's hyperparameters, else the dataset's."""
     seq = sequence_from_prepared(prepared, seq_index)
     s = settings.resolved(hparams_of(model), [seq.reference], prepared)
-    return generate_sequences(model, [seq], s)[0].audio
+    return generate_sequences(model, [seq.truncated(s.seconds, s.sample_rate)], s)[0].audio

@@ -133,6 +133,7 @@ def run_generate(a: argparse.Namespace) -> int:
     notes = check_data(hp, prepared, a.allow_different_data)
     seqs, selection = _sequences(a, prepared, hp, notes)
     s = settings.resolved(hp, [q.reference for q in seqs], prepared)
+    seqs = [q.truncated(s.seconds, s.sample_rate) for q in seqs]
     head = model.net.head
     head_name = hp.get("head") or getattr(head, "name", "?")
     if hasattr(head, "valid_mse") and s.mode == "sample" and s.gaussian_variance == "valid" \

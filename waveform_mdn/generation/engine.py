@@ -47,7 +47,7 @@ class StreamNoise:
         self.pending = torch.empty(0, len(self.generators), head.noise_size())
 
     def take(self, m: int) -> Tensor:
-        """Noise of the next ``m`` steps, ``[m, N, noise_size]``."""
+        """Noise of the next ``m`` steps, ``[m, N, noise_size]``, on the device."""
         parts = [self.pending]
         while sum(len(p) for p in parts) < m:
             parts.append(torch.stack([self.head.draw_noise((BLOCK,), g) for g in self.generators], dim=1))
@@ -67,10 +67,7 @@ def stream_seeds(seed: int | Sequence[int], n_streams: int) -> list[int]:
 
 def predictor_of(model: nn.Module) -> Predictor:
     """The ``Predictor`` of a ``WaveformPredictor`` (its ``.net``), or the Predictor itself."""
-    net = model if isinstance(model, Predictor) else getattr(model, "net", None)
-    if not isinstance(net, Predictor):
-        raise TypeError(f"expected a WaveformPredictor or a Predictor, not {type(model).__name__}")
-    return net
+    return model if isinstance(model, Predictor) else model.net
 
 
 def value_function(head: nn.Module, s: GenerationSettings) -> Callable[[tuple, Tensor | None], Tensor]:

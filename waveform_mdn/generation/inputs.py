@@ -14,7 +14,7 @@ from torch import Tensor
 from data_prep.audio_io import Normalisation, int16_to_float
 from ..data import CONTEXT_MODES, PreparedDataset, phone_context
 from ..predictor import CONTEXT_FIELDS
-from .settings import PRIMES, GenerationError
+from .settings import PRIMES, GenerationError, GenerationSettings
 
 NOISE_RMS = 1e-3  #: raw RMS (full scale 1.0) of the "noise" prime: -60 dBFS
 
@@ -195,9 +195,8 @@ def make_prime(kind: str, n_streams: int, window: int, mean: float, std: float, 
     from ``Generator().manual_seed(seed + 2**32)``."""
     norm = Normalisation(mean, std)
     prime = torch.full((n_streams, window), norm.silence, dtype=torch.float32)
-    if kind == "noise":
-        for k, s in enumerate(seeds):
-            prime[k] = norm.normalise(NOISE_RMS * torch.randn(window, generator=torch.Generator().manual_seed(int(s) + 2**32)))
+    for k, s in enumerate(seeds if kind == "noise" else []):
+        prime[k] = norm.normalise(NOISE_RMS * torch.randn(window, generator=torch.Generator().manual_seed(s + 2**32)))
     if kind != "real":
         if kind not in PRIMES:
             raise GenerationError(f"prime must be one of {PRIMES}, not {kind!r}")
@@ -210,3 +209,12 @@ def make_prime(kind: str, n_streams: int, window: int, mean: float, std: float, 
         raise GenerationError(f"--prime real needs references of at least the window ({window} samples)")
     given = np.stack([int16_to_float(np.asarray(r[:window])) for r in refs])
     return prime, torch.from_numpy(norm.normalise(given).astype(np.float32))
+
+
+def batch_inputs(seqs: Sequence[PhoneSequence], seeds: Sequence[int], n: int, s: GenerationSettings,
+                 window: int) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
+    """(contexts, prime, given) of a batch of streams, for ``engine.generate``."""
+    prime, given = make_prime(s.prime, len(seqs), window, *s.norm, seeds, [q.reference for q in seqs])
+    if given is not None and n <= window:
+        raise GenerationError(f"sequences must be longer than the window ({window} samples) with --prime real")
+    return sequence_contexts(seqs, n, s.context, window), prime, given
