@@ -77,5 +77,6 @@ def markdown(report: Report, out_dir: Path) -> str:
     if report.generated:
         md += [GENERATED_TEXT, "", md_table(report.generated), ""]
         md += ["![generated audio measurements](generated.png)", ""] if report.have_gen_plot else []
-    md += [f"- {r.name}: no generated audio" for r in report.runs if not r.generated] + [""]
+    missing = [f"- {r.name}: no generated audio" for r in report.runs if not r.generated]
+    md += missing + [""] if missing else []
     return "\n".join(md + _wav_section(report, out_dir)).rstrip() + "\n"
