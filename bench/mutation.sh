@@ -44,7 +44,7 @@ TESTS[heads]="tests/test_heads.py tests/test_heads_discretised.py tests/test_hea
              tests/test_sampling_statistics.py tests/test_known_answers.py tests/test_head_contracts.py"
 MODULES[data]="waveform_mdn/data.py"
 TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
-MODULES[engine]="waveform_mdn/generation/engine.py waveform_mdn/generation/noise.py"
+MODULES[engine]="waveform_mdn/generation/engine.py"
 TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py"
 DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
 DESELECT[heads]="fit_logs_bits_beside_the_nll"  # fit's CLI fails on mutmut's copies of the heads (exit 2)
