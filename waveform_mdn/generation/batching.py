@@ -13,7 +13,7 @@ from torch import nn
 
 from data_prep.audio_io import Normalisation
 from ..data import PreparedDataset
-from .engine import GenerationStats, generate, predictor_of
+from .engine import GenerationStats, generate
 from .inputs import PhoneSequence, batch_inputs, sequence_from_prepared
 from .settings import GenerationError, GenerationSettings, hparams_of
 
@@ -81,7 +81,7 @@ def generate_sequences(model: nn.Module, sequences: Sequence[PhoneSequence], set
 def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: GenerationSettings, desc: str,
            log) -> list[GeneratedAudio]:
     """One batch of streams through the engine."""
-    W, n = predictor_of(model).window, max(q.length for q, _ in batch)
+    W, n = getattr(model, "net", model).window, max(q.length for q, _ in batch)
     seeds = [s.seed + k for _, k in batch]
     norm = Normalisation(*s.norm)
     ctx, prime, given = batch_inputs([q for q, _ in batch], seeds, n, s, W)
