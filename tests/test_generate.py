@@ -158,8 +158,16 @@ def test_every_head_generates_through_its_own_functions(prepared, laplace_head, 
         expect = {"mean": lambda: h.mean_from_params(params), "mode": lambda: h.mode_from_params(params),
                   "sample": lambda: h.sample_from_noise(params, noise)}[mode]()
     torch.testing.assert_close(y[0, W:], expect, atol=3e-5, rtol=3e-5)
+    if head == "test_laplace" and mode == "sample":  # the draws follow the predictive Laplace (PIT)
+        assert _ks_uniform(h.distribution_from_params(params).cdf(y[0, W:]).numpy()) > 1e-3
     if not (mode == "mode" and head == "mulaw_softmax"):  # an untrained softmax's top class rarely moves
         assert float(expect.std()) > 1e-3 and np.unique(expect.numpy()).size > 3
+
+
+@pytest.mark.parametrize("head", ["logistic_mixture", "mulaw_softmax"])
+def test_free_running_draws_are_finite_and_vary(prepared, head):
+    _, y, _ = free_run(make_model(prepared, head, gain=2.0), prepared, [0, 1], 400, prime="noise", seeds=[3, 4])
+    assert torch.isfinite(y).all() and float(y.std()) > 0.01
 
 
 # ------------------------------------------------------------------------------ sampling
