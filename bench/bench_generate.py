@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from waveform_mdn.generation.engine import GenerationStats, generate  # noqa: E402
-from waveform_mdn.generation.inputs import PhoneSequence, make_prime, sequence_contexts  # noqa: E402
+from waveform_mdn.generation.inputs import PhoneSequence, Streams, make_prime, sequence_contexts  # noqa: E402
 from waveform_mdn.generation.settings import MODES, GenerationSettings  # noqa: E402
 from waveform_mdn.heads import HEADS  # noqa: E402
 from waveform_mdn.models import WaveformPredictor  # noqa: E402
@@ -63,7 +63,7 @@ def run_once(model, n_streams: int, steps: int, threads: int, mode: str) -> floa
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        generate(model, ctx, steps, GenerationSettings(mode=mode), prime=prime, clip=(-10.0, 10.0), stats=st)
+        generate(model, Streams(ctx, steps, prime, clip=(-10.0, 10.0)), GenerationSettings(mode=mode), stats=st)
     finally:
         torch.set_num_threads(old)
     return st.samples_per_second

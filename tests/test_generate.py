@@ -22,7 +22,7 @@ from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
 from waveform_mdn.generation.batching import generate_for_sequence
 from waveform_mdn.generation.engine import BLOCK, GenerationStats, StreamNoise, generate
 from waveform_mdn.generation.inputs import (
-    make_prime, segments_from_labels, sequence_contexts, sequence_from_inline, sequence_from_phn,
+    Streams, make_prime, segments_from_labels, sequence_contexts, sequence_from_inline, sequence_from_phn,
     sequence_from_prepared,
 )
 from waveform_mdn.generation.settings import GenerationError, GenerationSettings as S
@@ -58,8 +58,8 @@ def free_run(model, prepared, seqs, n, s=S(), prime="real", seeds=None, clip=Non
     items = [sequence_from_prepared(prepared, i) for i in seqs]
     seeds = list(range(len(seqs))) if seeds is None else seeds
     p, given_ = make_prime(prime, len(items), W, prepared.mean, prepared.std, seeds, [q.reference for q in items])
-    y = generate(model, sequence_contexts(items, n, s.context or "target", W), n, s, prime=p, given=given_,
-                 seeds=seeds, clip=clip, stats=stats)
+    y = generate(model, Streams(sequence_contexts(items, n, s.context or "target", W), n, p, given_, seeds, clip), s,
+                 stats=stats)
     return items, y, torch.cat([p, y], 1)
 
 
@@ -257,10 +257,10 @@ def test_seeds_reproducible_and_independent_of_chunking(prepared):
     model = make_model(prepared, "mixture")
     n = 800
     ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * 3, n, "target", W)
-    a = generate(model, ctx, n, S(seed=7))
+    a = generate(model, Streams(ctx, n), S(seed=7))
     for chunk in (300, 256, 1, 777):
-        assert torch.equal(generate(model, ctx, n, S(seed=7, chunk=chunk)), a), chunk
-    c = generate(model, ctx, n, S(seed=8))
+        assert torch.equal(generate(model, Streams(ctx, n), S(seed=7, chunk=chunk)), a), chunk
+    c = generate(model, Streams(ctx, n), S(seed=8))
     assert not torch.equal(a[0], a[1])  # streams get seeds 7, 8, 9
     torch.testing.assert_close(a[1], c[0])  # stream 1 of seed 7 is stream 0 of seed 8
     assert torch.isfinite(a).all()
@@ -307,7 +307,7 @@ def test_replaced_and_clipped_values(prepared, n_streams):
             model.net.head.proj.weight[3:6] = 0.0
             model.net.head.proj.bias[3:6] = bias  # every component mean
         stats = GenerationStats()
-        y = generate(model, ctx, 200, S(temperature_scales=0.0), clip=(-2.0, 3.0), stats=stats)
+        y = generate(model, Streams(ctx, 200, clip=(-2.0, 3.0)), S(temperature_scales=0.0), stats=stats)
         assert torch.equal(y, torch.full_like(y, expect)), bias
         assert getattr(stats, counted) == [200] * n_streams
 
@@ -317,11 +317,11 @@ def test_float32_output_whatever_the_default_dtype(prepared):
     for n_streams in (1, 6):
         ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * n_streams, 300, "target", W)
         for mode in ("mean", "sample"):
-            plain = generate(model, ctx, 300, S(mode=mode, seed=5), clip=(-20.0, 20.0))
+            plain = generate(model, Streams(ctx, 300, clip=(-20.0, 20.0)), S(mode=mode, seed=5))
             old = torch.get_default_dtype()
             torch.set_default_dtype(torch.float64)
             try:
-                wide = generate(model, ctx, 300, S(mode=mode, seed=5), clip=(-20.0, 20.0))
+                wide = generate(model, Streams(ctx, 300, clip=(-20.0, 20.0)), S(mode=mode, seed=5))
             finally:
                 torch.set_default_dtype(old)
             assert wide.dtype == torch.float32 and torch.equal(wide, plain), (n_streams, mode)
@@ -339,7 +339,7 @@ def test_generation_changes_no_process_wide_setting(prepared, laplace_head):
     model = make_model(prepared, "test_laplace", gain=1.0)
     model.net.head.__class__ = Spy
     torch.set_num_threads(2)
-    generate(model, sequence_contexts([sequence_from_prepared(prepared, 0)], 50, "target", W), 50)
+    generate(model, Streams(sequence_contexts([sequence_from_prepared(prepared, 0)], 50, "target", W), 50))
     assert seen and set(seen) == {(2, True)}
     assert torch.get_num_threads() == 2 and gc.isenabled()
 

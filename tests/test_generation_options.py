@@ -19,7 +19,7 @@ from waveform_mdn.cli import main as cli_main
 from waveform_mdn.data import phone_context
 from waveform_mdn.generation.batching import generate_sequences
 from waveform_mdn.generation.engine import GenerationStats, generate
-from waveform_mdn.generation.inputs import make_prime, sequence_contexts, sequence_from_prepared
+from waveform_mdn.generation.inputs import Streams, make_prime, sequence_contexts, sequence_from_prepared
 from waveform_mdn.generation.settings import GenerationSettings as S, hparams_of
 from waveform_mdn.models import WaveformPredictor
 
@@ -120,12 +120,12 @@ def test_more_than_four_streams_are_reproducible_by_seed(prepared):
     seqs = [sequence_from_prepared(prepared, i % 3) for i in range(6)]
     ctx = sequence_contexts(seqs, n, "target", W)
     stats = GenerationStats()
-    a = generate(model, ctx, n, S(seed=11), clip=(-20.0, 20.0), stats=stats)
+    a = generate(model, Streams(ctx, n, clip=(-20.0, 20.0)), S(seed=11), stats=stats)
     assert stats.seeds == list(range(11, 17))
-    assert torch.equal(generate(model, ctx, n, S(seed=11, chunk=37), clip=(-20.0, 20.0)), a)
-    assert torch.equal(generate(model, ctx, n, S(seed=11), clip=(-20.0, 20.0)), a)
+    assert torch.equal(generate(model, Streams(ctx, n, clip=(-20.0, 20.0)), S(seed=11, chunk=37)), a)
+    assert torch.equal(generate(model, Streams(ctx, n, clip=(-20.0, 20.0)), S(seed=11)), a)
     order = [5, 3, 1, 0, 2, 4]
-    b = generate(model, {k: v[order] for k, v in ctx.items()}, n, seeds=[11 + k for k in order], clip=(-20.0, 20.0))
+    b = generate(model, Streams({k: v[order] for k, v in ctx.items()}, n, seeds=[11 + k for k in order], clip=(-20.0, 20.0)))
     torch.testing.assert_close(b, a[order], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(a[0], a[3])  # the same sequence with another seed
 
@@ -154,8 +154,8 @@ def test_mean_mode_with_a_temperature_many_streams(prepared):
     n = W + 200
     items = [sequence_from_prepared(prepared, i) for i in range(6)]
     prime, given = make_prime("real", 6, W, prepared.mean, prepared.std, range(6), [q.reference for q in items])
-    y = generate(model, sequence_contexts(items, n, "target", W), n, S(mode="mean", temperature_weights=0.5),
-                 prime=prime, given=given)
+    y = generate(model, Streams(sequence_contexts(items, n, "target", W), n, prime, given),
+                 S(mode="mean", temperature_weights=0.5))
     full = torch.cat([prime, y], 1)
     t = torch.arange(W, n)
     K = model.net.head.components

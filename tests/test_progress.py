@@ -13,7 +13,7 @@ import torch
 from waveform_mdn.audio_metrics import per_file_progress
 from waveform_mdn.cli import main as cli_main
 from waveform_mdn.generation.engine import generate
-from waveform_mdn.generation.inputs import sequence_contexts, sequence_from_prepared
+from waveform_mdn.generation.inputs import Streams, sequence_contexts, sequence_from_prepared
 from waveform_mdn.generation.settings import GenerationSettings
 from waveform_mdn.models import WaveformPredictor
 
@@ -42,8 +42,8 @@ def test_engine_reports_each_chunk_once(prepared, n_streams, chunk):
     n, s = 1000, GenerationSettings(seed=3, chunk=chunk)
     ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * n_streams, n, "target", 240)
     calls: list[int] = []
-    ref = generate(model, ctx, n, s)
-    out = generate(model, ctx, n, s, progress=calls.append)
+    ref = generate(model, Streams(ctx, n), s)
+    out = generate(model, Streams(ctx, n), s, progress=calls.append)
     assert sum(calls) == n and len(calls) >= 1
     if chunk is not None:
         assert calls == [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])

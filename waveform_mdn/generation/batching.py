@@ -14,7 +14,7 @@ from torch import nn
 from data_prep.audio_io import Normalisation
 from ..data import PreparedDataset
 from .engine import GenerationStats, generate
-from .inputs import PhoneSequence, batch_inputs, sequence_from_prepared
+from .inputs import PhoneSequence, batch_streams, sequence_from_prepared
 from .settings import GenerationError, GenerationSettings, hparams_of
 
 
@@ -83,23 +83,21 @@ def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: Generati
     """One batch of streams through the engine."""
     W, n = getattr(model, "net", model).window, max(q.length for q, _ in batch)
     seeds = [s.seed + k for _, k in batch]
-    norm = Normalisation(*s.norm)
-    ctx, prime, given = batch_inputs([q for q, _ in batch], seeds, n, s, W)
-    clip = ((-1.0 - norm.mean) / norm.std, (1.0 - norm.mean) / norm.std)  # full scale, normalised
-    st = GenerationStats()
-    bar = StepBar(desc, len(batch), n - (min(W, n) if given is not None else 0), s.sample_rate) if s.progress else None
+    streams, st = batch_streams([q for q, _ in batch], seeds, n, s, W), GenerationStats()
+    start = W if streams.given is not None else 0
+    bar = StepBar(desc, len(batch), n - start, s.sample_rate) if s.progress else None
     try:
-        y = generate(model, ctx, n, s, prime=prime, given=given, seeds=seeds, clip=clip, stats=st, progress=bar)
+        y = generate(model, streams, s, stats=st, progress=bar)
     finally:
         if bar is not None:
             bar.close()
     if log is not None:
         log(f"generated {len(batch)} stream(s) x {st.steps} steps in {st.seconds:.2f} s "
             f"({st.samples_per_second:,.0f} samples/s)")
-    audio = np.clip(norm.denormalise(y.cpu().numpy().astype(np.float64)), -1.0, 1.0).astype(np.float32)
+    audio = np.clip(Normalisation(*s.norm).denormalise(y.cpu().numpy().astype(np.float64)), -1.0, 1.0).astype(np.float32)
     numbered = s.streams > 1
     return [GeneratedAudio(f"{q.name}_{k}" if numbered else q.name, q, k, seeds[i], audio[i, : q.length],
-                           int(st.clipped[i]), int(st.nonfinite_replaced[i]), W if given is not None else 0)
+                           int(st.clipped[i]), int(st.nonfinite_replaced[i]), start)
             for i, (q, k) in enumerate(batch)]
 
 

@@ -27,42 +27,35 @@ def _log(msg: str) -> None:
 
 
 def parser_generate() -> argparse.ArgumentParser:
+    """The ``generate`` options (``docs/generation.md`` explains each)."""
     p = argparse.ArgumentParser(prog="waveform-mdn generate",
                                 description="Generate audio sample by sample from a checkpoint and a phone sequence.")
-    p.add_argument("--ckpt", required=True, help="Lightning checkpoint of a WaveformPredictor")
-    p.add_argument("--data", required=True, help="prepared dataset (phone set, utterances, normalisation)")
+    add = p.add_argument
+    add("--ckpt", required=True, help="Lightning checkpoint of a WaveformPredictor")
+    add("--data", required=True, help="prepared dataset (phone set, utterances, normalisation)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--utterance", nargs="+", metavar="ID", help="sequence or utterance id(s) of --data")
     src.add_argument("--split", choices=("train", "valid"), help="every sequence of this split of --data")
     src.add_argument("--phn", nargs="+", metavar="FILE", help="TIMIT .PHN file(s); audio beside = reference")
-    src.add_argument("--phones", help='inline phones, with durations in seconds ("h#:0.1 aa:0.3 h#:0.1") or '
-                                      'without (each its mean duration in the training data: "sh iy hh ae d")')
-    src.add_argument("--text", help='words to say ("she had your dark suit"): CMU dictionary pronunciations, '
-                                    "TIMIT phones, mean durations of the training data")
-    p.add_argument("--limit", type=int, default=None, help="at most this many sequences (with --split)")
-    p.add_argument("--prime", choices=PRIMES, default=None,
-                   help="first window: real (default with a reference), silence (default otherwise), noise")
-    p.add_argument("--mode", choices=MODES, default="sample",
-                   help="sample (default), mean (predictive mean), mode (most probable component's mean)")
-    p.add_argument("--temperature-weights", type=float, default=1.0,
-                   help="divides the mixture logits, in sample and mean modes (0: the most probable component)")
-    p.add_argument("--temperature-scales", type=float, default=1.0, help="multiplies the scales (0: no noise)")
-    p.add_argument("--gaussian-variance", choices=VARIANCES, default="valid",
-                   help="noise of the MLP (gaussian head) in sample mode: validation MSE (default) or training MSE")
-    p.add_argument("--streams", type=int, default=1, help="streams per sequence (seeds SEED .. SEED+N-1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads (default 1; 2+ help only for many streams on idle cores)")
-    p.add_argument("--batch-size", type=int, default=64, help="streams generated together (default 64)")
-    p.add_argument("--seconds", type=float, default=None, help="generate at most this many seconds per sequence")
-    p.add_argument("--png", action="store_true", help="also write OUT/<name>.png (waveform + spectrogram)")
-    p.add_argument("--no-measure", action="store_true", help="skip the measurements (still writes the JSON)")
-    p.add_argument("--allow-different-data", action="store_true",
-                   help="generate even if --data is not the data the checkpoint was trained on")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bars (generation, measurements) and no progress lines on stderr")
-    p.add_argument("--out", required=True, help="output directory")
+    src.add_argument("--phones", help='inline phones with durations ("h#:0.1 aa:0.3") or without ("sh iy")')
+    src.add_argument("--text", help='words to say ("she had your dark suit")')
+    add("--limit", type=int, default=None, help="at most this many sequences (with --split)")
+    add("--prime", choices=PRIMES, default=None, help="first window (default: real with a reference, else silence)")
+    add("--mode", choices=MODES, default="sample", help="a draw (default), the mean, the top component's mean")
+    add("--temperature-weights", type=float, default=1.0, help="divides the mixture logits (0: the top component)")
+    add("--temperature-scales", type=float, default=1.0, help="multiplies the scales (0: no noise)")
+    add("--gaussian-variance", choices=VARIANCES, default="valid", help="the MLP's noise: validation or training MSE")
+    add("--streams", type=int, default=1, help="streams per sequence (seeds SEED .. SEED+N-1)")
+    add("--seed", type=int, default=0)
+    add("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    add("--threads", type=int, default=1, help="CPU threads (default 1; 2+ help only many streams on idle cores)")
+    add("--batch-size", type=int, default=64, help="streams generated together (default 64)")
+    add("--seconds", type=float, default=None, help="generate at most this many seconds per sequence")
+    add("--png", action="store_true", help="also write OUT/<name>.png (waveform + spectrogram)")
+    add("--no-measure", action="store_true", help="skip the measurements (still writes the JSON)")
+    add("--allow-different-data", action="store_true", help="generate even if --data is not the checkpoint's data")
+    add("--quiet", action="store_true", help="no progress bars and no progress lines on stderr")
+    add("--out", required=True, help="output directory")
     return p
 
 

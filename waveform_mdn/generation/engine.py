@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..predictor import CONTEXT_FIELDS, Predictor
+from .inputs import Streams
 from .settings import GenerationError, GenerationSettings
 
 BLOCK = 256  #: each stream's generator draws the noise of this many steps at a time
@@ -97,19 +98,19 @@ def noise_variance(head: nn.Module, which: str):
             head.var.copy_(saved)
 
 
-def _inputs(net: Predictor, contexts: dict, n: int, prime, given) -> tuple[dict, Tensor, int]:
-    """(needed context fields ``[n, N]``, the buffer ``[N, W + n]`` with prime and given, start)."""
-    N = next((int(v.shape[0]) for v in (*contexts.values(), prime, given) if v is not None), 1)
+def _buffer(net: Predictor, streams: Streams) -> tuple[dict, Tensor, int]:
+    """(the context fields the model needs, ``[n, N]``; the buffer ``[N, W + n]`` holding the
+    prime and the given samples; the first position to generate)."""
+    c, n, W = streams.contexts, streams.n, net.window
+    N = next((int(v.shape[0]) for v in (*c.values(), streams.prime, streams.given) if v is not None), 1)
     needed = list(net.phone_fields) + (["position"] if net.use_position else [])
-    missing = [f for f in needed if contexts.get(f) is None]
-    if missing:
-        raise GenerationError(f"contexts lack the fields {missing} this model uses")
-    ctx = {f: torch.as_tensor(contexts[f]) for f in needed}
-    for f, v in ctx.items():
-        if v.dim() != 2 or v.shape[0] != N or v.shape[1] < n:
-            raise GenerationError(f"contexts[{f!r}] must be [N, n_samples] = [{N}, {n}], not {list(v.shape)}")
-    dev, W = net.window_proj.weight.device, net.window
-    buf = torch.zeros(N, W + n, device=dev, dtype=net.window_proj.weight.dtype)
+    if [f for f in needed if c.get(f) is None]:
+        raise GenerationError(f"contexts lack the fields {[f for f in needed if c.get(f) is None]} this model uses")
+    for f in needed:
+        if c[f].dim() != 2 or c[f].shape[0] != N or c[f].shape[1] < n:
+            raise GenerationError(f"contexts[{f!r}] must be [N, n_samples] = [{N}, {n}], not {list(c[f].shape)}")
+    buf = torch.zeros(N, W + n, device=net.window_proj.weight.device, dtype=net.window_proj.weight.dtype)
+    prime, given = streams.prime, streams.given
     if prime is not None:
         if tuple(prime.shape) != (N, W):
             raise GenerationError(f"prime must be [N, W] = [{N}, {W}], not {list(prime.shape)}")
@@ -119,28 +120,21 @@ def _inputs(net: Predictor, contexts: dict, n: int, prime, given) -> tuple[dict,
         if given.dim() != 2 or given.shape[0] != N:
             raise GenerationError(f"given must be [N, P] with N = {N}")
         buf[:, W : W + start] = given[:, :start]
-    return {f: v[:, :n].t().to(dev) for f, v in ctx.items()}, buf, start
+    return {f: torch.as_tensor(c[f])[:, :n].t().to(buf.device) for f in needed}, buf, start
 
 
-def generate(model: nn.Module, contexts: dict[str, Tensor], n_samples: int,
-             settings: GenerationSettings = GenerationSettings(), *, prime: Tensor | None = None,
-             given: Tensor | None = None, seeds: int | Sequence[int] | None = None,
-             clip: tuple[float, float] | None = None, stats: GenerationStats | None = None,
-             progress: Callable[[int], None] | None = None) -> Tensor:
-    """``[N, n_samples]`` normalised samples, free-running: ``contexts`` ``[N, n]`` per field,
-    ``prime`` ``[N, W]`` before position 0 (default zeros), ``given`` ``[N, P]`` copied to
-    positions ``0 .. P-1``, ``seeds`` (default ``settings.seed``; :func:`stream_seeds`),
-    ``clip`` the bounds of what is fed back. Non-finite values are replaced (0, or the
-    bound), counted in ``stats``; ``progress(steps)`` after each chunk. Changes no
-    process-wide setting."""
+def generate(model: nn.Module, streams: Streams, settings: GenerationSettings = GenerationSettings(), *,
+             stats: GenerationStats | None = None, progress: Callable[[int], None] | None = None) -> Tensor:
+    """``[N, n]`` normalised samples of the :class:`~.inputs.Streams`, free-running. A
+    non-finite value is replaced (0, or the clip bound) and counted in ``stats``;
+    ``progress(steps)`` after each chunk. Changes no process-wide setting."""
     net = predictor_of(model)
-    W, n = net.window, int(n_samples)
-    t0 = time.perf_counter()
+    W, n, t0 = net.window, int(streams.n), time.perf_counter()
     with noise_variance(net.head, settings.gaussian_variance), torch.inference_mode():
-        ctx, buf, start = _inputs(net, contexts, n, prime, given)
+        ctx, buf, start = _buffer(net, streams)
         N = buf.shape[0]
-        seeds = stream_seeds(settings.seed if seeds is None else seeds, N)
-        lo, hi = (float(clip[0]), float(clip[1])) if clip is not None else (-FAR, FAR)
+        seeds = stream_seeds(settings.seed if streams.seeds is None else streams.seeds, N)
+        lo, hi = (float(streams.clip[0]), float(streams.clip[1])) if streams.clip is not None else (-FAR, FAR)
         noise = StreamNoise(net.head, seeds, buf.device) if settings.mode == "sample" else None
         if noise is not None:
             noise.take(start)  # the noise of position t is the stream's t-th draw

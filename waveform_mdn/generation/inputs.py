@@ -41,6 +41,20 @@ class PhoneSequence:
                 for a, b, p, _, _ in self.segments if a < self.length]
 
 
+@dataclass(frozen=True)
+class Streams:
+    """``N`` streams for ``engine.generate``: phone context ``[N, n]`` per field, the ``prime``
+    ``[N, W]`` before position 0 (None: zeros), ``given`` ``[N, P]`` copied to positions
+    ``0 .. P-1``, one seed each (None: ``settings.seed + k``), the bounds of what is fed back."""
+
+    contexts: dict[str, Tensor]
+    n: int
+    prime: Tensor | None = None
+    given: Tensor | None = None
+    seeds: Sequence[int] | None = None
+    clip: tuple[float, float] | None = None
+
+
 def sequence_from_prepared(prepared: PreparedDataset, key: str | int) -> PhoneSequence:
     """Sequence ``key`` (index, ``id`` or utterance id) of a prepared dataset, with its audio."""
     i = int(key) if isinstance(key, (int, np.integer)) else prepared.find(str(key))
@@ -211,10 +225,12 @@ def make_prime(kind: str, n_streams: int, window: int, mean: float, std: float, 
     return prime, torch.from_numpy(norm.normalise(given).astype(np.float32))
 
 
-def batch_inputs(seqs: Sequence[PhoneSequence], seeds: Sequence[int], n: int, s: GenerationSettings,
-                 window: int) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
-    """(contexts, prime, given) of a batch of streams, for ``engine.generate``."""
+def batch_streams(seqs: Sequence[PhoneSequence], seeds: Sequence[int], n: int, s: GenerationSettings,
+                  window: int) -> Streams:
+    """A batch of streams of ``n`` steps, clipped to full scale (the normalised [-1, 1])."""
     prime, given = make_prime(s.prime, len(seqs), window, *s.norm, seeds, [q.reference for q in seqs])
     if given is not None and n <= window:
         raise GenerationError(f"sequences must be longer than the window ({window} samples) with --prime real")
-    return sequence_contexts(seqs, n, s.context, window), prime, given
+    mean, std = s.norm
+    return Streams(sequence_contexts(seqs, n, s.context, window), n, prime, given, list(seeds),
+                   ((-1.0 - mean) / std, (1.0 - mean) / std))
