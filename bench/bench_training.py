@@ -216,6 +216,21 @@ def fit(config: str, data: str, batch_size: int, steps: int, threads: int, workd
     return json.loads(out.read_text())
 
 
+def baseline_fit(tree: str, config: str, data: str, batch_size: int, steps: int, threads: int, workdir: str,
+                 clock: str = "wall", extra: list[str] = ()) -> list[float]:
+    """``fit`` of another checkout (``--baseline``, e.g. a ``git worktree`` of the previous
+    revision) in a subprocess, with that checkout's own bench: before and after in one run."""
+    code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']; import bench_training as b; "
+            "a = sys.argv; print('STAMPS', json.dumps(b.fit(a[2], a[3], int(a[4]), int(a[5]), int(a[6]), a[7], a[8], a[9:])))")
+    out = subprocess.run([sys.executable, "-c", code, tree, config, data, str(batch_size), str(steps), str(threads),
+                          workdir, clock, *extra], capture_output=True, text=True, cwd=tree,
+                         env={**os.environ, "PYTHONPATH": tree})
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("STAMPS ")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"the baseline's fit failed (exit {out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(lines[-1][len("STAMPS "):])
+
+
 def rate(stamps: list[float], warmup: int, batch_size: int) -> float:
     """Examples/s at the median step time after ``warmup`` steps: robust to a shared machine's
     hiccups (the JSON also has the mean over the run)."""
@@ -240,13 +255,17 @@ def measure(args, cfg: dict, plain_data: PlainData, tmp: str) -> dict:
     for bs, steps in zip(args.batch_sizes, args.steps):
         warmup = max(steps // 6, 2)
         loops = ("plain", "fit", "floor") if args.floor else ("plain", "fit")
+        loops += ("base",) if args.baseline else ()
         runs = {f"{loop}@{t}": [] for t in args.threads for loop in loops}
         means = {k: [] for k in runs}
         for r in range(args.rounds):
             for key in (list(runs) if r % 2 == 0 else list(reversed(runs))):  # no position bias
                 loop, threads = key.split("@")
                 torch.set_num_threads(int(threads))
-                if loop in ("plain", "floor"):
+                if loop == "base":
+                    stamps = baseline_fit(args.baseline, args.config, args.data, bs, steps, int(threads), tmp,
+                                          args.clock, shlex.split(args.fit_args))
+                elif loop in ("plain", "floor"):
                     stamps = (plain if loop == "plain" else lightning_floor)(cfg, plain_data, bs, steps, args.seed,
                                                                              args.clock)
                 else:
@@ -259,6 +278,10 @@ def measure(args, cfg: dict, plain_data: PlainData, tmp: str) -> dict:
         best = {loop: max((k for k in med if k.startswith(loop)), key=med.get) for loop in ("plain", "fit")}
         results[str(bs)] = {"examples_per_s": runs, "mean_examples_per_s": means, "median": med, "best": best,
                             "ratio": med[best["fit"]] / med[best["plain"]]}
+        for other in ("floor", "base"):
+            if other in loops:
+                best[other] = max((k for k in med if k.startswith(other)), key=med.get)
+                results[str(bs)][f"fit/{other}"] = med[best["fit"]] / med[best[other]]
     return results
 
 
@@ -277,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-args", default="", help="more arguments for fit, e.g. '--trainer.gradient_clip_val null'")
     p.add_argument("--floor", action="store_true",
                    help="also time the plain net and batches in a bare pl.Trainer (Lightning's own cost)")
+    p.add_argument("--baseline", help="also time fit of this checkout (e.g. a git worktree of the previous revision)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.clock == "thread" and args.threads != [1]:
@@ -309,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
           + f" {'fit/plain (best of each)':>26}")
     for bs, r in results["runs"].items():
         line = f"{bs:>6} " + " ".join(f"{v:>10,.0f}" for v in r["median"].values())
-        print(line + f" {r['ratio']:>12.3f} ({r['best']['fit']} / {r['best']['plain']})")
+        print(line + f" {r['ratio']:>12.3f} ({r['best']['fit']} / {r['best']['plain']})"
+              + "".join(f"  fit/{o} {r[f'fit/{o}']:.3f}" for o in ("floor", "base") if f"fit/{o}" in r))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -47,11 +47,11 @@ def _epoch(loader: ResumableLoader, epoch: int, stop: int | None = None) -> list
     return out
 
 
-@pytest.mark.parametrize("workers", [{}, {"num_workers": 1, "persistent_workers": False},
-                                     {"num_workers": 1, "persistent_workers": True}])
-def test_restored_loader_continues_the_interrupted_epoch(workers):
+@pytest.mark.parametrize("group,workers", [(1, {}), (6, {}), (6, {"num_workers": 1, "persistent_workers": False}),
+                                           (1, {"num_workers": 1, "persistent_workers": True})])
+def test_restored_loader_continues_the_interrupted_epoch(group, workers):
     def loader():
-        return ResumableLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7), **workers)
+        return ResumableLoader(_Indices(), IndexBatchSampler(1003, 50, shuffle=True, seed=7, group=group), **workers)
 
     straight = loader()
     whole = {e: _epoch(straight, e) for e in (0, 1, 2)}
@@ -95,11 +95,13 @@ def test_a_position_saved_with_the_old_randperm_order_restarts_the_epoch():
 
 
 def test_loader_hands_out_exactly_the_batches_of_the_sampler(tiny):
-    # DataLoader's fetch and conversion hand out get_batch's values, batch by batch
+    # several batches gathered by one get_batch call and cut apart: the same values as one
+    # get_batch per batch, batch by batch
     ds = NextSampleDataset(tiny, "train")
     sampler = IndexBatchSampler(len(ds), 37, shuffle=True, seed=3)
     sampler.set_epoch(4)
     want = [ds.get_batch(idx) for idx in sampler]
+    sampler.group = 5
     got = list(ResumableLoader(ds, sampler))
     assert len(got) == len(want) == len(sampler)
     for a, b in zip(got, want):

@@ -26,7 +26,7 @@ from waveform_mdn.shuffle import MULTIPLIER, ROUNDS, FeistelPermutation
 
 # -- the cipher, one integer at a time ------------------------------------------------------
 def reference_permutation(n: int, seed: int, x: int) -> int:
-    """The module docstring's definition, in plain Python integers."""
+    """The definition in docs/scale.md, in plain Python integers."""
     g = torch.Generator().manual_seed(seed)
     keys = [int(k) for k in torch.randint(0, 2**32, (ROUNDS,), generator=g, dtype=torch.int64)]
     bits = max((n - 1).bit_length(), 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from typing import Any, Iterator
@@ -18,10 +19,11 @@ SHUFFLE_CHUNK = 1 << 16  # training positions permuted per call (512 KB of int64
 class IndexBatchSampler:
     """Yields one ``LongTensor`` of example indices per batch: training shuffled per epoch
     (``seed + epoch``) and strided by rank, validation in storage order without padding.
-    Iteration starts at batch ``start`` (set by :class:`ResumableLoader`)."""
+    Iteration starts at batch ``start`` (set by :class:`ResumableLoader`); with ``group > 1``
+    it yields ``(indices, sizes)`` of ``group`` consecutive batches (one gather for several)."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int | None = None, world_size: int | None = None, stride: int = 1):
+                 rank: int | None = None, world_size: int | None = None, stride: int = 1, group: int = 1):
         if batch_size < 1 or stride < 1:
             raise ValueError(f"batch_size and stride must be positive, not {batch_size} and {stride}")
         joined = dist.is_available() and dist.is_initialized()
@@ -30,7 +32,7 @@ class IndexBatchSampler:
         if not 0 <= self.rank < self.num_replicas:
             raise ValueError(f"rank {self.rank} out of range for world size {self.num_replicas}")
         self.n, self.batch_size, self.shuffle, self.seed = int(n), int(batch_size), bool(shuffle), int(seed)
-        self.drop_last, self.stride = bool(drop_last), int(stride)
+        self.drop_last, self.stride, self.group = bool(drop_last), int(stride), max(int(group), 1)
         self.n_eval = math.ceil(self.n / self.stride)
         self.epoch = self.start = 0
 
@@ -70,8 +72,11 @@ class IndexBatchSampler:
         """This epoch's batches from batch number ``start`` on."""
         return self._train_batches(start) if self.shuffle else self._eval_batches(start)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        return self.batches(self.start)
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, list[int]]]:
+        batches = self.batches(self.start)
+        if self.group == 1:
+            return batches
+        return ((torch.cat(g), [len(b) for b in g]) for g in iter(lambda: list(itertools.islice(batches, self.group)), []))
 
     def __len__(self) -> int:
         return math.ceil(self._train_stop() / self.batch_size) if self.shuffle else self._eval_n_batches()
@@ -83,13 +88,26 @@ class IndexBatchSampler:
                 "stride": self.stride}
 
 
+class _Gather:
+    """``dataset[indices]``, or for a group ``(indices, sizes)`` its batches, cut apart (views)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, item):
+        if not isinstance(item, tuple):
+            return [self.dataset[item]]
+        whole = self.dataset[item[0]]
+        return [dict(zip(whole, parts)) for parts in zip(*(v.split(item[1]) for v in whole.values()))]
+
+
 class ResumableLoader(DataLoader):
     """``DataLoader(dataset, sampler=IndexBatchSampler, batch_size=None)`` whose ``state_dict()``
     is (epoch, batches handed out): Lightning saves it in checkpoints and restores it, and
     the interrupted epoch continues at the next batch. ``len()`` is a whole epoch."""
 
     def __init__(self, dataset, sampler: IndexBatchSampler, **kwargs: Any):
-        super().__init__(dataset, batch_size=None, sampler=sampler, **kwargs)
+        super().__init__(_Gather(dataset), batch_size=None, sampler=sampler, **kwargs)
         self._position = (sampler.epoch, 0)
         self._resume_at: tuple[int, int] | None = None
 
@@ -109,6 +127,6 @@ class ResumableLoader(DataLoader):
         epoch = self.sampler.epoch
         self.sampler.start = resume[1] if resume is not None and resume[0] == epoch else 0
         self._position = (epoch, self.sampler.start)
-        for done, batch in enumerate(super().__iter__(), self.sampler.start + 1):
+        for done, batch in enumerate(itertools.chain.from_iterable(super().__iter__()), self.sampler.start + 1):
             self._position = (epoch, done)  # counted when handed out: a checkpoint after its step resumes past it
             yield batch

@@ -1,28 +1,5 @@
-"""A seeded random permutation of ``[0, n)`` evaluated index by index, in batches.
-
-Shuffling an epoch with ``torch.randperm(n)`` holds ``n`` int64 indices and takes time
-proportional to ``n`` before the first batch (278 M examples: 2.2 GB and 26 s).
-:class:`FeistelPermutation` instead computes the shuffled value of any position on demand:
-``perm(positions)`` for a ``LongTensor`` of positions, with a few vectorised int64
-operations per position, no state beyond six round keys, and the same result on every
-process and machine.
-
-The cipher (the tests re-implement it from this description, one integer at a time):
-
-* ``bits = max(bit_length(n - 1), 2)``; a value ``x < 2**bits`` is split into a left part
-  of ``bits // 2`` bits (the high ones) and a right part of the remaining low bits.
-* Each of the six rounds maps ``(L, R)`` to ``(R, L ^ (F(R, key) & mask(bits of L)))``: the
-  parts swap, and with them their widths (an unbalanced Feistel network, a bijection of
-  ``[0, 2**bits)`` whatever the round function). At the end ``x = (L << width of R) | R``.
-* ``F(r, key)``: ``h = (r ^ key) mod 2**32``; twice ``h = (h * 0x45d9f3b) mod 2**32;
-  h ^= h >> 16`` (a 32-bit integer hash with full avalanche; every product stays below
-  2**59, so int64 never overflows).
-* Round keys: six integers in ``[0, 2**32)`` from ``torch.randint`` with a
-  ``torch.Generator`` seeded with ``seed``.
-* Cycle walking: a result ``>= n`` is encrypted again until it falls in ``[0, n)``. Since
-  ``2**bits < 2n``, this takes fewer than two encryptions per position on average, and the
-  result is a bijection of ``[0, n)``.
-"""
+"""A seeded permutation of ``[0, n)`` evaluated per position, in batches: the epoch's order
+without an array of the epoch (the cipher: docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -42,7 +19,7 @@ def _round_function(r: torch.Tensor, key: int) -> torch.Tensor:
 
 
 class FeistelPermutation:
-    """A bijection of ``[0, n)`` chosen by ``seed`` (see the module docstring)."""
+    """A bijection of ``[0, n)`` chosen by ``seed``: ``perm(positions)`` for a LongTensor."""
 
     def __init__(self, n: int, seed: int):
         n = int(n)

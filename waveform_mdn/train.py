@@ -12,10 +12,10 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, LRSchedulerTypeTuple
 from pytorch_lightning.loggers import CSVLogger
-from lightning_fabric.loggers.logger import rank_zero_experiment
 from torch.optim import Optimizer
 
 from .callbacks import PredictionAudioLogger
@@ -46,8 +46,10 @@ class RunCSVLogger(CSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self):
+        if self._opened:
+            return super().experiment
         path = Path(self.log_dir) / "metrics.csv"
-        rows = [] if self._opened or not path.is_file() else list(csv.DictReader(path.open(newline="")))
+        rows = list(csv.DictReader(path.read_text().splitlines())) if path.is_file() else []
         writer, self._opened = super().experiment, True
         if rows:
             writer.metrics_keys = sorted(rows[0])
