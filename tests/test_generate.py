@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from data_prep.audio_io import write_wav
 from waveform_mdn.cli import main as cli_main
-from waveform_mdn.data import NextSampleDataset, PreparedDataset, phone_context
+from waveform_mdn.data import CONTEXT_FIELDS, NextSampleDataset, PreparedDataset, phone_context
 from waveform_mdn.generation.batching import generate_for_sequence
 from waveform_mdn.generation.engine import BLOCK, GenerationStats, StreamNoise, generate
 from waveform_mdn.generation.inputs import (
@@ -27,7 +27,6 @@ from waveform_mdn.generation.inputs import (
 )
 from waveform_mdn.generation.settings import GenerationError, GenerationSettings as S
 from waveform_mdn.models import WaveformPredictor
-from waveform_mdn.predictor import CONTEXT_FIELDS
 
 W = 240
 N_STEPS = 900  # generated positions per test stream: enough to cross several phone segments

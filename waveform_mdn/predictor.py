@@ -12,9 +12,9 @@ from torch.distributions import Distribution
 
 from data_prep.errors import InputError
 
+from .data import CONTEXT_FIELDS
 from .heads import Head, build_head
 
-CONTEXT_FIELDS = ("phone", "next_phone", "prev_phone", "position")
 PHONE_FIELDS = ("phone", "next_phone", "prev_phone")
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 

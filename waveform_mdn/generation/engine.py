@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..predictor import CONTEXT_FIELDS, Predictor
+from ..predictor import Predictor
 from .inputs import Streams
 from .settings import GenerationError, GenerationSettings
 

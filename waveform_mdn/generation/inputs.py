@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 from data_prep.audio_io import Normalisation, int16_to_float
-from ..data import CONTEXT_MODES, PreparedDataset, phone_context
-from ..predictor import CONTEXT_FIELDS
+from ..data import CONTEXT_FIELDS, CONTEXT_MODES, PreparedDataset, phone_context
 from .settings import PRIMES, GenerationError, GenerationSettings
 
 NOISE_RMS = 1e-3  #: raw RMS (full scale 1.0) of the "noise" prime: -60 dBFS
