@@ -221,7 +221,8 @@ def baseline_fit(tree: str, config: str, data: str, batch_size: int, steps: int,
     """``fit`` of another checkout (``--baseline``, e.g. a ``git worktree`` of the previous
     revision) in a subprocess, with that checkout's own bench: before and after in one run."""
     code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']; import bench_training as b; "
-            "a = sys.argv; print('STAMPS', json.dumps(b.fit(a[2], a[3], int(a[4]), int(a[5]), int(a[6]), a[7], a[8], a[9:])))")
+            "a = sys.argv; "
+            "print('STAMPS', json.dumps(b.fit(a[2], a[3], int(a[4]), int(a[5]), int(a[6]), a[7], a[8], a[9:])))")
     out = subprocess.run([sys.executable, "-c", code, tree, config, data, str(batch_size), str(steps), str(threads),
                           workdir, clock, *extra], capture_output=True, text=True, cwd=tree,
                          env={**os.environ, "PYTHONPATH": tree})

@@ -76,7 +76,8 @@ class IndexBatchSampler:
         batches = self.batches(self.start)
         if self.group == 1:
             return batches
-        return ((torch.cat(g), [len(b) for b in g]) for g in iter(lambda: list(itertools.islice(batches, self.group)), []))
+        groups = iter(lambda: list(itertools.islice(batches, self.group)), [])
+        return ((torch.cat(g), [len(b) for b in g]) for g in groups)
 
     def __len__(self) -> int:
         return math.ceil(self._train_stop() / self.batch_size) if self.shuffle else self._eval_n_batches()

@@ -1,10 +1,6 @@
-"""LightningDataModule over a prepared dataset, with an exactly resumable training loader.
-
-Batches are gathered whole by ``NextSampleDataset.get_batch`` from the index batches of
-:class:`~waveform_mdn.batches.IndexBatchSampler`; the order, the DDP shares and the resume
-are described in docs/training.md. The trainer must run with ``use_distributed_sampler=False``
-(``waveform-mdn fit`` sets it): the sampler shares the data out by rank itself.
-"""
+"""LightningDataModule over a prepared dataset, with an exactly resumable training loader
+(the order, the DDP shares, the resume: docs/training.md). The trainer must run with
+``use_distributed_sampler=False`` (``waveform-mdn fit`` sets it): the sampler shares the data out by rank."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from pytorch_lightning.accelerators import CUDAAccelerator
 from .batches import IndexBatchSampler, ResumableLoader
 from .data import NextSampleDataset, PreparedDataset
 
-GATHER_EXAMPLES = 1024
+GATHER_EXAMPLES = 1024  # examples per get_batch call: several batches, cut apart
 
 
 class WaveformDataModule(pl.LightningDataModule):
@@ -108,7 +104,7 @@ class WaveformDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
         bs = self.batch_size if train else self.val_batch_size
-        group = max(GATHER_EXAMPLES // bs, 1)  # one gather per ~1,024 examples: a fraction of the per-call cost
+        group = max(GATHER_EXAMPLES // bs, 1)
         if train:
             return IndexBatchSampler(len(dataset), bs, shuffle=True, seed=self.seed, drop_last=self.drop_last,
                                      rank=rank, world_size=world, group=group)

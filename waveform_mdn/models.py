@@ -120,6 +120,7 @@ class WaveformPredictor(pl.LightningModule):
             metric.persistent(True)
         self._generator: torch.Generator | None = None
         self._loss, self._batch_idx = torch.zeros(()), 0
+        self._restored: int | None = None  # the epoch of training sums restored from a checkpoint
 
     @property
     def head(self) -> Head:
@@ -164,9 +165,13 @@ class WaveformPredictor(pl.LightningModule):
         for name in names:  # Lightning computes them (summed over ranks) at the epoch end, then resets them
             self.log(f"{stage}/{name}", metrics[name], on_step=False, on_epoch=True)
 
+    def _counted(self, metrics: nn.ModuleDict) -> bool:
+        """This epoch has sums: updated, or restored from a checkpoint (the same answer on every rank)."""
+        return metrics["mse"].update_count > 0 or (metrics is self.train_metrics and self._restored is not None)
+
     def _set_variance(self) -> None:
         """The Gaussian's variance (generation noise): the training MSE of the epoch so far."""
-        if self.derives_nll and self.train_metrics["mse"].update_count > 0:
+        if self.derives_nll and self._counted(self.train_metrics):
             mse = float(self.train_metrics["mse"].compute())
             if math.isfinite(mse) and mse > 0:
                 self.net.head.var.fill_(mse)
@@ -184,13 +189,18 @@ class WaveformPredictor(pl.LightningModule):
         self._loss, self._batch_idx = loss_sum.detach(), batch_idx  # for the check before the update
         return loss_sum / target.numel()
 
+    def on_train_start(self) -> None:
+        if self._restored != self.current_epoch:  # sums of an epoch that ended: not this one's
+            self.on_train_epoch_start()
+
     def on_train_epoch_start(self) -> None:
         # not called when a resume continues an epoch: the checkpoint's sums stay
+        self._restored = None
         for metric in self.train_metrics.values():
             metric.reset()
 
     def on_train_epoch_end(self) -> None:
-        if self.train_metrics["mse"].update_count == 0:
+        if not self._counted(self.train_metrics):
             return
         self._set_variance()  # also when no validation runs
         if self.derives_nll:
@@ -229,7 +239,7 @@ class WaveformPredictor(pl.LightningModule):
         self._update(self.val_metrics, params, target, sums, (2, batch_idx))
 
     def on_validation_epoch_end(self) -> None:
-        if self.val_metrics["mse"].update_count == 0:
+        if not self._counted(self.val_metrics):
             return
         if self.derives_nll:
             self.net.head.valid_mse.fill_(float(self.val_metrics["mse"].compute()))
@@ -255,9 +265,10 @@ class WaveformPredictor(pl.LightningModule):
         old, new = saved.get("data_fingerprint"), self.hparams.get("data_fingerprint")
         if old is not None and new is not None and old != new:
             rank_zero_warn(f"the checkpoint was trained on data {old}, the datamodule holds {new}")
-        if self.global_rank > 0:  # the sums of all ranks are added once, on rank 0
-            for key in [k for k in checkpoint["state_dict"] if k.startswith("train_metrics.")]:
-                del checkpoint["state_dict"][key]
+        sums = [k for k in checkpoint["state_dict"] if k.startswith("train_metrics.")]
+        self._restored = int(checkpoint["epoch"]) if sums else None
+        for key in sums if self.global_rank > 0 else ():  # the sums of all ranks are added once, on rank 0
+            del checkpoint["state_dict"][key]
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:  # the HPARAMS tab, with hp_metric = val/nll (logged at each validation)
