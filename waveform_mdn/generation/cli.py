@@ -141,7 +141,7 @@ def run_generate(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     gens = generate_sequences(model, seqs, s, log)
     record = {
-        "checkpoint": str(Path(a.ckpt).resolve()), "data_fingerprint": hp.get("data_fingerprint", prepared.fingerprint),
+        "checkpoint": str(Path(a.ckpt).resolve()), "data_fingerprint": hp.get("data_fingerprint") or prepared.fingerprint,
         "data": str(Path(a.data).resolve()), "head": head_name, "components": int(getattr(head, "components", 1)),
         "settings": {**_recorded(s, model), **selection}, "notes": notes,
         "generation_seconds": round(time.perf_counter() - t0, 3),
