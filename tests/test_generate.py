@@ -428,7 +428,7 @@ def _save_ckpt(model, path: Path) -> Path:
     import pytorch_lightning as pl
 
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
+                "pytorch-lightning_version": pl.__version__, "epoch": 0, "global_step": 0}, path)
     return path
 
 

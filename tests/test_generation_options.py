@@ -42,7 +42,7 @@ def make_model(prepared, head="mixture", gain=8.0) -> WaveformPredictor:
 
 def save_ckpt(model, path):
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
+                "pytorch-lightning_version": pl.__version__, "epoch": 0, "global_step": 0}, path)
     return path
 
 

@@ -32,7 +32,7 @@ def ckpt(prepared, tmp_path_factory):
 
     model, path = make_model(prepared), tmp_path_factory.mktemp("progress") / "m.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
+                "pytorch-lightning_version": pl.__version__, "epoch": 0, "global_step": 0}, path)
     return path
 
 
