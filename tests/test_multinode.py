@@ -108,8 +108,9 @@ def test_two_nodes_under_torchrun_give_the_single_process_metrics(tmp_path, corp
         assert scalars(one / "mdn" / "run", t) == [(11, pytest.approx(scalars(run, t)[-1][1], rel=1e-5, abs=1e-6))], t
     a = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     b = torch.load(one / "mdn/run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    for k in a:  # the weights and the epoch's training sums; mse_sample draws from per-rank streams
+        if not k.startswith("train_metrics.mse_sample."):
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_two_nodes_killed_inside_an_epoch_resume_exactly(tmp_path, corpora, scalars):

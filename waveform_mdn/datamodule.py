@@ -72,27 +72,21 @@ class WaveformDataModule(pl.LightningDataModule):
             self._prepared = PreparedDataset(self.path)
         return self._prepared
 
-    @property
-    def effective_window(self) -> int:
-        return int(self.window if self.window is not None else self.prepared.window)
-
-    @property
-    def effective_pad(self) -> str:
-        return self.pad if self.pad is not None else self.prepared.meta.get("pad", "skip")
-
     def data_hparams(self) -> dict[str, Any]:
         """Data-derived hyperparameters copied into the model (self-contained checkpoints)."""
         p = self.prepared
         return {
-            "data_fingerprint": p.fingerprint, "norm_mean": p.mean, "norm_std": p.std,
-            "sample_rate": p.sample_rate, "window": self.effective_window, "n_phone_ids": p.n_phone_ids,
-            "phones": list(p.phones), "phone_context": self.context, "pad": self.effective_pad,
+            "data_fingerprint": p.fingerprint, "norm_mean": p.mean, "norm_std": p.std, "sample_rate": p.sample_rate,
+            "window": int(self.window if self.window is not None else p.window), "n_phone_ids": p.n_phone_ids,
+            "phones": list(p.phones), "phone_context": self.context,
+            "pad": self.pad if self.pad is not None else p.meta.get("pad", "skip"),
             "phone_durations": dict(p.phone_durations) or None,
         }
 
     def _dataset(self, split: str) -> NextSampleDataset:
-        return NextSampleDataset(self.prepared, split=split, window=self.effective_window, pad=self.effective_pad,
-                                 context=self.context, in_memory=self.in_memory)
+        hp = self.data_hparams()
+        return NextSampleDataset(self.prepared, split=split, window=hp["window"], pad=hp["pad"], context=self.context,
+                                 in_memory=self.in_memory)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_dataset is None:

@@ -60,10 +60,6 @@ class RunCSVLogger(CSVLogger):
         return writer
 
 
-def _data_value(key: str):
-    return lambda datamodule: datamodule.data_hparams()[key]
-
-
 class WaveformCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -76,7 +72,8 @@ class WaveformCLI(LightningCLI):
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
         parser.set_defaults({"optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}})
         for key in DATA_HPARAMS:  # the data's hyperparameters: self-contained checkpoints
-            parser.link_arguments("data", f"model.{key}", compute_fn=_data_value(key), apply_on="instantiate")
+            parser.link_arguments("data", f"model.{key}", compute_fn=lambda dm, k=key: dm.data_hparams()[k],
+                                  apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
