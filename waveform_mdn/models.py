@@ -16,6 +16,7 @@ from torch.distributions import Distribution
 from torchmetrics import MeanMetric
 
 from .heads import HEADS, GaussianHead, Head
+from .heads.discretise import LN2
 from .predictor import ACTIVATIONS, CONTEXT_FIELDS, PHONE_FIELDS, ConfigError, Predictor
 
 __all__ = ["ACTIVATIONS", "CONTEXT_FIELDS", "DATA_HPARAMS", "PHONE_FIELDS", "ConfigError", "NonFiniteLossError",
@@ -26,7 +27,6 @@ DATA_HPARAMS = ("data_fingerprint", "norm_mean", "norm_std", "sample_rate", "win
 #: hyperparameters that change the architecture: a checkpoint must match the data in these
 ARCH_HPARAMS = ("window", "n_phone_ids")
 METRICS = ("bits_per_sample", "nll", "mse", "mse_sample")
-LN2 = math.log(2.0)
 
 
 class NonFiniteLossError(RuntimeError):
