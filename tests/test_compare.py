@@ -469,3 +469,67 @@ def test_a_run_written_by_fit_is_read_as_written(demo_prepared, tmp_path, one_th
     assert run["curves"]["val/nll"]["value"] == pytest.approx([float(r["val/nll"]) for r in rows], rel=1e-6)
     assert run["curves"]["val/nll"]["epoch"] == [0, 1]
     assert {Path(c["path"]).name for c in run["checkpoints"]} == {"best.ckpt", "last.ckpt"}
+
+
+def test_judges_come_first_in_every_table_and_their_curves_are_drawn(runs, tmp_path):
+    """Judge keys written by hand into two runs' measurements.json (the same three references,
+    each with its own ``ref_*`` judges) and ``audio/*`` judge curves in metrics.csv: the
+    judge columns come first, with the means written, in report.md, table.csv, summary.json
+    and report.html; natural speech counts each reference once; curves.png gets a judge row."""
+    rng = np.random.default_rng(18)
+    judges = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "phone_error_rate")
+    gens, written = [], {}
+    for name in ("a", "b"):
+        gen = _write_generated(tmp_path / name, tmp_path / "refs", "mixture", kurt=4.0, n=3)
+        data = json.loads((gen / "measurements.json").read_text())
+        for i, entry in enumerate(data["files"]):
+            entry |= {k: float(rng.uniform(1, 4)) for k in judges} | {"recognised_phones": "sil aa b"}
+            entry |= {f"ref_{k}": 3.0 + 0.1 * i + (k == "phone_error_rate") for k in judges}
+        entry["dnsmos_ovrl"] = None  # the last file could not be judged: skipped by the mean
+        (gen / "measurements.json").write_text(json.dumps(data))
+        gens.append(gen)
+        written[name] = data["files"]
+    logs = tmp_path / "logs"
+    run = _write_run(logs, "judged", 0, _hp_mdn(), MDN)
+    ovrl, per = [1.0, 1.2, 1.5], [0.95, 0.9, 0.8]
+    lines = (run / "metrics.csv").read_text().splitlines()
+    header = lines[0] + ",audio/dnsmos_ovrl,audio/phone_error_rate"
+    extra = [",".join([str(e) if c == "epoch" else str(40 * e + 3) if c == "step" else "" for c in lines[0].split(",")])
+             + f",{o},{p}" for e, (o, p) in enumerate(zip(ovrl, per))]
+    (run / "metrics.csv").write_text("\n".join([header, *(ln + ",," for ln in lines[1:]), *extra]) + "\n")
+
+    res = compare_runs([run, runs["mdn"]], tmp_path / "report", names=["a", "b"], generated=gens)
+    out = tmp_path / "report"
+    mean = {n: {k: np.mean([f[k] for f in files if f[k] is not None]) for k in judges} for n, files in written.items()}
+    natural = {k: np.mean([3.0 + 0.1 * i + (k == "phone_error_rate") for i in range(3)]) for k in judges}
+
+    md = (out / "report.md").read_text().split("## Generated audio")[1]
+    table = [ln.split(" | ") for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert [c.strip("| ") for c in table[0][:9]] == ["run", "files", "clipped", *judges, "rms_db"]
+    assert "recognised_phones" not in md
+    for row in table[1:]:
+        name = row[0].strip("| ")
+        expected = natural if name == "natural speech" else mean[name]
+        assert [float(c) for c in row[3:8]] == [float(f"{expected[k]:.4g}") for k in judges], name
+    assert table[3][1] == "3"  # three distinct references, though two runs wrote them
+    assert res["natural_speech"]["means"]["dnsmos_ovrl"] == pytest.approx(natural["dnsmos_ovrl"])
+    assert res["runs"][0]["generated"][0]["means"]["dnsmos_ovrl"] == pytest.approx(mean["a"]["dnsmos_ovrl"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"][1]["generated"][0]["means"]["phone_error_rate"] == pytest.approx(mean["b"]["phone_error_rate"])
+    assert summary["runs"][0]["curves"]["audio/dnsmos_ovrl"]["value"] == ovrl
+    assert summary["runs"][0]["curves"]["audio/phone_error_rate"]["epoch"] == [0, 1, 2]
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert float(rows[0]["generated_dnsmos_ovrl"]) == pytest.approx(mean["a"]["dnsmos_ovrl"], rel=1e-12)
+    assert float(rows[1]["generated_dnsmos_p808"]) == pytest.approx(mean["b"]["dnsmos_p808"], rel=1e-12)
+
+    page = (out / "report.html").read_text()
+    assert "<th>dnsmos_<wbr>ovrl</th>" in page and f'<td class="num">{mean["a"]["dnsmos_ovrl"]:.4g}</td>' in page
+    first = written["a"][0]
+    assert f"OVRL {first['dnsmos_ovrl']:.2f} · PER {first['phone_error_rate']:.2f}" in page
+    assert "OVRL 3.00 · PER 4.00" in page  # the first reference's own judges
+    assert page.count('<div class="judges">') == 3 + 6  # three references, six files
+    assert f'<div class="judges">PER {written["b"][2]["phone_error_rate"]:.2f}</div>' in page  # no OVRL: PER alone
+
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(out / "curves.png").shape[:2] == (2 * 506, 3 * 550)  # two rows of three panels

@@ -31,6 +31,7 @@ MDN = {"val/mse": [0.06, 0.04, 0.035, 0.0324, 0.033, 0.034, 0.0335, 0.034],
        "val/nll": [-0.3, -0.5, -0.6, -0.7, -0.75, -0.77, float("nan"), -0.91]}
 #: (utterance, stream) generated per column: run-4 made no utt_c, run 5's two streams of utt_a.
 MADE = {c: [(0, 0), (1, 0), (2, 0)] for c in range(4)} | {4: [(0, 0), (1, 0)], 5: [(0, 0), (0, 1), (1, 0), (2, 0)]}
+JUDGED = (0, 2, 5)  #: the columns whose files have judge values (from ``_judges``)
 PLAYERS = len(UTTERANCES) + sum(map(len, MADE.values()))
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--mute-audio", "--allow-file-access-from-files"]
@@ -42,6 +43,7 @@ PAGE_JS = """() => ({
   scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
   rows: [...document.querySelectorAll('.utt')].map(u => ({key: u.querySelector('h3').textContent,
     cells: [...u.querySelectorAll('.cell')].map(c => ({label: c.querySelector('figcaption').textContent,
+      judges: c.querySelector('.judges')?.innerText ?? null,
       audio: c.querySelector('audio')?.src ?? null, width: c.querySelector('audio')?.clientWidth ?? 0}))})),
   tables: [...document.querySelectorAll('table')].map(t => [...t.rows].map(r => [...r.cells].map(c => c.textContent))),
   bold: document.querySelectorAll('b').length})"""
@@ -50,6 +52,12 @@ PAGE_JS = """() => ({
 def _tone(seconds: float, f0: float) -> np.ndarray:
     t = np.arange(int(round(seconds * SR))) / SR
     return 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t))
+
+
+def _judges(c: int, u: int, stream: int) -> dict:
+    """Hand-written judge values of column ``c``'s file of utterance ``u``, and of its reference."""
+    return {"dnsmos_ovrl": 1.0 + 0.5 * c + 0.1 * u + 0.01 * stream, "phone_error_rate": 0.9 - 0.1 * u,
+            "recognised_phones": "sil aa", "ref_dnsmos_ovrl": 3.0 + 0.1 * u, "ref_phone_error_rate": 0.3 + 0.01 * u}
 
 
 def _write_run(logs: Path, name: str, hparams: dict, curves: dict) -> Path:
@@ -93,7 +101,7 @@ def report(tmp_path_factory) -> dict:
             info = {"info": {"sequence": UTTERANCES[u], "stream": stream}} if c % 2 == 0 else {}
             files.append({"wav": f"{stem}.wav", "reference": f"../refs/{UTTERANCES[u]}.wav", "clipped": 0,
                           "lsd_db": 5.0 + c, "mcd_db": 6.0, "rms_db": -13.0, "kurtosis": 2.0 + u, "ref_rms_db": -12.0,
-                          "ref_kurtosis": 1.5} | info)
+                          "ref_kurtosis": 1.5} | info | (_judges(c, u, stream) if c in JUDGED else {}))
         (gen / "measurements.json").write_text(json.dumps(
             {"checkpoint": None, "data_fingerprint": FP, "head": None, "settings": {}, "files": files}))
     out = root / "built" / "report"
@@ -163,6 +171,12 @@ def test_page_in_chromium(report, browser, tmp_path):
     for row in rows[1:]:
         assert [c["label"] for c in row["cells"]] == ["reference", *NAMES]  # escaped text shown as given
     assert rows[2]["cells"][5]["audio"] is None  # run-4 made no utt_c: its column says so
+    for u, row in enumerate(rows):  # the judges' line under the judged players and references, none elsewhere
+        cells = [(c, 0) for c in range(len(NAMES))] + ([(5, 1)] if u == 0 else [])
+        expected = [f"OVRL {3.0 + 0.1 * u:.2f} · PER {0.3 + 0.01 * u:.2f}"] + [
+            f"OVRL {_judges(c, u, s)['dnsmos_ovrl']:.2f} · PER {0.9 - 0.1 * u:.2f}"
+            if c in JUDGED and (u, s) in MADE[c] else None for c, s in cells]
+        assert [c["judges"] for c in row["cells"]] == expected, row["key"]
     copied, moved = report["page"].parent, report["moved"]
     heard = []
     for row in rows:
@@ -197,6 +211,11 @@ def test_page_in_chromium(report, browser, tmp_path):
     lsd = generated[0].index("lsd_db")
     assert [float(r[lsd]) for r in generated[1:-1]] == [5.0 + c for c in range(len(NAMES))]
     assert generated[-1][1] == "3"  # three distinct references
+    assert generated[0][3:6] == ["dnsmos_ovrl", "phone_error_rate", "rms_db"]  # the judges first
+    ovrl = [np.mean([_judges(c, u, s)["dnsmos_ovrl"] for u, s in MADE[c]]) if c in JUDGED else None
+            for c in range(len(NAMES))]
+    assert [r[3] for r in generated[1:]] == [f"{v:.4g}" if v else "n/a" for v in ovrl] + ["3.1"]
+    assert generated[-1][4] == f"{np.mean([0.3, 0.31, 0.32]):.4g}"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
 
 
@@ -251,12 +270,13 @@ def test_generate_png_draws_each_wav_and_its_reference_once(tmp_path):
 
     from waveform_mdn.generation.batching import GeneratedAudio
     from waveform_mdn.generation.inputs import PhoneSequence
+    from waveform_mdn.generation.settings import GenerationSettings
     from waveform_mdn.generation.writers import write_streams
 
     ref = (_tone(0.4, 110.0) * 32767).astype(np.int16)
     seq = PhoneSequence("utt_x", np.zeros((1, 5), dtype=np.int64), len(ref), ref)
     gens = [GeneratedAudio(f"utt_x_{s}", seq, s, s, _tone(0.4, 150.0 + 50 * s), 0, 0, 0) for s in (0, 1)]
-    files = write_streams(tmp_path, gens, SR, measure=False, png_label="mixture, sample")
+    files = write_streams(tmp_path, gens, GenerationSettings(sample_rate=SR, measure=False), png_label="mixture, sample")
     assert [f["png"] for f in files] == ["utt_x_0.png", "utt_x_1.png"]
     assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["utt_x.png", "utt_x.wav"]
     images = [mpimg.imread(tmp_path / name) for name in ("utt_x_0.png", "utt_x_1.png", "reference/utt_x.png")]

@@ -1,4 +1,4 @@
-"""Metric curves of a run, read from its CSVLogger ``metrics.csv`` (docs/comparison.md)."""
+"""A run's curves, read from its CSVLogger ``metrics.csv`` (docs/comparison.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import EPOCH_TAG, METRIC_TAGS, STEP_TAG
+from ..contract import JUDGE_TAGS, METRIC_TAGS
 from .errors import CompareError
 
 
@@ -23,7 +23,7 @@ def float32(value: float) -> float:
 
 @dataclass
 class Curve:
-    """One metric tag: steps, values and 0-based epochs, in logging order."""
+    """One tag's points in logging order, each with its step and 0-based epoch."""
 
     tag: str
     steps: list[int] = field(default_factory=list)
@@ -31,8 +31,8 @@ class Curve:
     epochs: list[int] = field(default_factory=list)
 
     def add(self, step: int, value: float, epoch: int) -> None:
-        """A point at or before the last (step, epoch) was logged again by a run resumed from
-        an earlier checkpoint: the points from there on are dropped."""
+        """A point at or before the last (step, epoch) comes from a run resumed from an earlier
+        checkpoint: the points from there on are dropped."""
         if self.steps and (step, epoch) <= (self.steps[-1], self.epochs[-1]):
             n = bisect.bisect_left(list(zip(self.steps, self.epochs)), (step, epoch))
             del self.steps[n:], self.values[n:], self.epochs[n:]
@@ -41,7 +41,7 @@ class Curve:
         self.epochs.append(epoch)
 
     def summary(self) -> dict[str, Any]:
-        """Minimum over finite values (with its epoch and step), final value, counts."""
+        """Minimum over the finite values (with its epoch and step), final value, counts."""
         finite = [i for i, v in enumerate(self.values) if math.isfinite(v)]
         best = min(finite, key=self.values.__getitem__) if finite else None
         at = (lambda seq: None) if best is None else (lambda seq: seq[best])
@@ -51,26 +51,28 @@ class Curve:
 
 
 def read_curves(file: Path) -> tuple[dict[str, Curve], int, list[str]]:
-    """The curves of :data:`~waveform_mdn.contract.METRIC_TAGS` in ``file``, the number of
-    epochs (largest epoch + 1) and every column."""
+    """The curves of the contract's metric and judge tags in ``file``, the number of epochs
+    (largest epoch + 1) and every other column."""
     try:
         with file.open(newline="") as fh:
             reader = csv.DictReader(fh)
             rows, columns = list(reader), list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CompareError(f"cannot read {file}: {exc}") from exc
-    missing = [c for c in (EPOCH_TAG, STEP_TAG) if c not in columns]
+    missing = [c for c in ("epoch", "step") if c not in columns]
     if missing:
         raise CompareError(f"{file}: no {' or '.join(missing)} column (a CSVLogger writes both)")
     curves: dict[str, Curve] = {}
     n_epochs = 0
     for line, row in enumerate(rows, 2):
-        logged = [(tag, row[tag]) for tag in METRIC_TAGS if row.get(tag)]
+        logged = [(tag, row[tag]) for tag in METRIC_TAGS + JUDGE_TAGS if row.get(tag)]
+        if not logged:
+            continue
         try:
-            epoch, step = (int(float(row[c])) for c in (EPOCH_TAG, STEP_TAG)) if logged else (0, 0)
+            epoch, step = int(float(row["epoch"])), int(float(row["step"]))
             for tag, text in logged:
                 curves.setdefault(tag, Curve(tag)).add(step, float32(float(text)), epoch)
         except ValueError as exc:
             raise CompareError(f"{file}, line {line}: {exc}") from exc
-        n_epochs = max(n_epochs, epoch + 1 if logged else 0)
-    return curves, n_epochs, [c for c in columns if c not in (EPOCH_TAG, STEP_TAG)]
+        n_epochs = max(n_epochs, epoch + 1)
+    return curves, n_epochs, [c for c in columns if c not in ("epoch", "step")]

@@ -1,4 +1,4 @@
-"""The errors of ``compare``: bad input (exit 2, :mod:`waveform_mdn.cli`)."""
+"""The errors of ``compare``: bad input (exit 2, reported by :mod:`waveform_mdn.cli`)."""
 
 from data_prep.errors import InputError
 

@@ -9,10 +9,11 @@ import urllib.parse
 
 from .measurements import numeric
 from .media import Listening, Player
-from .tables import GENERATED_TEXT, NATURAL, VALIDATION_TEXT, Report, Table, fmt
+from .tables import GENERATED_TEXT, NATURAL, VALIDATION_TEXT, Report, Table
 
-#: Per-file measurements printed under a generated player, with their units.
-CAPTION_KEYS = (("lsd_db", "LSD", " dB"), ("mcd_db", "MCD", " dB"), ("f0_rmse_hz", "F0 RMSE", " Hz"))
+#: Under each player: the judges' line (a reference's too), then the measurements against the reference.
+JUDGE_LINE = (("dnsmos_ovrl", "OVRL {:.2f}"), ("phone_error_rate", "PER {:.2f}"))
+VALUES_LINE = (("lsd_db", "LSD {:.4g} dB"), ("mcd_db", "MCD {:.4g} dB"), ("f0_rmse_hz", "F0 RMSE {:.4g} Hz"))
 
 CSS = """
 *, *::before, *::after { box-sizing: border-box; }
@@ -31,7 +32,8 @@ p { margin: 4px 0 8px; max-width: 110ch; }
 .column { min-width: 0; }
 .cell { margin: 0 0 8px; min-width: 0; }
 .cell figcaption { font-weight: 600; overflow-wrap: anywhere; }
-.cell .values { font-size: 12px; color: #555; min-height: 2.8em; }  /* two lines: players stay aligned */
+.cell .values { font-size: 12px; color: #555; min-height: 4.2em; }  /* three lines: players stay aligned */
+.cell .judges { font-weight: 600; color: #222; }
 .cell.reference figcaption { color: #555; }
 audio { display: block; width: 100%; min-width: 0; height: 36px; }
 img { display: block; max-width: 100%; height: auto; }
@@ -84,10 +86,11 @@ def _player(p: Player | None, label: str, css: str, title: str) -> str:
     else:
         body = (f'<audio controls preload="metadata" src="{href(p.wav)}"></audio><a href="{href(p.png)}">'
                 f'<img src="{href(p.png)}" alt="{esc(f"waveform and spectrogram: {title}")}"></a>')
-    values = " · ".join(f"{name} {fmt(v)}{unit}" for key, name, unit in CAPTION_KEYS
-                        if (v := numeric(p.values.get(key))) is not None)
+    judges, values = (" · ".join(text.format(v) for key, text in line if (v := numeric(p.values.get(key))) is not None)
+                      for line in (JUDGE_LINE, VALUES_LINE))
+    judges = judges and f'<div class="judges">{esc(judges)}</div>'
     return (f'<figure class="cell {css}"><figcaption>{esc(label)}</figcaption>'
-            f'<div class="values">{esc(values)}</div>{body}</figure>')
+            f'<div class="values">{judges}{esc(values)}</div>{body}</figure>')
 
 
 def listening_section(listen: Listening) -> list[str]:

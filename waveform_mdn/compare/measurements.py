@@ -1,4 +1,4 @@
-"""Generated-audio measurements of a run (``measurements.json``, written by ``generate``/``evaluate``)."""
+"""Generated-audio measurements of a run: ``measurements.json``, written by ``generate``/``evaluate``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..audio_metrics import METRIC_KEYS
+from ..audio_metrics import JUDGE_KEYS, METRIC_KEYS, REF_JUDGE_KEYS
 from ..contract import MEASUREMENTS_FILE
 from .errors import CompareError
 
-GEN_KEYS = tuple(k for k in METRIC_KEYS if not k.startswith("ref_"))  #: shown first, in this order
-REF_KEYS = tuple(k[len("ref_"):] for k in METRIC_KEYS if k.startswith("ref_"))  #: also measured on the reference
-NOT_MEASURED = {"clipped", "sample_rate", "duration_s", "ref_duration_s", "nonfinite_replaced"}
+#: The generated-audio table's columns, the judges first (``recognised_phones`` is text).
+GEN_KEYS = tuple(k for k in JUDGE_KEYS + METRIC_KEYS if k != "recognised_phones" and not k.startswith("ref_"))
+REF_KEYS = tuple(k for k in GEN_KEYS if "ref_" + k in METRIC_KEYS + REF_JUDGE_KEYS)  #: measured on the reference too
+NOT_MEASURED = {"clipped", "sample_rate", "duration_s", "nonfinite_replaced"}
 
 
 def numeric(value: Any) -> float | None:
@@ -43,6 +44,20 @@ class AudioFile:
             return str(info["sequence"])
         return next((p.stem for p in (self.reference, self.wav) if p is not None), "?")
 
+    @property
+    def reference_values(self) -> dict[str, Any]:
+        """The ``ref_*`` measurements, named as the generated file's."""
+        return {k[len("ref_"):]: v for k, v in self.values.items() if k.startswith("ref_")}
+
+
+def means(files: Sequence[AudioFile]) -> dict[str, float | None]:
+    """Mean of each measurement over ``files`` (files without a finite value for it skipped)."""
+    keys = dict.fromkeys(GEN_KEYS)
+    for f in files:
+        keys.update((k, None) for k, v in f.values.items()
+                    if not k.startswith("ref_") and k not in NOT_MEASURED and numeric(v) is not None)
+    return {k: mean(numeric(f.values.get(k)) for f in files) for k in keys}
+
 
 @dataclass
 class Measurements:
@@ -58,25 +73,12 @@ class Measurements:
         return int(sum(numeric(f.values.get("clipped")) or 0 for f in self.files))
 
     def means(self) -> dict[str, float | None]:
-        """Mean of each measurement over all files (files without a finite value skipped)."""
-        keys = list(GEN_KEYS)
-        for f in self.files:
-            keys += [k for k, v in f.values.items() if k not in keys and not k.startswith("ref_")
-                     and k not in NOT_MEASURED and numeric(v) is not None]
-        return {k: mean(numeric(f.values.get(k)) for f in self.files) for k in keys}
-
-
-def _audio_path(value: Any, base: Path) -> Path | None:
-    if not value:
-        return None
-    p = Path(str(value))
-    if p.is_absolute() or (p.exists() and not (base / p).exists()):
-        return p  # absolute, or relative to the working directory as some tools write them
-    return base / p
+        return means(self.files)
 
 
 def load_measurements(path: Path, run_name: str) -> Measurements:
-    """``path``: a generation directory or its ``measurements.json``."""
+    """``path``: a generation directory or its ``measurements.json``; paths in it are
+    relative to its directory (or absolute)."""
     file = path / MEASUREMENTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise CompareError(f"generated audio for run {run_name}: {file} not found")
@@ -86,24 +88,23 @@ def load_measurements(path: Path, run_name: str) -> Measurements:
         raise CompareError(f"cannot read {file}: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise CompareError(f"{file}: expected an object with a 'files' list")
-    files = [AudioFile(_audio_path(e.get("wav"), file.parent), _audio_path(e.get("reference"), file.parent), e)
+    files = [AudioFile(*(file.parent / str(e[k]) if e.get(k) else None for k in ("wav", "reference")), e)
              for e in data["files"] if isinstance(e, dict)]
     return Measurements(file, data.get("checkpoint"), data.get("data_fingerprint"), data.get("head"),
                         data.get("settings") or {}, files)
 
 
 def natural_means(all_meas: Sequence[Measurements]) -> dict[str, Any] | None:
-    """Means of the ``ref_*`` values over the distinct references (one per utterance, whatever
-    the number of runs and copies of it)."""
-    seen: dict[str, AudioFile] = {}
-    for meas in all_meas:
-        for f in meas.files:
-            if any(numeric(f.values.get("ref_" + k)) is not None for k in REF_KEYS):
-                seen.setdefault(f.utterance, f)
-    if not seen:
+    """Means of the ``ref_*`` values over the distinct references: one per utterance,
+    whatever the number of runs and copies of it."""
+    refs: dict[str, dict[str, float]] = {}
+    for f in (f for meas in all_meas for f in meas.files):
+        for k, v in f.reference_values.items():
+            if k in REF_KEYS and numeric(v) is not None:
+                refs.setdefault(f.utterance, {}).setdefault(k, numeric(v))
+    if not refs:
         return None
-    return {"n_files": len(seen),
-            "means": {k: mean(numeric(f.values.get("ref_" + k)) for f in seen.values()) for k in REF_KEYS}}
+    return {"n_files": len(refs), "means": {k: mean(r.get(k) for r in refs.values()) for k in REF_KEYS}}
 
 
 def _search(root: Path, out_dir: Path) -> list[Path]:
@@ -124,8 +125,8 @@ def attach_generated(runs: list, generated: Sequence[str | Path | None] | None, 
         given = generated[i] if i < len(generated) else None
         paths = [Path(given)] if given is not None and str(given) not in ("", "-") else _search(run.given, out_dir)
         for meas in (load_measurements(p, run.name) for p in paths):
-            for what, theirs, ours in (("data_fingerprint", meas.data_fingerprint, run.hparams["data_fingerprint"]),
-                                       ("head", meas.head, run.hparams["head"])):
+            for what in ("data_fingerprint", "head"):
+                theirs, ours = getattr(meas, what), run.hparams[what]
                 if theirs is not None and str(theirs) != ours:
                     run.notes.append(f"generated audio {meas.file} has {what} {theirs}, the run has {ours}")
             run.generated.append(meas)

@@ -21,7 +21,7 @@ class Player:
     source: Path
     wav: str | None  #: None: the file is missing (``source`` is shown instead)
     png: str | None
-    values: dict = field(default_factory=dict)  #: its measurements.json entry
+    values: dict = field(default_factory=dict)  #: its measurements (a reference's: the ``ref_*`` values)
 
 
 @dataclass
@@ -38,31 +38,30 @@ class Listening:
     total: int  #: utterances found (``len(utterances)`` is capped)
 
 
-class _MediaWriter:
-    """Copies WAVs into ``<staging>/media/<column>/`` under distinct names, each with its
-    image: the PNG beside it when not older than the WAV, else drawn."""
+def _copier(staging: Path):
+    """A function copying a WAV into ``<staging>/media/<column>/`` under a distinct name,
+    with its image: the PNG beside it when not older than the WAV, else drawn."""
+    used: set[str] = set()
 
-    def __init__(self, staging: Path):
-        self.staging = staging
-        self.used: set[str] = set()
-
-    def add(self, source: Path, column: str, name: str, values: dict | None = None) -> Player:
+    def add(source: Path, column: str, name: str, values: dict) -> Player:
         if not source.is_file():
-            return Player(source, None, None, values or {})
+            return Player(source, None, None, values)
         stem, n = safe_name(name), 1
-        while f"{column}/{stem}" in self.used:
+        while f"{column}/{stem}" in used:
             n += 1
             stem = f"{safe_name(name)}-{n}"
-        self.used.add(f"{column}/{stem}")
+        used.add(f"{column}/{stem}")
         wav, png = f"{MEDIA_DIR}/{column}/{stem}.wav", f"{MEDIA_DIR}/{column}/{stem}.png"
-        (self.staging / MEDIA_DIR / column).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, self.staging / wav)
+        (staging / MEDIA_DIR / column).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, staging / wav)
         beside = source.with_suffix(".png")
         if beside.is_file() and beside.stat().st_mtime >= source.stat().st_mtime:
-            shutil.copyfile(beside, self.staging / png)
+            shutil.copyfile(beside, staging / png)
         else:
-            wav_image(source, self.staging / png)
-        return Player(source, wav, png, values or {})
+            wav_image(source, staging / png)
+        return Player(source, wav, png, values)
+
+    return add
 
 
 def stage_media(gen_rows: list[tuple[str, object, Measurements]], staging: Path, max_rows: int) -> Listening:
@@ -73,12 +72,12 @@ def stage_media(gen_rows: list[tuple[str, object, Measurements]], staging: Path,
         for f in meas.files:
             if f.wav is not None:
                 groups.setdefault(f.utterance, [[] for _ in gen_rows])[col].append(f)
-    writer = _MediaWriter(staging)
+    add = _copier(staging)
     utterances = []
     for key, cells in list(groups.items())[:max_rows]:
-        refs = [f.reference for cell in cells for f in cell if f.reference is not None]
-        ref = next((r for r in refs if r.is_file()), refs[0] if refs else None)
+        refs = [f for cell in cells for f in cell if f.reference is not None]
+        ref = next((f for f in refs if f.reference.is_file()), refs[0] if refs else None)
         utterances.append(Utterance(
-            key, None if ref is None else writer.add(ref, REFERENCE_COLUMN, key),
-            [[writer.add(f.wav, str(col + 1), f.wav.stem, f.values) for f in cell] for col, cell in enumerate(cells)]))
+            key, None if ref is None else add(ref.reference, REFERENCE_COLUMN, key, ref.reference_values),
+            [[add(f.wav, str(col + 1), f.wav.stem, f.values) for f in cell] for col, cell in enumerate(cells)]))
     return Listening([label for label, _, _ in gen_rows], utterances, len(groups))

@@ -13,36 +13,15 @@ from data_prep.audio_io import write_json, write_text
 from .errors import CompareError
 from .html import report_html
 from .markdown import markdown, text_table
-from .measurements import attach_generated, natural_means, numeric
+from .measurements import attach_generated, natural_means
 from .media import MEDIA_DIR, stage_media
 from .plots import plot_curves, plot_generated
 from .runs import Run, check_same_data, default_names, load_run
-from .tables import NATURAL, build_report, csv_text, generated_rows
+from .tables import NATURAL, build_report, csv_text, generated_rows, run_summary
 
 #: Every file the report holds besides ``media/``; stale ones from an earlier report are removed.
 OUTPUT_FILES = ("report.md", "report.html", "table.csv", "summary.json", "curves.png", "generated.png")
 PAGE_ROWS = 24  #: utterances on report.html unless told otherwise
-
-
-def _run_summary(r: Run) -> dict[str, Any]:
-    def summary(curve) -> dict[str, Any]:
-        return {k: numeric(v) if isinstance(v, float) else v for k, v in curve.summary().items()}
-
-    return {
-        "name": r.name, "run_dir": str(r.given), "version_dir": str(r.version_dir), "version_note": r.version_note,
-        "model": r.model, "head": r.hparams["head"], "components": r.components,
-        "data_fingerprint": r.hparams["data_fingerprint"], "norm_mean": r.hparams["norm_mean"],
-        "norm_std": r.hparams["norm_std"], "epochs": r.n_epochs, "notes": r.notes,
-        "checkpoints": [{"path": str(c.path), "epoch": c.epoch, "step": c.step} for c in r.checkpoints],
-        "metrics": {tag: summary(c) for tag, c in r.curves.items()},
-        "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": [numeric(v) for v in c.values]}
-                   for tag, c in r.curves.items()},
-        "generated": [{
-            "measurements": str(m.file), "checkpoint": m.checkpoint, "settings": m.settings,
-            "n_files": len(m.files), "clipped_total": m.clipped_total, "means": m.means(),
-            "wavs": [f.wav and str(f.wav) for f in m.files], "references": [f.reference and str(f.reference) for f in m.files],
-        } for m in r.generated],
-    }
 
 
 def publish(staging: Path, out_dir: Path, produced: list[str]) -> None:
@@ -99,18 +78,15 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Seq
                  generated: Sequence[str | Path | None] | None = None, allow_different_data: bool = False,
                  title: str = "Run comparison", page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     """Compare training runs and write the report into ``out_dir`` (docs/comparison.md).
-
     Returns the summary (as in ``summary.json``) plus ``"table"`` (the printed text table)
-    and ``"outputs"`` (paths written). Raises :class:`CompareError` before anything is written.
-    """
+    and ``"outputs"`` (paths written). Raises :class:`CompareError` before anything is written."""
     paths, out_dir = [Path(p) for p in run_dirs], Path(out_dir)
     names = _check_arguments(paths, names, out_dir, page_rows)
     runs = [load_run(n, p) for n, p in zip(names, paths)]
     warning = check_same_data(runs, allow_different_data)
     attach_generated(runs, generated, out_dir)
-    natural = natural_means([m for r in runs for m in r.generated])
-    summary = {"title": title, "same_data": not warning, "runs": [_run_summary(r) for r in runs],
-               "natural_speech": natural}
+    summary = {"title": title, "same_data": not warning, "runs": [run_summary(r) for r in runs],
+               "natural_speech": natural_means([m for r in runs for m in r.generated])}
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))

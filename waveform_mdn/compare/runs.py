@@ -17,13 +17,12 @@ from .errors import CompareError, DataMismatchError
 
 VAL_TAGS = tuple(tag for tag in METRIC_TAGS if tag.startswith("val/"))
 NORM = ("norm_mean", "norm_std")
-REQUIRED = ("head", "data_fingerprint", *NORM)
 _VERSION_RE = re.compile(r"version_(\d+)")
 
 
 def resolve_run_dir(path: str | Path) -> tuple[Path, str | None]:
     """``path`` if it holds ``metrics.csv``, else its highest-numbered ``version_<N>`` that
-    does; with a note saying which was chosen."""
+    does, with a note saying which was chosen."""
     path = Path(path)
     if not path.is_dir():
         raise CompareError(f"run directory not found: {path}")
@@ -41,7 +40,8 @@ def resolve_run_dir(path: str | Path) -> tuple[Path, str | None]:
 
 
 def read_hparams(run_dir: str | Path) -> dict[str, Any]:
-    """The values of the run's ``hparams.yaml`` (mappings skipped); the keys compare needs checked."""
+    """The values of the run's ``hparams.yaml`` (mappings and LightningCLI's ``_`` keys
+    skipped), with the keys compare needs checked."""
     import yaml
     from pytorch_lightning.core.saving import load_hparams_from_yaml
 
@@ -53,8 +53,8 @@ def read_hparams(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError) as exc:
         raise CompareError(f"cannot read {file}: {str(exc).splitlines()[0]}") from exc
     hp = {str(k): list(v) if isinstance(v, tuple) else v for k, v in (tree if isinstance(tree, dict) else {}).items()
-          if v is not None and not isinstance(v, dict) and not str(k).startswith("_")}  # e.g. LightningCLI's _instantiator
-    missing = [k for k in REQUIRED if k not in hp]
+          if v is not None and not isinstance(v, dict) and not str(k).startswith("_")}
+    missing = [k for k in ("head", "data_fingerprint", *NORM) if k not in hp]
     if missing:
         raise CompareError(f"{file}: missing hyperparameter(s) {', '.join(missing)}")
     try:
@@ -64,17 +64,6 @@ def read_hparams(run_dir: str | Path) -> dict[str, Any]:
         raise CompareError(f"{file}: bad norm_mean / norm_std: {exc}") from exc
     hp["data_fingerprint"] = str(hp["data_fingerprint"])
     return hp
-
-
-def describe_head(hp: dict[str, Any], file: Path) -> tuple[str, int]:
-    """The head's label and its number of components (1 where the head has none), from the head itself."""
-    from ..heads import build_head
-
-    try:
-        head = build_head(hp["head"], 1, **{k: v for k, v in hp.items() if k != "head"})
-    except (TypeError, ValueError) as exc:
-        raise CompareError(f"{file}: head {hp['head']!r}: {exc}") from exc
-    return head.label, head.components
 
 
 @dataclass
@@ -89,7 +78,7 @@ class Checkpoint:
 
 
 def read_checkpoints(run_dir: Path) -> list[Checkpoint]:
-    """The ``checkpoints/*.ckpt`` with their epoch and step (weights-only, memory-mapped: weights unread)."""
+    """The ``checkpoints/*.ckpt`` with their epoch and step (memory-mapped: the weights are not read)."""
     import torch
 
     found = []
@@ -98,7 +87,7 @@ def read_checkpoints(run_dir: Path) -> list[Checkpoint]:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             found.append(Checkpoint(path, int(ckpt["epoch"]), int(ckpt["global_step"])))
         except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
-            found.append(Checkpoint(path, None, None))  # listed, not fatal
+            found.append(Checkpoint(path, None, None))
     return found
 
 
@@ -117,9 +106,8 @@ class Run:
     generated: list[Any] = field(default_factory=list)  #: Measurements, attached later
     notes: list[str] = field(default_factory=list)
 
-    def metric(self, split: str, name: str) -> dict[str, Any] | None:
-        curve = self.curves.get(f"{split}/{name}")
-        return curve.summary() if curve else None
+    def metric(self, tag: str) -> dict[str, Any] | None:
+        return self.curves[tag].summary() if tag in self.curves else None
 
     @property
     def val_points(self) -> int:
@@ -135,15 +123,21 @@ def default_names(paths: list[Path]) -> list[str]:
 
 
 def load_run(name: str, given: Path) -> Run:
-    """Read one run; a run without validation metrics is an error naming the columns it has."""
+    """Read one run; a run without validation metrics is an error naming the columns it has.
+    Its head's label and components come from the head itself."""
+    from ..heads import build_head
+
     version_dir, note = resolve_run_dir(given)
     hp = read_hparams(version_dir)
-    model, components = describe_head(hp, version_dir / HPARAMS_FILE)
+    try:
+        head = build_head(hp["head"], 1, **{k: v for k, v in hp.items() if k != "head"})
+    except (TypeError, ValueError) as exc:
+        raise CompareError(f"{version_dir / HPARAMS_FILE}: head {hp['head']!r}: {exc}") from exc
     curves, n_epochs, columns = read_curves(version_dir / METRICS_FILE)
     if not any(t in curves for t in VAL_TAGS):
         raise CompareError(f"run {name}: {version_dir / METRICS_FILE} has no validation metrics "
                            f"({', '.join(VAL_TAGS)}); columns: {', '.join(columns) or 'none'}")
-    run = Run(name, Path(given), version_dir, note, hp, model, components, curves, n_epochs,
+    run = Run(name, Path(given), version_dir, note, hp, head.label, head.components, curves, n_epochs,
               read_checkpoints(version_dir))
     first = min(c.epochs[0] for c in curves.values())
     if first > 0:  # Lightning's CSVLogger empties metrics.csv when a run resumes into its directory
@@ -157,8 +151,8 @@ def load_run(name: str, given: Path) -> Run:
 
 
 def check_same_data(runs: list[Run], allow: bool) -> list[str]:
-    """Raise :class:`DataMismatchError` when the runs' data or normalisation differ (unless
-    ``allow``: then the warning lines for the report)."""
+    """Raise :class:`DataMismatchError` when the runs' data or normalisation differ; with
+    ``allow``, the report's warning lines instead."""
     def same(a: dict, b: dict) -> bool:
         return a["data_fingerprint"] == b["data_fingerprint"] and all(
             np.shape(a[k]) == np.shape(b[k]) and np.allclose(a[k], b[k], rtol=1e-6, atol=1e-12) for k in NORM)

@@ -1,5 +1,5 @@
 """The report's content, built once: its tables (rendered by :mod:`.markdown` and
-:mod:`.html`), ``table.csv`` and the texts beside them."""
+:mod:`.html`), ``table.csv``, ``summary.json`` and the texts beside them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..contract import METRICS
-from .measurements import REF_KEYS, Measurements
+from ..contract import METRIC_TAGS, METRICS
+from .measurements import REF_KEYS, Measurements, means, numeric
 from .runs import Run
 
 NATURAL = "natural speech"
@@ -23,8 +23,10 @@ VALIDATION_TEXT = (
     "the point prediction, `mse_sample` of a value drawn from the predicted distribution. How to read them: "
     "`docs/comparison.md` in the waveform-mdn repository.")
 GENERATED_TEXT = (
-    "Mean of each measurement over the files of a run (see `waveform_mdn/audio_metrics/`); the *natural speech* "
-    "row measures the reference recordings (each utterance once). `clipped`: total clipped samples.")
+    "Mean of each measurement over the files of a run; the *natural speech* row measures the reference "
+    "recordings (each utterance once). First the judges (when measured): DNSMOS `dnsmos_*` (1 to 5, higher "
+    "sounds better) and PocketSphinx's `phone_error_rate` (lower is more intelligible), see `docs/judges.md`; "
+    "then the signal measurements of `waveform_mdn/audio_metrics/`. `clipped`: total clipped samples.")
 
 
 @dataclass
@@ -61,14 +63,13 @@ def fmt(v: Any) -> str:
 
 
 def validation_table(runs: list[Run]) -> Table:
-    """Min of each val metric (with its epoch), final values, epochs."""
     def min_cell(s: dict | None) -> str:
         return "n/a" if s is None else "n/a (no finite value)" if s["min"] is None else f"{fmt(s['min'])} ({s['min_epoch']})"
 
     header = (["name", "head", "K"] + [f"min val/{m} (epoch)" for m in METRICS]
               + [f"final val/{m}" for m in METRICS] + ["epochs"])
-    rows = [[r.name, r.model, str(r.components)] + [min_cell(r.metric("val", m)) for m in METRICS]
-            + [fmt(s["final"]) if (s := r.metric("val", m)) else "n/a" for m in METRICS] + [fmt(r.n_epochs)]
+    rows = [[r.name, r.model, str(r.components)] + [min_cell(r.metric(f"val/{m}")) for m in METRICS]
+            + [fmt(s["final"]) if (s := r.metric(f"val/{m}")) else "n/a" for m in METRICS] + [fmt(r.n_epochs)]
             for r in runs]
     return Table(header, rows, numeric_from=2)
 
@@ -92,7 +93,7 @@ def differ_table(runs: list[Run]) -> Table:
 
 
 def generated_rows(runs: list[Run]) -> list[tuple[str, Run, Measurements]]:
-    """One ``(label, run, measurements)`` per measured set; several sets of a run are labelled
+    """One ``(label, run, measurements)`` per measured set; a run's several sets are labelled
     with their subdirectory."""
     return [(run.name if len(run.generated) == 1 else
              f"{run.name} [{Path(os.path.relpath(m.file.parent, run.given)).as_posix()}]", run, m)
@@ -100,14 +101,14 @@ def generated_rows(runs: list[Run]) -> list[tuple[str, Run, Measurements]]:
 
 
 def generated_table(gen_rows: list[tuple[str, Run, Measurements]], natural: dict | None) -> Table | None:
-    """Mean of each measurement per set, and the natural speech row."""
+    """Mean of each measurement per set (the columns some set or natural speech has), and
+    the natural speech row."""
     if not gen_rows:
         return None
-    means = [m.means() for _, _, m in gen_rows]
-    keys = list(dict.fromkeys(k for m in means for k in m))
-    keys = [k for k in keys if any(m.get(k) is not None for m in means) or (natural and natural["means"].get(k) is not None)]
+    all_means = [m.means() for _, _, m in gen_rows] + ([natural["means"]] if natural else [])
+    keys = [k for k in dict.fromkeys(k for m in all_means for k in m) if any(m.get(k) is not None for m in all_means)]
     rows = [[label, str(len(m.files)), str(m.clipped_total)] + [fmt(mm.get(k)) for k in keys]
-            for (label, _, m), mm in zip(gen_rows, means)]
+            for (label, _, m), mm in zip(gen_rows, all_means)]
     if natural:
         rows.append([NATURAL, str(natural["n_files"]), "—"] + [fmt(natural["means"].get(k)) if k in REF_KEYS else "—"
                                                               for k in keys])
@@ -120,19 +121,45 @@ def build_report(runs: list[Run], title: str, warning: list[str], natural: dict 
                   validation_table(runs), differ_table(runs), generated_table(gen_rows, natural), have_gen_plot)
 
 
+def run_summary(r: Run) -> dict[str, Any]:
+    """A run in ``summary.json``: everything the report shows, the full curves, no NaN."""
+    def finite(d: dict) -> dict:
+        return {k: numeric(v) if isinstance(v, float) else v for k, v in d.items()}
+
+    return {
+        "name": r.name, "run_dir": str(r.given), "version_dir": str(r.version_dir), "version_note": r.version_note,
+        "model": r.model, "head": r.hparams["head"], "components": r.components,
+        "data_fingerprint": r.hparams["data_fingerprint"], "norm_mean": r.hparams["norm_mean"],
+        "norm_std": r.hparams["norm_std"], "epochs": r.n_epochs, "notes": r.notes,
+        "checkpoints": [{"path": str(c.path), "epoch": c.epoch, "step": c.step} for c in r.checkpoints],
+        "metrics": {tag: finite(c.summary()) for tag, c in r.curves.items()},
+        "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": [numeric(v) for v in c.values]}
+                   for tag, c in r.curves.items()},
+        "generated": [{
+            "measurements": str(m.file), "checkpoint": m.checkpoint, "settings": m.settings,
+            "n_files": len(m.files), "clipped_total": m.clipped_total, "means": m.means(),
+            "wavs": [f.wav and str(f.wav) for f in m.files], "references": [f.reference and str(f.reference) for f in m.files],
+        } for m in r.generated],
+    }
+
+
 def csv_text(runs: list[Run]) -> str:
-    """``table.csv``: one row per run (full-precision values, empty when absent)."""
-    cols = ["name", "model", "head", "components", "data_fingerprint", "version_dir"]
-    cols += [f"{c}_val_{m}{e}" for m in METRICS for c, e in (("min", ""), ("min", "_epoch"))]
-    cols += [f"final_val_{m}" for m in METRICS] + ["epochs", "val_points"]
-    cols += [f"{c}_train_{m}" for m in METRICS for c in ("min", "final")]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols)
+    """``table.csv``: one row per run (full-precision values, empty when absent): the min
+    (with its epoch) and final value of each metric, and ``generated_*``, the means over
+    all of the run's generated files."""
+    rows = []
     for r in runs:
-        val, train = ([r.metric(split, m) or {} for m in METRICS] for split in ("val", "train"))
-        row = [r.name, r.model, r.hparams["head"], r.components, r.hparams["data_fingerprint"], str(r.version_dir)]
-        row += [s.get(k) for s in val for k in ("min", "min_epoch")] + [s.get("final") for s in val]
-        row += [r.n_epochs, r.val_points] + [s.get(k) for s in train for k in ("min", "final")]
-        writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+        row = {"name": r.name, "model": r.model, "head": r.hparams["head"], "components": r.components,
+               "data_fingerprint": r.hparams["data_fingerprint"], "version_dir": r.version_dir,
+               "epochs": r.n_epochs, "val_points": r.val_points}
+        for tag in METRIC_TAGS:
+            s, name = r.metric(tag) or {}, tag.replace("/", "_")
+            row |= {f"min_{name}": s.get("min"), f"min_{name}_epoch": s.get("min_epoch"), f"final_{name}": s.get("final")}
+        if r.generated:
+            row |= {f"generated_{k}": v for k, v in means([f for m in r.generated for f in m.files]).items()}
+        rows.append({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
     return buf.getvalue()
