@@ -416,8 +416,8 @@ def test_write_wav_is_atomic_and_counts_clipping(tmp_path):
 
 def test_generate_for_sequence(prepared):
     model = make_model(prepared, "mixture")
-    a = generate_for_sequence(model, prepared, "MKAL0_SA1", S(seed=1, seconds=0.1))
-    b = generate_for_sequence(model, prepared, 0, S(seed=1, seconds=0.1))
+    a = generate_for_sequence(model, prepared, "MKAL0_SA1", S(seed=1, seconds=0.1)).audio
+    b = generate_for_sequence(model, prepared, 0, S(seed=1, seconds=0.1)).audio
     assert a.dtype == np.float32 and a.shape == (1600,)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a).max() <= 1.0

@@ -102,9 +102,9 @@ def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: Generati
 
 
 def generate_for_sequence(model: nn.Module, prepared: PreparedDataset, seq_index: int | str,
-                          settings: GenerationSettings = GenerationSettings(prime="real", seconds=1.0)) -> np.ndarray:
-    """Free-running audio (float32 in [-1, 1]) of one sequence of a prepared dataset, e.g.
-    for the training callback; the model's hyperparameters, else the dataset's."""
+                          settings: GenerationSettings = GenerationSettings(prime="real", seconds=1.0)) -> GeneratedAudio:
+    """One free-running stream of one sequence of a prepared dataset, e.g. for the training
+    callback; the model's hyperparameters, else the dataset's."""
     seq = sequence_from_prepared(prepared, seq_index)
     s = settings.resolved(hparams_of(model), [seq.reference], prepared)
-    return generate_sequences(model, [seq.truncated(s.seconds, s.sample_rate)], s)[0].audio
+    return generate_sequences(model, [seq.truncated(s.seconds, s.sample_rate)], s)[0]

@@ -53,6 +53,7 @@ def parser_generate() -> argparse.ArgumentParser:
     add("--seconds", type=float, default=None, help="generate at most this many seconds per sequence")
     add("--png", action="store_true", help="also write OUT/<name>.png (waveform + spectrogram)")
     add("--no-measure", action="store_true", help="skip the measurements (still writes the JSON)")
+    _judges_flag(p)
     add("--allow-different-data", action="store_true", help="generate even if --data is not the checkpoint's data")
     add("--quiet", action="store_true", help="no progress bars and no progress lines on stderr")
     add("--out", required=True, help="output directory")
@@ -68,7 +69,8 @@ def settings_of(a: argparse.Namespace) -> GenerationSettings:
     return GenerationSettings(mode=a.mode, temperature_weights=a.temperature_weights,
                               temperature_scales=a.temperature_scales, gaussian_variance=a.gaussian_variance,
                               prime=a.prime, seed=a.seed, streams=a.streams, batch_size=a.batch_size,
-                              seconds=a.seconds, device=a.device, progress=not a.quiet)
+                              seconds=a.seconds, device=a.device, progress=not a.quiet,
+                              measure=not a.no_measure, judges=a.judges)
 
 
 def output_directory(out: str | Path) -> Path:
@@ -146,7 +148,7 @@ def run_generate(a: argparse.Namespace) -> int:
         "settings": {**_recorded(s, model), **selection}, "notes": notes,
         "generation_seconds": round(time.perf_counter() - t0, 3),
     }
-    files = write_streams(out, gens, s.sample_rate, measure=not a.no_measure, log=log, phones=prepared.phones,
+    files = write_streams(out, gens, s, log=log, phones=prepared.phones,
                           png_label=f"{head_name}, {s.mode}" if a.png else None, record=record)
     print(f"{len(files)} file(s) in {out}; measurements in {out / MEASUREMENTS_FILE}; clipped samples: {sum(f['clipped'] for f in files)}; "
           f"non-finite draws replaced: {sum(f['nonfinite_replaced'] for f in files)}")
@@ -167,6 +169,11 @@ def _recorded(s: GenerationSettings, model) -> dict:
             "gaussian_scale": scale}
 
 
+def _judges_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judges", action=argparse.BooleanOptionalAction, default=GenerationSettings.judges,
+                   help="also the judges: DNSMOS and the phone error rate (docs/judges.md; default on)")
+
+
 def parser_evaluate() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="waveform-mdn evaluate",
@@ -177,16 +184,17 @@ def parser_evaluate() -> argparse.ArgumentParser:
     p.add_argument("--reference", nargs="+", default=None, help="reference WAV(s): one for all files, or one per file")
     p.add_argument("--out", default=None, help="JSON to write (default: the directory's measurements.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _judges_flag(p)
     return p
 
 
 def run_evaluate(a: argparse.Namespace) -> int:
     paths, out = [Path(x) for x in a.paths], Path(a.out) if a.out else None
     if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix == ".json"):
-        print(f"re-measured the files of {paths[0]} -> {remeasure(paths[0], out, progress=not a.quiet)}")
+        print(f"re-measured the files of {paths[0]} -> {remeasure(paths[0], out, not a.quiet, a.judges)}")
         return 0
     out = out or Path(MEASUREMENTS_FILE)
-    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, progress=not a.quiet)
+    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, not a.quiet, a.judges)
     print(f"measured {n} file(s) -> {out}")
     return 0
 

@@ -23,7 +23,8 @@ class GenerationSettings:
     (0: none); ``gaussian_variance``: the MLP's noise (validation or training MSE);
     ``prime``/``context``/``norm``/``sample_rate``: ``None`` until :meth:`resolved` fills them from the model;
     stream ``k`` of a sequence is seeded ``seed + k``; ``batch_size`` streams run together;
-    ``chunk``: steps per chunk (the result does not depend on it)."""
+    ``chunk``: steps per chunk (the result does not depend on it); ``measure``/``judges``:
+    whether ``generate`` measures its files, and with the judges (docs/judges.md)."""
 
     mode: str = "sample"
     temperature_weights: float = 1.0
@@ -40,6 +41,8 @@ class GenerationSettings:
     device: str = "cpu"
     progress: bool = False
     chunk: int | None = None
+    measure: bool = True
+    judges: bool = True
 
     def __post_init__(self):
         for name, value, allowed in (("mode", self.mode, MODES), ("prime", self.prime, PRIMES + (None,)),
