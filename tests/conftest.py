@@ -313,3 +313,18 @@ def scalars():
         return [(e.step, e.value) for ea in _event_accumulators(run_dir)
                 if tag in ea.Tags()["scalars"] for e in ea.Scalars(tag)]
     return read
+
+
+@pytest.fixture(scope="session")
+def judges_loaded():
+    """Both judges (DNSMOS, PocketSphinx) loaded; skip with the reason when a package is missing
+    or broken, fail instead under ``CI=true`` (where they must run)."""
+    from waveform_mdn.audio_metrics import judges as J
+
+    missing = [name for name, model in (("speechmos/onnxruntime", J.dnsmos_model()),
+                                        ("pocketsphinx", J.phone_recogniser())) if model is None]
+    if missing:
+        reason = f"judge packages cannot load: {', '.join(missing)} (pip install -e .)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
