@@ -1,5 +1,4 @@
-"""``waveform-mdn compare RUN_DIR [RUN_DIR ...] --out REPORT_DIR`` (docs/comparison.md).
-Bad input raises :class:`~.errors.CompareError`, which :mod:`waveform_mdn.cli` reports (exit 2)."""
+"""``waveform-mdn compare RUN_DIR [RUN_DIR ...] --out REPORT_DIR`` (docs/comparison.md)."""
 
 from __future__ import annotations
 
@@ -10,15 +9,12 @@ from .report import PAGE_ROWS, compare_runs
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="waveform-mdn compare",
-        description="Compare training runs (metrics.csv, hparams.yaml, checkpoints/ of each run): table, "
-                    "curves, generated-audio measurements, report.md and a listening page (report.html).",
-        epilog="Exit codes: 0 ok, 2 bad input or usage (or runs trained on different data). See docs/comparison.md.")
+    p = argparse.ArgumentParser(prog="waveform-mdn compare", epilog="Exit codes: 0 ok, 2 bad input. See docs/comparison.md.",
+                                description="Compare training runs: tables, curves, generated audio, report.md and "
+                                            "a listening page (report.html).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="a run dir (metrics.csv + hparams.yaml) or a dir of version_* dirs (the highest with metrics.csv)")
-    p.add_argument("--out", required=True, metavar="REPORT_DIR",
-                   help="where report.md, report.html (+ media/), table.csv, summary.json and the PNGs go")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="where the report goes")
     p.add_argument("--names", metavar="A,B,...", help="comma-separated run labels, one per RUN_DIR (default: dir names)")
     p.add_argument("--generated", nargs="+", metavar="DIR", default=None,
                    help="per run, in order: a dir holding measurements.json (or the file); '-' to search the run dir")
@@ -30,9 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv[1:] if argv[:1] == ["compare"] else argv)
+def main(argv: list[str]) -> int:
+    """``argv``: ``compare`` and its arguments, as :mod:`waveform_mdn.cli` passes them."""
+    args = _parser().parse_args(argv[1:])
     result = compare_runs(args.run_dirs, args.out, args.names and [n.strip() for n in args.names.split(",")],
                           generated=args.generated, allow_different_data=args.allow_different_data,
                           title=args.title, page_rows=args.page_rows)

@@ -77,9 +77,11 @@ def plot_curves(runs: list[Run], path: Path) -> None:
     save_figure(axes[0].figure, path, dpi=110)
 
 
-def plot_generated(rows: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
-    """One panel per measurement natural speech has too: each row's mean (bars; points where
-    a value is negative, as for levels in dB); False (nothing written) when no row has any."""
+def plot_generated(gen_rows: list[tuple[str, Any, Any]], natural: dict | None, path: Path) -> bool:
+    """One panel per measurement natural speech has too: each set's mean and natural speech's
+    (bars; points where a value is negative, as for levels in dB); False (nothing written)
+    when no row has any."""
+    rows = [(label, m.means()) for label, _, m in gen_rows] + ([(NATURAL, natural["means"])] if natural else [])
     keys = [k for k in REF_KEYS if any(m.get(k) is not None for _, m in rows)]
     if not keys:
         return False

@@ -17,7 +17,7 @@ from .measurements import attach_generated, natural_means
 from .media import MEDIA_DIR, stage_media
 from .plots import plot_curves, plot_generated
 from .runs import Run, check_same_data, default_names, load_run
-from .tables import NATURAL, build_report, csv_text, generated_rows, run_summary
+from .tables import build_report, csv_text, run_summary
 
 #: Every file the report holds besides ``media/``; stale ones from an earlier report are removed.
 OUTPUT_FILES = ("report.md", "report.html", "table.csv", "summary.json", "curves.png", "generated.png")
@@ -59,17 +59,14 @@ def _check_arguments(paths: list[Path], names: Sequence[str] | None, out_dir: Pa
 
 def _write_files(staging: Path, out_dir: Path, runs: list[Run], summary: dict[str, Any], warning: list[str],
                  title: str, page_rows: int) -> tuple[list[str], str]:
-    natural = summary["natural_speech"]
+    report = build_report(runs, title, warning, summary["natural_speech"])
     plot_curves(runs, staging / "curves.png")
-    plot_rows = [(label, m.means()) for label, _, m in generated_rows(runs)]
-    plot_rows += [(NATURAL, natural["means"])] if natural else []
-    have_gen_plot = any(r.generated for r in runs) and plot_generated(plot_rows, staging / "generated.png")
-    report = build_report(runs, title, warning, natural, have_gen_plot)
+    report.have_gen_plot = plot_generated(report.gen_rows, summary["natural_speech"], staging / "generated.png")
     write_text(staging / "table.csv", csv_text(runs))
     write_json(staging / "summary.json", summary)
     write_text(staging / "report.md", markdown(report, out_dir))
     write_text(staging / "report.html", report_html(report, stage_media(report.gen_rows, staging, page_rows)))
-    produced = ["curves.png"] + (["generated.png"] if have_gen_plot else []) + [
+    produced = ["curves.png"] + (["generated.png"] if report.have_gen_plot else []) + [
         "table.csv", "summary.json", "report.html", "report.md"]
     return produced, text_table(report.validation)
 

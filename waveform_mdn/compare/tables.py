@@ -49,7 +49,7 @@ class Report:
     validation: Table
     differ: Table
     generated: Table | None
-    have_gen_plot: bool
+    have_gen_plot: bool = False  #: generated.png was drawn
 
     @property
     def notes(self) -> list[str]:
@@ -115,10 +115,10 @@ def generated_table(gen_rows: list[tuple[str, Run, Measurements]], natural: dict
     return Table(["run", "files", "clipped"] + keys, rows)
 
 
-def build_report(runs: list[Run], title: str, warning: list[str], natural: dict | None, have_gen_plot: bool) -> Report:
+def build_report(runs: list[Run], title: str, warning: list[str], natural: dict | None) -> Report:
     gen_rows = generated_rows(runs)
     return Report(title, f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}", warning, runs, gen_rows, run_table(runs),
-                  validation_table(runs), differ_table(runs), generated_table(gen_rows, natural), have_gen_plot)
+                  validation_table(runs), differ_table(runs), generated_table(gen_rows, natural))
 
 
 def run_summary(r: Run) -> dict[str, Any]:
