@@ -9,7 +9,7 @@ import math
 import pytest
 
 from waveform_mdn.compare import CompareError
-from waveform_mdn.compare.curves import float32, read_curves
+from waveform_mdn.compare.runs import float32, read_curves
 
 
 def write_csv(tmp_path, text: str):
