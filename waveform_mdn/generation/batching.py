@@ -62,13 +62,12 @@ class StepBar:
 
 def generate_sequences(model: nn.Module, sequences: Sequence[PhoneSequence], settings: GenerationSettings,
                        log: Callable[[str], None] | None = None) -> list[GeneratedAudio]:
-    """``settings.streams`` streams per sequence, ``settings.batch_size`` at a time;
-    ``settings`` must be :meth:`~.settings.GenerationSettings.resolved`, the sequences cut
-    to ``settings.seconds`` (``PhoneSequence.truncated``)."""
+    """``settings.streams`` streams per sequence, ``settings.batch_size`` at a time, each at
+    most ``settings.seconds``; ``settings`` must be :meth:`~.settings.GenerationSettings.resolved`."""
     if not sequences:
         raise GenerationError("nothing to generate: no sequence given")
     s = settings
-    items = [(q, k) for q in sequences for k in range(s.streams)]
+    items = [(q, k) for q in [q.truncated(s.seconds, s.sample_rate) for q in sequences] for k in range(s.streams)]
     n_batches = -(-len(items) // s.batch_size)
     results: list[GeneratedAudio] = []
     for b, b0 in enumerate(range(0, len(items), s.batch_size)):
@@ -107,4 +106,4 @@ def generate_for_sequence(model: nn.Module, prepared: PreparedDataset, seq_index
     callback; the model's hyperparameters, else the dataset's."""
     seq = sequence_from_prepared(prepared, seq_index)
     s = settings.resolved(hparams_of(model), [seq.reference], prepared)
-    return generate_sequences(model, [seq.truncated(s.seconds, s.sample_rate)], s)[0]
+    return generate_sequences(model, [seq], s)[0]

@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import PreparedDataset
-from .settings import GenerationError
+from .settings import GenerationError, hparams_of
 
 
-def load_model(ckpt: str | Path, device: str = "cpu"):
-    """The ``WaveformPredictor`` of a Lightning checkpoint, in eval mode; a missing, truncated
-    or foreign file is a :class:`GenerationError` naming it."""
+def load_model(ckpt: str | Path, prepared: PreparedDataset, device: str = "cpu",
+               allow_different: bool = False) -> tuple[object, dict, list[str]]:
+    """(the ``WaveformPredictor`` of a Lightning checkpoint in eval mode, its hyperparameters,
+    notes) after :func:`check_data`; a missing, truncated or foreign file is a
+    :class:`GenerationError` naming it."""
     from ..models import WaveformPredictor
 
     ckpt = Path(ckpt)
@@ -25,7 +27,8 @@ def load_model(ckpt: str | Path, device: str = "cpu"):
         raise GenerationError(f"{ckpt}: not a readable WaveformPredictor checkpoint ({reason})") from None
     if model.net is None:
         raise GenerationError(f"{ckpt}: the checkpoint has no network (window / n_phone_ids unset)")
-    return model.eval()
+    hp = hparams_of(model)
+    return model.eval(), hp, check_data(hp, prepared, allow_different)
 
 
 def check_data(hp: dict, prepared: PreparedDataset, allow_different: bool) -> list[str]:

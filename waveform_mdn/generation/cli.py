@@ -1,6 +1,5 @@
-"""``waveform-mdn generate`` and ``waveform-mdn evaluate`` (``docs/generation.md``). Bad input
-raises :class:`~data_prep.errors.InputError` before the first sample; ``waveform_mdn.cli``
-reports it (exit 2). ``--threads`` is applied here: the library changes no process setting."""
+"""``waveform-mdn generate`` and ``evaluate`` (``docs/generation.md``); ``--threads`` is
+applied here: the library changes no process setting."""
 
 from __future__ import annotations
 
@@ -15,10 +14,10 @@ import torch
 from ..contract import MEASUREMENTS_FILE
 from ..data import PreparedDataset
 from .batching import generate_sequences
-from .checkpoint import check_data, load_model
+from .checkpoint import load_model
 from .engine import noise_variance
 from .inputs import phone_durations, sequence_from_inline, sequence_from_phn, sequence_from_prepared
-from .settings import MODES, PRIMES, VARIANCES, GenerationError, GenerationSettings, hparams_of
+from .settings import MODES, PRIMES, VARIANCES, GenerationError, GenerationSettings
 from .writers import measure_wavs, remeasure, write_streams
 
 
@@ -123,12 +122,9 @@ def run_generate(a: argparse.Namespace) -> int:
     settings = settings_of(a)
     out = output_directory(a.out)
     prepared = PreparedDataset(a.data)
-    model = load_model(a.ckpt, settings.device)
-    hp = hparams_of(model)
-    notes = check_data(hp, prepared, a.allow_different_data)
+    model, hp, notes = load_model(a.ckpt, prepared, settings.device, a.allow_different_data)
     seqs, selection = _sequences(a, prepared, hp, notes)
     s = settings.resolved(hp, [q.reference for q in seqs], prepared)
-    seqs = [q.truncated(s.seconds, s.sample_rate) for q in seqs]
     head = model.net.head
     head_name = hp.get("head") or getattr(head, "name", "?")
     if hasattr(head, "valid_mse") and s.mode == "sample" and s.gaussian_variance == "valid" \

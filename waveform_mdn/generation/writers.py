@@ -20,16 +20,7 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "gen"
 
 
-def measure_entry(wav: Path, reference: Path | None, base: Path, judges: bool = False,
-                  intended_phones: Sequence[str] | None = None) -> dict[str, Any]:
-    """``audio_metrics.measure_files`` of one file, paths made relative to ``base``."""
-    from ..audio_metrics import measure_files
-
-    m = measure_files(wav, reference, judges=judges, intended_phones=intended_phones)
-    m.pop("file", None)
-    m["wav"] = os.path.relpath(wav, base)
-    m["reference"] = None if reference is None else os.path.relpath(reference, base)
-    return m
+KEPT = ("clipped", "nonfinite_replaced", "png", "info")  #: what re-measuring keeps of a ``files`` entry
 
 
 def recorded_phones(entry: dict) -> list[str] | None:
@@ -94,56 +85,54 @@ def write_streams(out: Path, gens: Sequence[GeneratedAudio], s: GenerationSettin
                 if g.clipped else "") + (f", {g.nonfinite_replaced} NON-FINITE draws replaced"
                                          if g.nonfinite_replaced else "") + ")")
     if s.measure:
-        from ..audio_metrics import per_file_progress
-
-        for entry in per_file_progress(files, len(files), enabled=log is not None):
-            entry.update(measure_entry(out / entry["wav"], out / entry["reference"] if entry["reference"] else None,
-                                       out, s.judges, recorded_phones(entry)))
+        files = measured(files, out, out, s.judges, log is not None)
     if record is not None:
         write_json(out / MEASUREMENTS_FILE, {**record, "files": files})
     return files
 
 
-def remeasure(path: Path, out: Path | None = None, progress: bool = False, judges: bool = False) -> Path:
-    """Re-measure the files of a generation directory (or its ``measurements.json``) into
-    ``out`` (default: in place), judged against their recorded phones; returns where it went."""
-    from ..audio_metrics import per_file_progress
+def measured(entries: Sequence[dict], base: Path, out_dir: Path, judges: bool, progress: bool) -> list[dict]:
+    """``entries`` (``wav``, ``reference`` under ``base``) measured by ``audio_metrics``, their
+    paths made relative to ``out_dir``, what is not a measurement (:data:`KEPT`) kept. The
+    judges' intended phones: the entry's, those of the record beside its WAV, else a ``.PHN``'s."""
+    from ..audio_metrics import measure_files, per_file_progress
 
-    meas = path / MEASUREMENTS_FILE if path.is_dir() else path
-    if not meas.is_file():
-        raise GenerationError(f"{meas}: not found")
-    data, base = read_record(meas), meas.parent
-    out = out or meas
-    new_files = []
-    for entry in per_file_progress(data.get("files", []), len(data.get("files", [])), enabled=progress):
-        ref = base / entry["reference"] if entry.get("reference") else None
-        m = measure_entry(base / entry["wav"], ref, out.parent, judges, recorded_phones(entry))
-        m.update({k: entry[k] for k in ("clipped", "nonfinite_replaced", "png", "info") if k in entry})
-        new_files.append(m)
-    write_json(out, {**data, "files": new_files})
-    return out
+    files = []
+    for e in per_file_progress(entries, len(entries), enabled=progress):
+        wav, ref = base / e["wav"], base / e["reference"] if e.get("reference") else None
+        phones = recorded_phones(e) if "info" in e else _phones_on_record(wav) if judges else None
+        m = measure_files(wav, ref, judges=judges, intended_phones=phones)
+        del m["file"]
+        files.append({**m, "wav": os.path.relpath(wav, out_dir), "reference": ref and os.path.relpath(ref, out_dir),
+                      **{k: e[k] for k in KEPT if k in e}})
+    return files
 
 
 def _phones_on_record(wav: Path) -> list[str] | None:
     """``wav``'s intended phones in the generation record beside it, if it has one."""
-    meas = wav.parent / MEASUREMENTS_FILE
+    meas, wav = wav.parent / MEASUREMENTS_FILE, wav.resolve()
     entries = read_record(meas).get("files", []) if meas.is_file() else []
     return next((recorded_phones(e) for e in entries if (wav.parent / e.get("wav", "")).resolve() == wav), None)
 
 
+def remeasure(path: Path, out: Path | None = None, progress: bool = False, judges: bool = False) -> Path:
+    """Re-measure the files of a generation directory (or its ``measurements.json``) into
+    ``out`` (default: in place); returns where it went."""
+    meas = path / MEASUREMENTS_FILE if path.is_dir() else path
+    if not meas.is_file():
+        raise GenerationError(f"{meas}: not found")
+    data, out = read_record(meas), out or meas
+    write_json(out, {**data, "files": measured(data.get("files", []), meas.parent, out.parent, judges, progress)})
+    return out
+
+
 def measure_wavs(wavs: Sequence[Path], references: Sequence[Path], out: Path, progress: bool = False,
                  judges: bool = False) -> int:
-    """Measure WAV files (against one reference for all, or one each) into ``out``; the
-    judges' intended phones from the generation record beside a file, else its ``.PHN``."""
-    from ..audio_metrics import per_file_progress
-
+    """Measure WAV files (against one reference for all, or one each) into ``out``."""
     if references and len(references) not in (1, len(wavs)):
         raise GenerationError(f"{len(references)} references for {len(wavs)} files: give one, or one per file")
-    files = []
-    for i, wav in per_file_progress(list(enumerate(wavs)), len(wavs), enabled=progress):
-        ref = references[0] if len(references) == 1 else (references[i] if references else None)
-        wav = wav.resolve()
-        files.append(measure_entry(wav, None if ref is None else ref.resolve(), out.resolve().parent, judges,
-                                   _phones_on_record(wav) if judges else None))
+    refs = list(references) * len(wavs) if len(references) == 1 else list(references) or [None] * len(wavs)
+    entries = [{"wav": str(w), "reference": r and str(r)} for w, r in zip(wavs, refs)]
+    files = measured(entries, Path(), out.parent, judges, progress)
     write_json(out, {"checkpoint": None, "data_fingerprint": None, "head": None, "settings": {}, "files": files})
     return len(files)
