@@ -33,8 +33,8 @@ class GeneratedAudio:
 
 
 class StepBar:
-    """A tqdm bar (stderr) of one batch: samples done, times real time; redrawn every 0.5 s
-    on a terminal, every 30 s in a log file."""
+    """A tqdm bar (stderr) of one batch: samples done, steps, times real time; redrawn every
+    0.5 s on a terminal, every 30 s in a log file."""
 
     def __init__(self, desc: str, streams: int, steps: int, sample_rate: int):
         from tqdm import tqdm
@@ -43,21 +43,14 @@ class StepBar:
         self.streams, self.steps, self.total, self.sample_rate = streams, 0, steps, sample_rate
         self.bar = tqdm(total=steps * streams, desc=desc, unit="sample", unit_scale=True, file=sys.stderr,
                         mininterval=0.5 if tty else 30.0, dynamic_ncols=tty)
-        self.t0 = self.last = time.perf_counter()
+        self.t0 = time.perf_counter()
 
     def __call__(self, steps: int) -> None:
         self.steps += steps
-        self.bar.update(steps * self.streams)
-        if time.perf_counter() - self.last >= 0.5:
-            self.close(keep_open=True)
-
-    def close(self, keep_open: bool = False) -> None:
-        self.last = time.perf_counter()
-        rate = self.steps * self.streams / max(self.last - self.t0, 1e-9)
+        rate = self.steps * self.streams / max(time.perf_counter() - self.t0, 1e-9)
         self.bar.set_postfix_str(f"step {self.steps:,}/{self.total:,}, {rate / self.sample_rate:.1f}x real time",
                                  refresh=False)
-        if not keep_open:
-            self.bar.close()
+        self.bar.update(steps * self.streams)
 
 
 def generate_sequences(model: nn.Module, sequences: Sequence[PhoneSequence], settings: GenerationSettings,
@@ -89,7 +82,7 @@ def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: Generati
         y = generate(model, streams, s, stats=st, progress=bar)
     finally:
         if bar is not None:
-            bar.close()
+            bar.bar.close()
     if log is not None:
         log(f"generated {len(batch)} stream(s) x {st.steps} steps in {st.seconds:.2f} s "
             f"({st.samples_per_second:,.0f} samples/s)")
