@@ -161,6 +161,18 @@ def test_mlp_nll_uses_the_training_mse(demo_runs, scalars):
     assert train_nll == pytest.approx(0.5 * math.log(2 * math.pi * train_mse) + 0.5, rel=1e-5)
 
 
+def test_a_nonfinite_or_zero_training_mse_leaves_the_mlp_variance_unchanged():
+    """The MLP's noise variance takes the epoch's training MSE only when it is finite and > 0."""
+    model = WaveformPredictor(head="gaussian", hidden=[8], window=16, n_phone_ids=5)
+    var = model.head.var
+    for mse, expected in ((float("nan"), 1.0), (float("inf"), 1.0), (0.0, 1.0), (0.25, 0.25),
+                          (float("nan"), 0.25), (0.0, 0.25)):
+        model.train_metrics["mse"].reset()
+        model.train_metrics["mse"].update(torch.full((4,), mse))
+        model._set_variance()
+        assert float(var) == expected, mse
+
+
 def test_validate_subcommand_and_print_config(demo_runs, demo_prepared, capsys, tmp_path):
     run = demo_runs["mdn"]
     rc = train.main([
