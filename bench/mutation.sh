@@ -39,7 +39,7 @@ done
 
 # group -> modules to mutate (globs) | test files (those present at REV are used)
 declare -A MODULES TESTS DESELECT
-MODULES[heads]="waveform_mdn/heads.py waveform_mdn/heads/*"
+MODULES[heads]="waveform_mdn/heads/*"  # Normalisation (the 16-bit grid) is data_prep/audio_io.py: not mutated
 TESTS[heads]="tests/test_heads.py tests/test_heads_discretised.py tests/test_heads_generation.py
              tests/test_sampling_statistics.py tests/test_known_answers.py tests/test_head_contracts.py"
 MODULES[data]="waveform_mdn/data.py"
@@ -49,10 +49,11 @@ TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/te
 DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
 DESELECT[heads]="fit_logs_bits_beside_the_nll"  # fit's CLI fails on mutmut's copies of the heads (exit 2)
 MODULES[metrics]="waveform_mdn/audio_metrics/*"
-TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py tests/test_metric_file_errors.py"
+TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py tests/test_metric_file_errors.py
+                tests/test_judges.py"
 MODULES[spectral]="waveform_mdn/audio_metrics/spectral.py"  # LSD and MCD alone: "metrics" spends its time in pYIN
 TESTS[spectral]="${TESTS[metrics]}"
-MODULES[compare]="waveform_mdn/compare/scalars.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
+MODULES[compare]="waveform_mdn/compare/runs.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
 TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py"
 
 PY="$REPO/.venv/bin/python"
