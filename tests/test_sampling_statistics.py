@@ -19,33 +19,17 @@ import pytest
 import scipy.special
 import scipy.stats
 import torch
-import torch.nn.functional as F
 
 from waveform_mdn.data import NextSampleDataset, PreparedDataset
-from waveform_mdn.heads import HEADS, Head, register_head
+from waveform_mdn.heads import HEADS
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
 MIN_SCALE = 1e-3
 P_MIN = 1e-3  #: smallest p-value accepted (the outcomes are fixed by the seeds)
 N_DRAWS = 7680
-LAPLACE = "test_statistics_laplace"
+LAPLACE = "test_laplace"  #: conftest's laplace_head: it samples through the base class (inverse CDF)
 KNOWN = ("gaussian", "mixture", "logistic_mixture", "mulaw_softmax", LAPLACE)  #: heads with a hand-written law here
-
-
-@register_head(LAPLACE)
-class LaplaceOnlyDistribution(Head):
-    """A head as the docs write a new one (``params`` and ``distribution_from_params``
-    only): it samples through the base class (inverse CDF of one uniform number)."""
-
-    n_outputs = 2
-
-    def params(self, features):
-        loc, raw = self.project(features).unbind(-1)
-        return loc, F.softplus(raw) + self.min_scale
-
-    def distribution_from_params(self, params):
-        return torch.distributions.Laplace(*params, validate_args=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP thread (conftest)
@@ -163,8 +147,8 @@ def check_law(head: str, model, draws: np.ndarray, proj: np.ndarray, tw: float, 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 0.0])
 @pytest.mark.parametrize("at_floor", [False, True], ids=["scales", "floor"])
-@pytest.mark.parametrize("head", sorted(HEADS))
-def test_draws_follow_the_tempered_predictive_distribution(prepared, head, at_floor, temperature):
+@pytest.mark.parametrize("head", sorted({*HEADS, LAPLACE}))
+def test_draws_follow_the_tempered_predictive_distribution(prepared, head, at_floor, temperature, laplace_head):
     if head not in KNOWN and (at_floor or temperature != 1.0):
         pytest.skip(f"head {head!r}: no hand-written law here, only its own CDF at T = 1")
     if at_floor and head == "mulaw_softmax":
