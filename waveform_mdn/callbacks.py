@@ -1,6 +1,4 @@
-"""The training run's audio: every ``every_n_epochs`` validations, a clip of one validation
-sequence (teacher-forced mean and draw through ``Predictor.params``, free-running through the
-generation engine) as TensorBoard audio and figures (``docs/training.md``)."""
+"""The training run's audio and figures in TensorBoard (``docs/training.md``)."""
 
 from __future__ import annotations
 
@@ -18,13 +16,9 @@ ZOOM_MS = 30.0
 
 
 class PredictionAudioLogger(Callback):
-    """Logs ``audio/target`` (once), ``audio/teacher_forced_{mean,sample}``,
-    ``figures/teacher_forced`` and, with ``free_running``, ``audio/free_running`` and
-    ``figures/free_running``; after the module's epoch end, so the MLP's noise is this
-    validation's MSE. ``sequence``: its id (None: the first); ``seconds`` long from
-    ``offset_seconds``; draws seeded ``seed``; ``every_n_epochs`` 0 disables it. With
-    ``judges``, the epoch's free-running clips' mean ``audio/dnsmos_ovrl`` and
-    ``audio/phone_error_rate`` are logged at its end; a score no clip got is not logged."""
+    """The clips and figures of ``docs/training.md`` (``audio.*``), logged after the module's
+    epoch end so the MLP's noise is this validation's MSE; ``every_n_epochs`` 0 disables it.
+    With ``judges``, the epoch's mean judges' scores (a score no clip got is not logged)."""
 
     def __init__(self, every_n_epochs: int = 10, sequence: str | None = None, seconds: float = 1.0,
                  offset_seconds: float = 0.0, figure: bool = True, seed: int = 0, free_running: bool = True,

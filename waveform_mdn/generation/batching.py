@@ -15,7 +15,7 @@ from data_prep.audio_io import Normalisation
 from ..data import PreparedDataset
 from .engine import GenerationStats, generate
 from .inputs import PhoneSequence, batch_streams, sequence_from_prepared
-from .settings import GenerationError, GenerationSettings, hparams_of
+from .settings import GenerationSettings, hparams_of
 
 
 @dataclass
@@ -57,8 +57,6 @@ def generate_sequences(model: nn.Module, sequences: Sequence[PhoneSequence], set
                        log: Callable[[str], None] | None = None) -> list[GeneratedAudio]:
     """``settings.streams`` streams per sequence, ``settings.batch_size`` at a time, each at
     most ``settings.seconds``; ``settings`` must be :meth:`~.settings.GenerationSettings.resolved`."""
-    if not sequences:
-        raise GenerationError("nothing to generate: no sequence given")
     s = settings
     items = [(q, k) for q in [q.truncated(s.seconds, s.sample_rate) for q in sequences] for k in range(s.streams)]
     n_batches = -(-len(items) // s.batch_size)

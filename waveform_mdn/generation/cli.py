@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ def parser_generate() -> argparse.ArgumentParser:
     """The ``generate`` options (``docs/generation.md`` explains each)."""
     p = argparse.ArgumentParser(prog="waveform-mdn generate",
                                 description="Generate audio sample by sample from a checkpoint and a phone sequence.")
-    add = p.add_argument
+    add, D = p.add_argument, GenerationSettings
     add("--ckpt", required=True, help="Lightning checkpoint of a WaveformPredictor")
     add("--data", required=True, help="prepared dataset (phone set, utterances, normalisation)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -40,50 +41,46 @@ def parser_generate() -> argparse.ArgumentParser:
     src.add_argument("--text", help='words to say ("she had your dark suit")')
     add("--limit", type=int, default=None, help="at most this many sequences (with --split)")
     add("--prime", choices=PRIMES, default=None, help="first window (default: real with a reference, else silence)")
-    add("--mode", choices=MODES, default="sample", help="a draw (default), the mean, the top component's mean")
-    add("--temperature-weights", type=float, default=1.0, help="divides the mixture logits (0: the top component)")
-    add("--temperature-scales", type=float, default=1.0, help="multiplies the scales (0: no noise)")
-    add("--gaussian-variance", choices=VARIANCES, default="valid", help="the MLP's noise: validation or training MSE")
-    add("--streams", type=int, default=1, help="streams per sequence (seeds SEED .. SEED+N-1)")
-    add("--seed", type=int, default=0)
-    add("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    add("--mode", choices=MODES, default=D.mode, help="a draw (default), the mean, the top component's mean")
+    add("--temperature-weights", type=float, default=D.temperature_weights,
+        help="divides the mixture logits (0: the top component)")
+    add("--temperature-scales", type=float, default=D.temperature_scales, help="multiplies the scales (0: no noise)")
+    add("--gaussian-variance", choices=VARIANCES, default=D.gaussian_variance,
+        help="the MLP's noise: validation or training MSE")
+    add("--streams", type=int, default=D.streams, help="streams per sequence (seeds SEED .. SEED+N-1)")
+    add("--seed", type=int, default=D.seed)
+    add("--device", default=D.device, help="cpu (default), cuda, cuda:1, ...")
     add("--threads", type=int, default=1, help="CPU threads (default 1; 2+ help only many streams on idle cores)")
-    add("--batch-size", type=int, default=64, help="streams generated together (default 64)")
+    add("--batch-size", type=int, default=D.batch_size, help=f"streams generated together (default {D.batch_size})")
     add("--seconds", type=float, default=None, help="generate at most this many seconds per sequence")
     add("--png", action="store_true", help="also write OUT/<name>.png (waveform + spectrogram)")
-    add("--no-measure", action="store_true", help="skip the measurements (still writes the JSON)")
+    add("--no-measure", dest="measure", action="store_false", help="skip the measurements (still writes the JSON)")
     _judges_flag(p)
     add("--allow-different-data", action="store_true", help="generate even if --data is not the checkpoint's data")
-    add("--quiet", action="store_true", help="no progress bars and no progress lines on stderr")
+    add("--quiet", dest="progress", action="store_false", help="no progress bars and no progress lines on stderr")
     add("--out", required=True, help="output directory")
     return p
 
 
 def settings_of(a: argparse.Namespace) -> GenerationSettings:
-    """The one settings object of a ``generate`` command line (checked)."""
+    """The one settings object of a ``generate`` command line (checked): the options named
+    like its fields."""
     if a.threads < 1:
         raise GenerationError("--threads must be at least 1")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise GenerationError("--device cuda: no CUDA device is available here")
-    return GenerationSettings(mode=a.mode, temperature_weights=a.temperature_weights,
-                              temperature_scales=a.temperature_scales, gaussian_variance=a.gaussian_variance,
-                              prime=a.prime, seed=a.seed, streams=a.streams, batch_size=a.batch_size,
-                              seconds=a.seconds, device=a.device, progress=not a.quiet,
-                              measure=not a.no_measure, judges=a.judges)
+    return GenerationSettings(**{f.name: getattr(a, f.name) for f in fields(GenerationSettings) if hasattr(a, f.name)})
 
 
 def output_directory(out: str | Path) -> Path:
     """``out`` made and proven writable before any long work."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GenerationError(f"--out {out}: exists and is not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise GenerationError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    except OSError as e:  # a file there, or above it
+        raise GenerationError(f"--out {out}: cannot make the directory ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise GenerationError(f"--out {out}: cannot write there")
     return out
 
 
@@ -132,7 +129,7 @@ def run_generate(a: argparse.Namespace) -> int:
         notes.append("the checkpoint holds no validation MSE: the MLP's noise uses the training MSE")
     for note in notes:
         _log(f"note: {note}")
-    log = None if a.quiet else _log
+    log = _log if s.progress else None
     if log is not None:
         log(f"{len(seqs)} sequence(s) x {s.streams} stream(s), head {head_name}, mode {s.mode}, prime {s.prime}, "
             f"device {s.device}" + (f"; phones {selection['phones']}" if a.text else ""))
@@ -179,7 +176,7 @@ def parser_evaluate() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="a generation directory / measurements.json, or WAV files")
     p.add_argument("--reference", nargs="+", default=None, help="reference WAV(s): one for all files, or one per file")
     p.add_argument("--out", default=None, help="JSON to write (default: the directory's measurements.json)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
     _judges_flag(p)
     return p
 
@@ -187,10 +184,10 @@ def parser_evaluate() -> argparse.ArgumentParser:
 def run_evaluate(a: argparse.Namespace) -> int:
     paths, out = [Path(x) for x in a.paths], Path(a.out) if a.out else None
     if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix == ".json"):
-        print(f"re-measured the files of {paths[0]} -> {remeasure(paths[0], out, not a.quiet, a.judges)}")
+        print(f"re-measured the files of {paths[0]} -> {remeasure(paths[0], out, a.progress, a.judges)}")
         return 0
     out = out or Path(MEASUREMENTS_FILE)
-    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, not a.quiet, a.judges)
+    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, a.progress, a.judges)
     print(f"measured {n} file(s) -> {out}")
     return 0
 

@@ -9,17 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..predictor import Predictor
 from .inputs import Streams
-from .settings import GenerationError, GenerationSettings
+from .settings import GenerationSettings
 
 BLOCK = 256  #: each stream's generator draws the noise of this many steps at a time
 BIAS_BYTES = 1 << 18  #: context rows prepared per chunk: about this much
-FAR = 3.0e38  #: the clip bounds when there are none
 
 
 @dataclass
@@ -57,20 +55,6 @@ class StreamNoise:
         return out.to(self.device)
 
 
-def stream_seeds(seed: int | Sequence[int], n_streams: int) -> list[int]:
-    """One int: stream ``k`` gets ``seed + k``; or one seed per stream."""
-    if isinstance(seed, (int, np.integer)):
-        return [int(seed) + k for k in range(n_streams)]
-    if len(seed) != n_streams:
-        raise GenerationError(f"{len(seed)} seeds for {n_streams} streams")
-    return [int(s) for s in seed]
-
-
-def predictor_of(model: nn.Module) -> Predictor:
-    """The ``Predictor`` of a ``WaveformPredictor`` (its ``.net``), or the Predictor itself."""
-    return model if isinstance(model, Predictor) else model.net
-
-
 def value_function(head: nn.Module, s: GenerationSettings) -> Callable[[tuple, Tensor | None], Tensor]:
     """``(params, noise) -> value``: the head's sampler, tempered mean or mode."""
     tw, ts = float(s.temperature_weights), float(s.temperature_scales)
@@ -104,23 +88,13 @@ def _buffer(net: Predictor, streams: Streams) -> tuple[dict, Tensor, int]:
     c, n, W = streams.contexts, streams.n, net.window
     N = next((int(v.shape[0]) for v in (*c.values(), streams.prime, streams.given) if v is not None), 1)
     needed = list(net.phone_fields) + (["position"] if net.use_position else [])
-    if [f for f in needed if c.get(f) is None]:
-        raise GenerationError(f"contexts lack the fields {[f for f in needed if c.get(f) is None]} this model uses")
-    for f in needed:
-        if c[f].dim() != 2 or c[f].shape[0] != N or c[f].shape[1] < n:
-            raise GenerationError(f"contexts[{f!r}] must be [N, n_samples] = [{N}, {n}], not {list(c[f].shape)}")
     buf = torch.zeros(N, W + n, device=net.window_proj.weight.device, dtype=net.window_proj.weight.dtype)
-    prime, given = streams.prime, streams.given
-    if prime is not None:
-        if tuple(prime.shape) != (N, W):
-            raise GenerationError(f"prime must be [N, W] = [{N}, {W}], not {list(prime.shape)}")
-        buf[:, :W] = prime
-    start = 0 if given is None else min(int(given.shape[1]), n)
-    if given is not None:
-        if given.dim() != 2 or given.shape[0] != N:
-            raise GenerationError(f"given must be [N, P] with N = {N}")
-        buf[:, W : W + start] = given[:, :start]
-    return {f: torch.as_tensor(c[f])[:, :n].t().to(buf.device) for f in needed}, buf, start
+    if streams.prime is not None:
+        buf[:, :W] = streams.prime
+    start = 0 if streams.given is None else min(int(streams.given.shape[1]), n)
+    if streams.given is not None:
+        buf[:, W : W + start] = streams.given[:, :start]
+    return {f: torch.as_tensor(c[f])[:, :n].t().to(buf.device) for f in needed if f in c}, buf, start
 
 
 def generate(model: nn.Module, streams: Streams, settings: GenerationSettings = GenerationSettings(), *,
@@ -128,13 +102,13 @@ def generate(model: nn.Module, streams: Streams, settings: GenerationSettings = 
     """``[N, n]`` normalised samples of the :class:`~.inputs.Streams`, free-running. A
     non-finite value is replaced (0, or the clip bound) and counted in ``stats``;
     ``progress(steps)`` after each chunk. Changes no process-wide setting."""
-    net = predictor_of(model)
+    net = model if isinstance(model, Predictor) else model.net
     W, n, t0 = net.window, int(streams.n), time.perf_counter()
     with noise_variance(net.head, settings.gaussian_variance), torch.inference_mode():
         ctx, buf, start = _buffer(net, streams)
         N = buf.shape[0]
-        seeds = stream_seeds(settings.seed if streams.seeds is None else streams.seeds, N)
-        lo, hi = (float(streams.clip[0]), float(streams.clip[1])) if streams.clip is not None else (-FAR, FAR)
+        seeds = [settings.seed + k for k in range(N)] if streams.seeds is None else [int(x) for x in streams.seeds]
+        lo, hi = map(float, streams.clip or (-3.0e38, 3.0e38))
         noise = StreamNoise(net.head, seeds, buf.device) if settings.mode == "sample" else None
         if noise is not None:
             noise.take(start)  # the noise of position t is the stream's t-th draw

@@ -1,5 +1,4 @@
-"""What to generate: phone sequences (prepared data, TIMIT ``.PHN``, inline phones), their
-phone context per position, and the prime (the window before the first generated sample)."""
+"""What to generate: phone sequences, their phone context per position, and the prime."""
 
 from __future__ import annotations
 
@@ -12,8 +11,8 @@ import torch
 from torch import Tensor
 
 from data_prep.audio_io import Normalisation, int16_to_float
-from ..data import CONTEXT_FIELDS, CONTEXT_MODES, PreparedDataset, phone_context
-from .settings import PRIMES, GenerationError, GenerationSettings
+from ..data import CONTEXT_FIELDS, PreparedDataset, phone_context
+from .settings import GenerationError, GenerationSettings
 
 NOISE_RMS = 1e-3  #: raw RMS (full scale 1.0) of the "noise" prime: -60 dBFS
 
@@ -193,8 +192,6 @@ def sequence_contexts(sequences: Sequence[PhoneSequence], n: int, context: str =
                       window: int = 240) -> dict[str, Tensor]:
     """Phone context (``data.phone_context``, the one definition) of positions ``0 .. n-1``,
     ``[N, n]`` per field; positions past a sequence's end get its last segment."""
-    if context not in CONTEXT_MODES:
-        raise GenerationError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
     t = torch.arange(n, dtype=torch.int64)
     ctx = [phone_context(torch.from_numpy(np.ascontiguousarray(s.segments, dtype=np.int64)), t,
                          torch.zeros_like(t), context, window) for s in sequences]
@@ -211,8 +208,6 @@ def make_prime(kind: str, n_streams: int, window: int, mean: float, std: float, 
     for k, s in enumerate(seeds if kind == "noise" else []):
         prime[k] = norm.normalise(NOISE_RMS * torch.randn(window, generator=torch.Generator().manual_seed(s + 2**32)))
     if kind != "real":
-        if kind not in PRIMES:
-            raise GenerationError(f"prime must be one of {PRIMES}, not {kind!r}")
         return prime, None
     refs = list(references or [])
     if len(refs) != n_streams or any(r is None for r in refs):

@@ -18,13 +18,9 @@ class GenerationError(InputError):
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """``mode``: a draw, the tempered mean, or the most probable component's mean;
-    ``temperature_weights`` divides mixture logits, ``temperature_scales`` multiplies scales
-    (0: none); ``gaussian_variance``: the MLP's noise (validation or training MSE);
-    ``prime``/``context``/``norm``/``sample_rate``: ``None`` until :meth:`resolved` fills them from the model;
-    stream ``k`` of a sequence is seeded ``seed + k``; ``batch_size`` streams run together;
-    ``chunk``: steps per chunk (the result does not depend on it); ``measure``/``judges``:
-    whether ``generate`` measures its files, and with the judges (docs/judges.md)."""
+    """The fields are ``generate``'s options (``docs/generation.md``); ``prime``, ``context``,
+    ``norm`` and ``sample_rate`` are ``None`` until :meth:`resolved` fills them from the model;
+    ``chunk``: steps per chunk (the result does not depend on it)."""
 
     mode: str = "sample"
     temperature_weights: float = 1.0

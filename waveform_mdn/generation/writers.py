@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from data_prep.audio_io import int16_to_float, write_json, write_wav
 from ..contract import MEASUREMENTS_FILE, REFERENCE_DIR
+from ..figures import audio_image
 from .batching import GeneratedAudio
 from .settings import GenerationError, GenerationSettings
 
@@ -37,12 +38,6 @@ def read_record(meas: Path) -> dict:
         raise GenerationError(f"{meas}: cannot read the generation record ({e})") from None
 
 
-def _image(audio, sample_rate: int, png: Path, title: str) -> None:
-    from ..figures import audio_image
-
-    audio_image(audio, sample_rate, png, title)
-
-
 def _reference(g: GeneratedAudio, out: Path, sample_rate: int, png: bool, written: dict[int, Path]) -> Path | None:
     """The reference WAV of ``g``'s sequence (and its PNG), written once per sequence."""
     seq = g.sequence
@@ -50,7 +45,7 @@ def _reference(g: GeneratedAudio, out: Path, sample_rate: int, png: bool, writte
         written[id(seq)] = out / REFERENCE_DIR / f"{safe_name(seq.name)}.wav"
         write_wav(written[id(seq)], int16_to_float(seq.reference), sample_rate)
         if png:
-            _image(int16_to_float(seq.reference), sample_rate, written[id(seq)].with_suffix(".png"),
+            audio_image(int16_to_float(seq.reference), sample_rate, written[id(seq)].with_suffix(".png"),
                    f"{seq.name} (reference)")
     return written.get(id(seq))
 
@@ -73,7 +68,7 @@ def write_streams(out: Path, gens: Sequence[GeneratedAudio], s: GenerationSettin
                                  "reference": None if ref is None else os.path.relpath(ref, out),
                                  "clipped": g.clipped, "nonfinite_replaced": g.nonfinite_replaced}
         if png_label is not None:
-            _image(g.audio, sample_rate, wav.with_suffix(".png"), f"{g.name} ({png_label}, seed {g.seed})")
+            audio_image(g.audio, sample_rate, wav.with_suffix(".png"), f"{g.name} ({png_label}, seed {g.seed})")
             entry["png"] = os.path.relpath(wav.with_suffix(".png"), out)
         entry["info"] = {"sequence": g.sequence.name, "source": g.sequence.source, "stream": g.stream,
                          "seed": g.seed, "samples": int(len(g.audio)), "generated_from": g.start}
