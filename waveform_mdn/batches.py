@@ -29,8 +29,6 @@ class IndexBatchSampler:
         joined = dist.is_available() and dist.is_initialized()
         self.rank = int(rank if rank is not None else dist.get_rank() if joined else 0)
         self.num_replicas = int(world_size if world_size is not None else dist.get_world_size() if joined else 1)
-        if not 0 <= self.rank < self.num_replicas:
-            raise ValueError(f"rank {self.rank} out of range for world size {self.num_replicas}")
         self.n, self.batch_size, self.shuffle, self.seed = int(n), int(batch_size), bool(shuffle), int(seed)
         self.drop_last, self.stride, self.group = bool(drop_last), int(stride), max(int(group), 1)
         self.n_eval = math.ceil(self.n / self.stride)

@@ -16,10 +16,8 @@ from data_prep import FORMAT_VERSION
 from data_prep.audio_io import Normalisation
 from data_prep.errors import InputError
 
-PAD_MODES = ("skip", "zero")
 CONTEXT_MODES = ("target", "window_start")  #: the reference point of the phone context
 CONTEXT_FIELDS = ("phone", "next_phone", "prev_phone", "position")  #: what :func:`phone_context` gives
-SPLITS = ("train", "valid")
 
 
 class NotPreparedError(InputError, FileNotFoundError):
@@ -89,8 +87,8 @@ class PreparedDataset:
         return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def sequence_indices(self, split: str | None = None) -> list[int]:
-        if split is not None and split not in SPLITS:
-            raise InputError(f"split must be one of {SPLITS} or None, not {split!r}")
+        if split not in ("train", "valid", None):
+            raise InputError(f"split must be one of ('train', 'valid') or None, not {split!r}")
         return [i for i, s in enumerate(self.sequences) if split is None or s["split"] == split]
 
     def sequence_wave(self, i: int) -> np.ndarray:
@@ -139,8 +137,8 @@ class NextSampleDataset(torch.utils.data.Dataset):
                  window: int | None = None, pad: str = "skip", context: str = "target",
                  sequences: list[int] | None = None, in_memory: bool = False):
         prepared = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
-        if pad not in PAD_MODES:
-            raise InputError(f"pad must be one of {PAD_MODES}, not {pad!r}")
+        if pad not in ("skip", "zero"):
+            raise InputError(f"pad must be 'skip' or 'zero', not {pad!r}")
         if context not in CONTEXT_MODES:
             raise InputError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
         self.prepared, self.pad, self.context, self.split = prepared, pad, context, split

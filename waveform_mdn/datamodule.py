@@ -94,25 +94,19 @@ class WaveformDataModule(pl.LightningDataModule):
         if stage in (None, "fit", "validate") and self.valid_dataset is None:
             self.valid_dataset = self._dataset("valid")
 
-    def _sampler(self, dataset: NextSampleDataset, train: bool) -> IndexBatchSampler:
+    def _loader(self, dataset: NextSampleDataset, train: bool) -> ResumableLoader:
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
         bs = self.batch_size if train else self.val_batch_size
-        group = max(GATHER_EXAMPLES // bs, 1)
-        if train:
-            return IndexBatchSampler(len(dataset), bs, shuffle=True, seed=self.seed, drop_last=self.drop_last,
-                                     rank=rank, world_size=world, group=group)
-        return IndexBatchSampler(len(dataset), bs, shuffle=False, rank=rank, world_size=world,
-                                 stride=self.val_stride, group=group)
-
-    def _loader(self, dataset: NextSampleDataset, train: bool) -> ResumableLoader:
-        trainer = getattr(self, "trainer", None)
+        sampler = IndexBatchSampler(len(dataset), bs, shuffle=train, seed=self.seed if train else 0,
+                                    drop_last=train and self.drop_last, rank=rank, world_size=world,
+                                    stride=1 if train else self.val_stride, group=GATHER_EXAMPLES // bs)
         on_cuda = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
         workers: dict[str, Any] = {}
         if self.num_workers > 0:
             workers = {"num_workers": self.num_workers, "persistent_workers": self.persistent_workers,
                        "prefetch_factor": self.prefetch_factor}
-        return ResumableLoader(dataset, self._sampler(dataset, train),
+        return ResumableLoader(dataset, sampler,
                                pin_memory=on_cuda if self.pin_memory is None else self.pin_memory, **workers)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
