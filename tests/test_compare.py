@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from waveform_mdn import compare
 from waveform_mdn.cli import main as waveform_mdn_main
 from waveform_mdn.compare import CompareError, DataMismatchError, compare_runs, main
+from waveform_mdn.compare.runs import read_hparams, resolve_run_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -126,13 +126,13 @@ def _md_links(md: str) -> list[str]:
 
 
 def test_resolve_run_dir_picks_highest_numbered_version_with_metrics(runs):
-    chosen, note = compare.resolve_run_dir(runs["mlp"])
+    chosen, note = resolve_run_dir(runs["mlp"])
     assert chosen.name == "version_10"
     assert "version_10" in note and "version_11 without metrics.csv" in note
-    chosen, note = compare.resolve_run_dir(runs["mdn_v0"])
+    chosen, note = resolve_run_dir(runs["mdn_v0"])
     assert chosen == runs["mdn_v0"] and note is None
     with pytest.raises(CompareError, match=r"refs/metrics\.csv not found"):
-        compare.resolve_run_dir(runs["root"] / "refs")
+        resolve_run_dir(runs["root"] / "refs")
 
 
 def test_compare_runs_api(runs, tmp_path):
@@ -416,7 +416,7 @@ def test_hparams_that_differ_and_unreadable_checkpoints(runs, tmp_path):
                                                       "optimizer": {"lr": 0.01}}))
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "broken.ckpt").write_bytes(b"PK\x03\x04 not a checkpoint")
-    hp = compare.read_hparams(run)
+    hp = read_hparams(run)
     assert (hp["head"], hp["components"], hp["data_fingerprint"], hp["norm_std"], hp["hidden"]) == (
         "mixture", 4, FP, 0.05, [300, 300]) and "optimizer" not in hp
     res = compare_runs([run, runs["mdn"]], tmp_path / "report", names=["cfg", "mdn"])

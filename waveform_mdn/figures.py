@@ -13,21 +13,17 @@ from data_prep.audio_io import atomic_path, int16_to_float
 SPEC_DB = (-140, -20)  #: spectrogram colour scale (dB), the same for every figure
 
 
-def new_figure(width: float, height: float, layout: str | None = "constrained"):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout=layout)
-
-
 def waveform_figure(signals: Sequence[tuple[str, np.ndarray]], sample_rate: int, title: str = "",
                     zoom_ms: float | None = None, panel_size: tuple[float, float] = (10, 2.4),
                     fontsize: float | None = None, layout: str | None = "constrained"):
     """One row per ``(label, audio)`` (int16 or float): its waveform, then its spectrogram on
     :data:`SPEC_DB`; with ``zoom_ms``, a last panel overlays the middle ``zoom_ms`` ms of all.
     ``panel_size`` in inches; ``layout`` None places the axes by hand (faster)."""
+    from matplotlib.figure import Figure
+
     rows = [(label, int16_to_float(x)) for label, x in signals]
     n_axes = 2 * len(rows) + (1 if zoom_ms else 0)
-    axes = new_figure(panel_size[0], panel_size[1] * n_axes, layout).subplots(n_axes, 1, squeeze=False)[:, 0]
+    axes = Figure(figsize=(panel_size[0], panel_size[1] * n_axes), layout=layout).subplots(n_axes, 1, squeeze=False)[:, 0]
     nfft = 512 if sample_rate <= 24000 else 1024
     for r, (label, x) in enumerate(rows):
         wave, spec = axes[2 * r], axes[2 * r + 1]

@@ -3,7 +3,6 @@
 from .cli import main
 from .errors import CompareError, DataMismatchError
 from .report import compare_runs
-from .runs import Run, load_run, read_hparams, resolve_run_dir
+from .runs import load_run
 
-__all__ = ["compare_runs", "main", "CompareError", "DataMismatchError", "Run", "load_run", "read_hparams",
-           "resolve_run_dir"]
+__all__ = ["compare_runs", "main", "CompareError", "DataMismatchError", "load_run"]

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """``argv``: ``compare`` and its arguments, as :mod:`waveform_mdn.cli` passes them."""
     args = _parser().parse_args(argv[1:])
-    result = compare_runs(args.run_dirs, args.out, args.names and [n.strip() for n in args.names.split(",")],
+    result = compare_runs(args.run_dirs, args.out, args.names and args.names.split(","),
                           generated=args.generated, allow_different_data=args.allow_different_data,
                           title=args.title, page_rows=args.page_rows)
     print(result["table"] + "\n")

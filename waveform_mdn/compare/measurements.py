@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Sequence
 
 from ..audio_metrics import JUDGE_KEYS, METRIC_KEYS, REF_JUDGE_KEYS
 from ..contract import MEASUREMENTS_FILE
+from ..generation.writers import read_record
 from .errors import CompareError
 
 #: The generated-audio table's columns, the judges first (``recognised_phones`` is text).
@@ -72,9 +72,6 @@ class Measurements:
     def clipped_total(self) -> int:
         return int(sum(numeric(f.values.get("clipped")) or 0 for f in self.files))
 
-    def means(self) -> dict[str, float | None]:
-        return means(self.files)
-
 
 def load_measurements(path: Path, run_name: str) -> Measurements:
     """``path``: a generation directory or its ``measurements.json``; paths in it are
@@ -82,10 +79,7 @@ def load_measurements(path: Path, run_name: str) -> Measurements:
     file = path / MEASUREMENTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise CompareError(f"generated audio for run {run_name}: {file} not found")
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CompareError(f"cannot read {file}: {exc}") from exc
+    data = read_record(file)
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise CompareError(f"{file}: expected an object with a 'files' list")
     files = [AudioFile(*(file.parent / str(e[k]) if e.get(k) else None for k in ("wav", "reference")), e)

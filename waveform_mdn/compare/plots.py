@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import JUDGE_TAGS, METRICS
-from ..figures import new_figure, save_figure
-from .measurements import REF_KEYS
+from ..figures import save_figure
+from .measurements import REF_KEYS, means
 from .runs import Run
 from .tables import NATURAL
 
@@ -55,13 +55,14 @@ def _plot_panel(ax, runs: list[Run], title: str, tags: tuple[str, ...]) -> None:
 
 def plot_curves(runs: list[Run], path: Path) -> None:
     """One panel per metric (validation and training), then one per judge some run logged."""
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     panels = [(m, (f"val/{m}", f"train/{m}")) for m in METRICS]
     panels += [(t, (t,)) for t in JUDGE_TAGS if any(t in r.curves for r in runs)]
     n_cols = 4 if len(panels) <= 4 else 3
     n_rows = -(-len(panels) // n_cols)
-    axes = new_figure(5 * n_cols, 4.6 * n_rows).subplots(n_rows, n_cols, sharex=True, squeeze=False).ravel()
+    axes = Figure(figsize=(5 * n_cols, 4.6 * n_rows), layout="constrained").subplots(n_rows, n_cols, sharex=True, squeeze=False).ravel()
     for ax, (title, tags) in zip(axes, panels):
         _plot_panel(ax, runs, title, tags)
     for ax in axes[len(panels):]:
@@ -81,11 +82,13 @@ def plot_generated(gen_rows: list[tuple[str, Any, Any]], natural: dict | None, p
     """One panel per measurement natural speech has too: each set's mean and natural speech's
     (bars; points where a value is negative, as for levels in dB); False (nothing written)
     when no row has any."""
-    rows = [(label, m.means()) for label, _, m in gen_rows] + ([(NATURAL, natural["means"])] if natural else [])
+    from matplotlib.figure import Figure
+
+    rows = [(label, means(m.files)) for label, _, m in gen_rows] + ([(NATURAL, natural["means"])] if natural else [])
     keys = [k for k in REF_KEYS if any(m.get(k) is not None for _, m in rows)]
     if not keys:
         return False
-    fig = new_figure(3.2 * len(keys), 3.8)
+    fig = Figure(figsize=(3.2 * len(keys), 3.8), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     colors = ["0.55" if name == NATURAL else f"C{i % 10}" for i, (name, _) in enumerate(rows)]
     xs = list(range(len(rows)))

@@ -28,10 +28,7 @@ def publish(staging: Path, out_dir: Path, produced: list[str]) -> None:
     """Move the staged files into ``out_dir``: one rename when it does not exist yet, else
     ``media/`` first, then one atomic rename per file, report.html and report.md last."""
     if not out_dir.exists():
-        try:
-            return os.rename(staging, out_dir)
-        except OSError:
-            out_dir.mkdir(parents=True, exist_ok=True)
+        return os.rename(staging, out_dir)
     if (out_dir / MEDIA_DIR).is_dir():
         os.rename(out_dir / MEDIA_DIR, staging / f"{MEDIA_DIR}.old")  # removed with staging
     if (staging / MEDIA_DIR).is_dir():

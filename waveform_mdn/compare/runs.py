@@ -98,10 +98,9 @@ def resolve_run_dir(path: str | Path) -> tuple[Path, str | None]:
     names = ", ".join(p.name for _, p in versions)
     if not found:
         raise CompareError(f"{path / METRICS_FILE} not found" + (f", nor in {names}" if versions else ""))
-    note = (f"`{found[-1].name}` (its only version dir)" if len(versions) == 1 else
-            f"`{found[-1].name}` chosen: the highest-numbered of {names} with {METRICS_FILE}")
     skipped = [p.name for _, p in versions if p not in found]
-    return found[-1], note + (f" ({', '.join(skipped)} without {METRICS_FILE})" if skipped else "")
+    return found[-1], (f"`{found[-1].name}` chosen: the highest-numbered of {names} with {METRICS_FILE}"
+                       + (f" ({', '.join(skipped)} without {METRICS_FILE})" if skipped else ""))
 
 
 def read_hparams(run_dir: str | Path) -> dict[str, Any]:

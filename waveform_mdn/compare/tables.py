@@ -105,7 +105,7 @@ def generated_table(gen_rows: list[tuple[str, Run, Measurements]], natural: dict
     the natural speech row."""
     if not gen_rows:
         return None
-    all_means = [m.means() for _, _, m in gen_rows] + ([natural["means"]] if natural else [])
+    all_means = [means(m.files) for _, _, m in gen_rows] + ([natural["means"]] if natural else [])
     keys = [k for k in dict.fromkeys(k for m in all_means for k in m) if any(m.get(k) is not None for m in all_means)]
     rows = [[label, str(len(m.files)), str(m.clipped_total)] + [fmt(mm.get(k)) for k in keys]
             for (label, _, m), mm in zip(gen_rows, all_means)]
@@ -123,21 +123,19 @@ def build_report(runs: list[Run], title: str, warning: list[str], natural: dict 
 
 def run_summary(r: Run) -> dict[str, Any]:
     """A run in ``summary.json``: everything the report shows, the full curves, no NaN."""
-    def finite(d: dict) -> dict:
-        return {k: numeric(v) if isinstance(v, float) else v for k, v in d.items()}
-
     return {
         "name": r.name, "run_dir": str(r.given), "version_dir": str(r.version_dir), "version_note": r.version_note,
         "model": r.model, "head": r.hparams["head"], "components": r.components,
         "data_fingerprint": r.hparams["data_fingerprint"], "norm_mean": r.hparams["norm_mean"],
         "norm_std": r.hparams["norm_std"], "epochs": r.n_epochs, "notes": r.notes,
         "checkpoints": [{"path": str(c.path), "epoch": c.epoch, "step": c.step} for c in r.checkpoints],
-        "metrics": {tag: finite(c.summary()) for tag, c in r.curves.items()},
+        "metrics": {tag: {k: numeric(v) if isinstance(v, float) else v for k, v in c.summary().items()}
+                    for tag, c in r.curves.items()},
         "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": [numeric(v) for v in c.values]}
                    for tag, c in r.curves.items()},
         "generated": [{
             "measurements": str(m.file), "checkpoint": m.checkpoint, "settings": m.settings,
-            "n_files": len(m.files), "clipped_total": m.clipped_total, "means": m.means(),
+            "n_files": len(m.files), "clipped_total": m.clipped_total, "means": means(m.files),
             "wavs": [f.wav and str(f.wav) for f in m.files], "references": [f.reference and str(f.reference) for f in m.files],
         } for m in r.generated],
     }
