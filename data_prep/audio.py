@@ -88,15 +88,6 @@ def _riff_frames(path: Path) -> int | None:
     return None
 
 
-def audio_info(path: str | Path) -> tuple[int, int, int]:
-    """(frames, sample_rate, channels) from the header."""
-    try:
-        info = sf.info(str(path))
-    except Exception as e:  # soundfile raises several types
-        raise AudioError(f"{path}: unreadable audio ({e})") from None
-    return info.frames, info.samplerate, info.channels
-
-
 def read_audio(path: str | Path, sample_rate: int = 16000, resample: bool = True) -> tuple[np.ndarray, int]:
     """Mono int16 samples of ``path`` at ``sample_rate``, and the file's own rate (the unit of
     its label file). Raises :class:`AudioError` for unreadable, truncated, compressed SPHERE,

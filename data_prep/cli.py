@@ -9,8 +9,9 @@ from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
+import soundfile as sf
+
 from . import FORMAT_VERSION
-from .audio import AudioError, audio_info
 from .corpus import discover
 from .errors import InputError
 from .phones import PHONE_SETS, parse_phone_map
@@ -102,16 +103,16 @@ def corpus_info(path: str | Path) -> str:
     rows: dict[str, dict] = {}
     for u in utts:
         try:
-            frames, sr, _ = audio_info(u.audio)
-        except AudioError as e:  # listed with the other problems
-            problems.append(str(e))
+            info = sf.info(u.audio)
+        except Exception as e:  # soundfile raises several types; listed with the other problems
+            problems.append(f"{u.audio}: unreadable audio ({e})")
             continue
         r = rows.setdefault(u.corpus_split or "all", {"utterances": 0, "speakers": set(), "seconds": 0.0,
                                                      "rates": Counter()})
         r["utterances"] += 1
         r["speakers"].add(u.speaker)
-        r["seconds"] += frames / sr
-        r["rates"][sr] += 1
+        r["seconds"] += info.frames / info.samplerate
+        r["rates"][info.samplerate] += 1
     layouts = Counter(u.layout for u in utts)
     lines = [f"corpus {p} (layout: {', '.join(f'{k} x{v}' for k, v in layouts.items())})",
              f"{'part':<8}{'utterances':>12}{'speakers':>10}{'hours':>10}  sample rates"]

@@ -34,11 +34,10 @@ def segment_table(labels: Iterable[tuple[int, int, str, str]], to_id: Callable[[
     segs: list[list] = []  # [start, end, id or None (merge)]
     for a, b, label, where in labels:
         a, b = int(a), int(b)
-        if b <= a:
-            raise CorpusError(f"{where}: segment [{a}, {b}) of {label!r} is empty or negative")
+        if a < 0 or b <= a:
+            raise CorpusError(f"{where}: segment [{a}, {b}) is empty or negative")
         if segs and a < segs[-1][1]:
-            raise CorpusError(f"{where}: {label!r} starts at {a}, before the previous segment ends "
-                              f"({segs[-1][1]}): overlap")
+            raise CorpusError(f"{where}: segment starts at {a}, before the previous one ends ({segs[-1][1]}): overlap")
         try:
             pid = to_id(label)
         except UnknownPhoneError as e:

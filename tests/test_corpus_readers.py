@@ -9,6 +9,7 @@ import soundfile as sf
 
 from data_prep.audio import AudioError, read_audio, sniff
 from data_prep.corpus import CorpusError, discover, read_labels
+from data_prep.sequences import segment_table
 
 
 # ------------------------------------------------------------------------------ layouts
@@ -270,6 +271,12 @@ def test_missing_audio(tmp_path):
 
 
 # ------------------------------------------------------------------------------- labels
+def _segments(path, label_format):
+    """Labels as ``prepare`` checks them: read, then turned into segments (empty, negative, overlap)."""
+    raw = read_labels(path, label_format, 16000, 16000)
+    return segment_table(((a, b, lab, f"{path}:{n}") for a, b, lab, n in raw), lambda label: 0, 1)
+
+
 @pytest.mark.parametrize("lines,msg", [
     (["0 100 h#", "100 200"], r"x\.phn:2: expected 'start end phone'"),
     (["0 100 h#", "100 2x0 aa"], r"x\.phn:2: start and end must be integers"),
@@ -282,17 +289,17 @@ def test_missing_audio(tmp_path):
 def test_bad_phn_lines(corpora, tmp_path, lines, msg):
     p = corpora.write_phn(tmp_path / "x.phn", lines)
     with pytest.raises(CorpusError, match=msg):
-        read_labels(p, "phn", 16000, 16000)
+        _segments(p, "phn")
 
 
 def test_bad_lab_lines(tmp_path):
     p = tmp_path / "x.lab"
     p.write_text("#\n0.1 125 pau\nabc 125 aa\n")
     with pytest.raises(CorpusError, match=r"x\.lab:3: end time must be a number"):
-        read_labels(p, "lab", 16000, 16000)
+        _segments(p, "lab")
     p.write_text("#\n0.2 125 pau\n0.1 125 aa\n")
     with pytest.raises(CorpusError, match=r"x\.lab:3: segment \[3200, 1600\)"):
-        read_labels(p, "lab", 16000, 16000)
+        _segments(p, "lab")
 
 
 def test_missing_label_file(tmp_path):
