@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -154,11 +154,9 @@ def _recorded(s: GenerationSettings, model) -> dict:
     if hasattr(head, "use_variance"):
         with noise_variance(head, s.gaussian_variance):
             scale = float(head.scale)
-    return {"mode": s.mode, "prime": s.prime, "temperature_weights": s.temperature_weights,
-            "temperature_scales": s.temperature_scales, "gaussian_variance": s.gaussian_variance,
-            "streams": s.streams, "seed": s.seed, "seconds": s.seconds, "device": s.device,
-            "sample_rate": s.sample_rate, "window": int(model.net.window), "context": s.context,
-            "norm_mean": s.norm[0], "norm_std": s.norm[1],
+    kept = {k: v for k, v in asdict(s).items()
+            if k not in ("norm", "batch_size", "progress", "chunk", "measure", "judges")}
+    return {**kept, "window": int(model.net.window), "norm_mean": s.norm[0], "norm_std": s.norm[1],
             "gaussian_scale": scale}
 
 

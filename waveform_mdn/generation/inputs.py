@@ -67,20 +67,15 @@ def phone_mapper(prepared: PreparedDataset):
 
     index = {p: i for i, p in enumerate(prepared.phones)}
     name = prepared.meta.get("phone_set")
-    try:
-        pset = PhoneSet(name, prepared.meta.get("phone_map") or {}) if name else None
-    except ValueError:
-        pset = None
+    pset = PhoneSet(name, prepared.meta.get("phone_map") or {}) if name else None
 
     def mapper(label: str) -> int | None:
-        sym = label
-        if pset is not None:
-            try:
-                sym = pset.map_label(label)
-            except UnknownPhoneError:
-                sym = label
-            if sym == MERGE:
-                return None
+        try:
+            sym = label if pset is None else pset.map_label(label)
+        except UnknownPhoneError:
+            sym = label
+        if sym == MERGE:
+            return None
         if sym not in index:
             raise GenerationError(f"phone {label!r} is not in the prepared dataset's phone set "
                                   f"({name or 'custom'}: {' '.join(prepared.phones)})")
