@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
@@ -32,7 +32,6 @@ class Utterance:
     dialect: str | None = None
     utt_type: str | None = None
     corpus_split: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _utterance(layout: str, uid: str, audio: Path, stem: str, speaker: str | None, **kw) -> Utterance:
@@ -82,9 +81,6 @@ def _folder(root: Path, d: Path, filenames: list[str], problems: list[str]) -> l
                 u.id = f"{u.speaker}_{stem}"
         else:
             problems.append(f"{audio}: no phone label file (.PHN beside it, or lab/{stem}.lab)")
-        for key, ext in (("words", ".wrd"), ("text", ".txt")):
-            if f := by_stem_ext.get((stem.lower(), ext)):
-                u.extra[key] = str(d / f)
         out.append(u)
     return out
 

@@ -23,7 +23,7 @@ def test_demo_corpus_timit_layout(demo_corpus):
     assert sorted(by_spk) == ["FSLT0", "MKAL0", "MKED0"]
     u = next(u for u in utts if u.id == "MKED0_SX111")
     assert (u.sex, u.dialect, u.utt_type, u.corpus_split) == ("M", "DR3", "SX", "test")
-    assert u.labels.endswith("SX111.PHN") and u.extra["words"].endswith("SX111.WRD")
+    assert u.labels.endswith("SX111.PHN")
     f = next(u for u in utts if u.speaker == "FSLT0")
     assert (f.sex, f.dialect, f.corpus_split) == ("F", "DR2", "train")
     assert {u.utt_type for u in by_spk["MKAL0"]} == {"SA", "SI", "SX"}
