@@ -84,7 +84,7 @@ def test_generation_is_the_forward_pass_on_the_dataset_context(prepared, head, f
     seqs = [i % len(prepared.sequences) for i in range(n_streams)]
     items, y, full = free_run(model, prepared, seqs, W + N_STEPS, S(mode="mean", context=context))
     for k, (i, seq) in enumerate(zip(seqs, items)):
-        np.testing.assert_allclose(y[k, :W].numpy(), prepared.normalise(seq.reference[:W]), atol=1e-6)
+        np.testing.assert_allclose(y[k, :W].numpy(), prepared.normalisation.normalise(seq.reference[:W]), atol=1e-6)
         batch = NextSampleDataset(prepared, split=None, sequences=[i], context=context, pad="skip").get_batch(
             torch.arange(N_STEPS))
         batch["window"] = full[k].unfold(0, W, 1)[W : W + N_STEPS]

@@ -102,7 +102,7 @@ def _validation_examples(prepared: PreparedDataset, window: int, stride: int):
     sequence from ``window`` on, sequences in order), built here: windows, context, targets."""
     windows, contexts, targets = [], [], []
     for i in prepared.sequence_indices("valid"):
-        x = torch.from_numpy(prepared.normalise(prepared.sequence_wave(i))).float()
+        x = torch.from_numpy(prepared.normalisation.normalise(prepared.sequence_wave(i))).float()
         t = torch.arange(window, len(x))
         windows.append(x.unfold(0, window, 1)[: len(t)])
         contexts.append(phone_context(torch.from_numpy(prepared.sequence_segments(i)), t, torch.zeros_like(t),

@@ -241,4 +241,4 @@ def test_the_waveform_is_the_memory_map_itself_shared_by_train_and_valid(demo_pr
             b = ds.get_batch(idx)
             raw = np.asarray(p.wave)
             for row, tt in enumerate(ds.locate(idx)[0].tolist()):
-                np.testing.assert_allclose(b["window"][row].numpy(), p.normalise(raw[tt - ds.window: tt]), atol=1e-5)
+                np.testing.assert_allclose(b["window"][row].numpy(), p.normalisation.normalise(raw[tt - ds.window: tt]), atol=1e-5)

@@ -61,10 +61,6 @@ class PreparedDataset:
     def std(self) -> float:
         return self.normalisation.std
 
-    def normalise(self, raw: np.ndarray | torch.Tensor):
-        """int16 samples (or float audio) -> the normalised training signal."""
-        return self.normalisation.normalise(raw)
-
     def wave_tensor(self, in_memory: bool = False) -> torch.Tensor:
         """The whole int16 waveform as a tensor, made once: a view of the read-only memory map
         (never written; the OS shares its pages between processes), or with ``in_memory`` a
