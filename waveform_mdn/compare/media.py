@@ -12,7 +12,6 @@ from ..generation.writers import safe_name
 from .measurements import AudioFile, Measurements
 
 MEDIA_DIR = "media"
-REFERENCE_COLUMN = "ref"
 
 
 @dataclass
@@ -78,6 +77,6 @@ def stage_media(gen_rows: list[tuple[str, object, Measurements]], staging: Path,
         refs = [f for cell in cells for f in cell if f.reference is not None]
         ref = next((f for f in refs if f.reference.is_file()), refs[0] if refs else None)
         utterances.append(Utterance(
-            key, None if ref is None else add(ref.reference, REFERENCE_COLUMN, key, ref.reference_values),
+            key, None if ref is None else add(ref.reference, "ref", key, ref.reference_values),
             [[add(f.wav, str(col + 1), f.wav.stem, f.values) for f in cell] for col, cell in enumerate(cells)]))
     return Listening([label for label, _, _ in gen_rows], utterances, len(groups))

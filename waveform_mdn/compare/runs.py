@@ -181,7 +181,7 @@ class Run:
 def default_names(paths: list[Path]) -> list[str]:
     """Directory names (``parent/version_N`` for a version dir), made distinct with ``#k``."""
     names = [p.resolve().name for p in paths]
-    names = [f"{p.resolve().parent.name}/{n}" if _VERSION_RE.fullmatch(n) or n == "lightning_logs" else n
+    names = [f"{p.resolve().parent.name}/{n}" if _VERSION_RE.fullmatch(n) else n
              for p, n in zip(paths, names)]
     return [n if names.count(n) == 1 else f"{n}#{names[:i + 1].count(n)}" for i, n in enumerate(names)]
 
