@@ -52,7 +52,7 @@ def test_examples_of_chosen_sequences(prepared):
     assert len(ds) == (len(wj) - W) + (len(wi) - W)
     last_j, first_i = len(wj) - W - 1, len(wj) - W
     b = ds.get_batch(torch.tensor([0, last_j, first_i, len(ds) - 1]))
-    norm = prepared.normalise
+    norm = prepared.normalisation.normalise
     np.testing.assert_allclose(b["window"][0].numpy(), norm(wj[:W]), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(b["target"].numpy(), norm(np.array([wj[W], wj[-1], wi[W], wi[-1]])),
                                rtol=1e-6, atol=1e-6)

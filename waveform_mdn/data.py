@@ -135,6 +135,8 @@ class NextSampleDataset(torch.utils.data.Dataset):
         prepared = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
         if pad not in ("skip", "zero"):
             raise InputError(f"pad must be 'skip' or 'zero', not {pad!r}")
+        if context not in CONTEXT_MODES:
+            raise InputError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
         self.prepared, self.pad, self.context, self.split = prepared, pad, context, split
         self.window = int(window if window is not None else prepared.window)
         if self.window < 1:
