@@ -1,5 +1,4 @@
-"""``report.html``, the listening page: a rendering of :class:`~.tables.Report` with the
-players of :mod:`.media` (layout and its reasons: docs/comparison.md)."""
+"""``report.html``, the listening page: :class:`~.tables.Report` and :mod:`.media`'s players (docs/comparison.md)."""
 
 from __future__ import annotations
 

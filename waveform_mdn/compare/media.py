@@ -1,5 +1,4 @@
-"""The audio of the listening page: generated WAVs grouped by utterance, each beside its
-reference, copied with their images into the report's ``media/`` (docs/comparison.md)."""
+"""The listening page's audio: WAVs grouped by utterance, copied into ``media/`` (docs/comparison.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The two figures of a comparison: ``curves.png`` (each metric, and the judges of the
-training's audio clips when logged, against epoch) and ``generated.png`` (mean audio
-measurements per run next to natural speech)."""
+"""The report's figures ``curves.png`` and ``generated.png`` (docs/comparison.md)."""
 
 from __future__ import annotations
 
@@ -62,7 +60,8 @@ def plot_curves(runs: list[Run], path: Path) -> None:
     panels += [(t, (t,)) for t in JUDGE_TAGS if any(t in r.curves for r in runs)]
     n_cols = 4 if len(panels) <= 4 else 3
     n_rows = -(-len(panels) // n_cols)
-    axes = Figure(figsize=(5 * n_cols, 4.6 * n_rows), layout="constrained").subplots(n_rows, n_cols, sharex=True, squeeze=False).ravel()
+    fig = Figure(figsize=(5 * n_cols, 4.6 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False).ravel()
     for ax, (title, tags) in zip(axes, panels):
         _plot_panel(ax, runs, title, tags)
     for ax in axes[len(panels):]:

@@ -1,5 +1,4 @@
-""":func:`compare_runs`: read and check every run, then write the report directory, staged
-beside REPORT_DIR and renamed into place (docs/comparison.md)."""
+""":func:`compare_runs`: read and check every run, then write the report (docs/comparison.md)."""
 
 from __future__ import annotations
 
@@ -63,8 +62,7 @@ def _write_files(staging: Path, out_dir: Path, runs: list[Run], summary: dict[st
     write_json(staging / "summary.json", summary)
     write_text(staging / "report.md", markdown(report, out_dir))
     write_text(staging / "report.html", report_html(report, stage_media(report.gen_rows, staging, page_rows)))
-    produced = ["curves.png"] + (["generated.png"] if report.have_gen_plot else []) + [
-        "table.csv", "summary.json", "report.html", "report.md"]
+    produced = [n for n in OUTPUT_FILES if n != "generated.png" or report.have_gen_plot]
     return produced, text_table(report.validation)
 
 

@@ -1,5 +1,4 @@
-"""A training run as ``compare`` reads it from the run contract: ``hparams.yaml``,
-``metrics.csv`` (its curves) and ``checkpoints/`` in its directory (docs/comparison.md)."""
+"""A training run as its directory states it (the run contract, docs/comparison.md)."""
 
 from __future__ import annotations
 
@@ -172,10 +171,6 @@ class Run:
 
     def metric(self, tag: str) -> dict[str, Any] | None:
         return self.curves[tag].summary() if tag in self.curves else None
-
-    @property
-    def val_points(self) -> int:
-        return max((len(self.curves[t].values) for t in VAL_TAGS if t in self.curves), default=0)
 
 
 def default_names(paths: list[Path]) -> list[str]:

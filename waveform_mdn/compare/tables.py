@@ -1,5 +1,4 @@
-"""The report's content, built once: its tables (rendered by :mod:`.markdown` and
-:mod:`.html`), ``table.csv``, ``summary.json`` and the texts beside them."""
+"""The report's content, built once: its tables, ``table.csv`` and ``summary.json``."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from typing import Any
 
 from ..contract import METRIC_TAGS, METRICS
 from .measurements import REF_KEYS, Measurements, means, numeric
-from .runs import Run
+from .runs import VAL_TAGS, Run
 
 NATURAL = "natural speech"
 VALIDATION_TEXT = (
@@ -148,8 +147,8 @@ def csv_text(runs: list[Run]) -> str:
     rows = []
     for r in runs:
         row = {"name": r.name, "model": r.model, "head": r.hparams["head"], "components": r.components,
-               "data_fingerprint": r.hparams["data_fingerprint"], "version_dir": r.version_dir,
-               "epochs": r.n_epochs, "val_points": r.val_points}
+               "data_fingerprint": r.hparams["data_fingerprint"], "version_dir": r.version_dir, "epochs": r.n_epochs,
+               "val_points": max((len(r.curves[t].values) for t in VAL_TAGS if t in r.curves), default=0)}
         for tag in METRIC_TAGS:
             s, name = r.metric(tag) or {}, tag.replace("/", "_")
             row |= {f"min_{name}": s.get("min"), f"min_{name}_epoch": s.get("min_epoch"), f"final_{name}": s.get("final")}
