@@ -22,17 +22,10 @@ FULL_SCALE = 32768.0  #: int16 value of float 1.0
 CODE_MIN, CODE_MAX = -32768, 32767  #: the int16 range
 
 
-def _is_tensor(x) -> bool:
-    """Whether ``x`` is a torch tensor, without importing torch (``prepare`` never needs it)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
 def int16_to_float(x):
     """int16 PCM (numpy or torch) -> float32 audio in [-1, 1); float input is passed through as float32."""
-    if _is_tensor(x):
-        import torch
-
+    torch = sys.modules.get("torch")  # a tensor means torch is loaded: ``prepare`` never imports it
+    if torch is not None and isinstance(x, torch.Tensor):
         return x.float() / FULL_SCALE if x.dtype == torch.int16 else x.float()
     x = np.asarray(x)
     return x.astype(np.float32) / np.float32(FULL_SCALE) if x.dtype == np.int16 else x.astype(np.float32)
