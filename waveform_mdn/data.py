@@ -16,6 +16,7 @@ from data_prep import FORMAT_VERSION
 from data_prep.audio_io import Normalisation
 from data_prep.errors import InputError
 
+PAD_MODES = ("skip", "zero")
 CONTEXT_MODES = ("target", "window_start")  #: the reference point of the phone context
 CONTEXT_FIELDS = ("phone", "next_phone", "prev_phone", "position")  #: what :func:`phone_context` gives
 
@@ -133,8 +134,8 @@ class NextSampleDataset(torch.utils.data.Dataset):
                  window: int | None = None, pad: str = "skip", context: str = "target",
                  sequences: list[int] | None = None, in_memory: bool = False):
         prepared = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
-        if pad not in ("skip", "zero"):
-            raise InputError(f"pad must be 'skip' or 'zero', not {pad!r}")
+        if pad not in PAD_MODES:
+            raise InputError(f"pad must be one of {PAD_MODES}, not {pad!r}")
         if context not in CONTEXT_MODES:
             raise InputError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
         self.prepared, self.pad, self.context, self.split = prepared, pad, context, split
