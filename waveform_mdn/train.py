@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("fit", "validate", "test", "predict", "-h", "--help", "--version"):
         argv = ["fit", *argv]
-    for noise in ("LightningCLI's args parameter", r"isinstance\(treespec, LeafSpec\)", "does not have many workers"):
+    for noise in ("LightningCLI's args parameter", r"isinstance\(treespec, LeafSpec\)", "does not have many workers",
+                  "Experiment logs directory .* exists and is not empty"):  # RunCSVLogger keeps the rows
         warnings.filterwarnings("ignore", message=".*" + noise)
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and not torch.cuda.is_available():
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]  # set by Lightning; without a GPU it costs 0.2 ms a step
