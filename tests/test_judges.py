@@ -132,3 +132,20 @@ def test_a_judge_that_cannot_load_says_so_once_and_the_rest_runs(monkeypatch, ca
     lines = [r.getMessage() for r in caplog.records if "DNSMOS cannot load" in r.getMessage()]
     assert len(lines) == 1
     assert first["dnsmos_ovrl"] is None and first["rms_db"] is not None
+
+
+@pytest.mark.parametrize("failing", ["dnsmos_scores", "recognise_phones"])
+def test_a_judge_that_fails_on_one_file_gives_none_and_the_other_judge_runs(judges_loaded, monkeypatch, caplog,
+                                                                          failing):
+    def broken(x):
+        raise RuntimeError("model refused the input")
+
+    monkeypatch.setattr(J, failing, broken)
+    audio = 0.1 * np.random.default_rng(5).standard_normal(2 * SR)
+    with caplog.at_level(logging.WARNING, logger=J.__name__):
+        out = J.judge(audio, SR, ["h#", "s", "aa", "h#"], name="take_7.wav")
+    dnsmos_none = all(out[k] is None for k in J.DNSMOS_KEYS)
+    assert dnsmos_none == (failing == "dnsmos_scores")
+    assert (out["phone_error_rate"] is None) == (failing == "recognise_phones")
+    assert any("take_7.wav" in r.getMessage() and "model refused the input" in r.getMessage()
+               for r in caplog.records)

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from data_prep.audio_io import float_to_int16
+
 from .analysis import as_signal, finite_or_none
 from .phone_fold import fold_recognised, fold_timit
 
@@ -126,7 +128,7 @@ def recognise_phones(x: np.ndarray) -> list[str] | None:
     decoder = phone_recogniser()
     if decoder is None:
         return None
-    pcm = (np.round(x * 32767.0)).astype("<i2").tobytes()
+    pcm = float_to_int16(x)[0].astype("<i2").tobytes()
     with _SPHINX_LOCK:
         # fresh features and cepstral mean: otherwise the result depends on earlier files
         decoder.reinit_feat()
@@ -152,8 +154,15 @@ def judge(audio: np.ndarray, sr: int, intended_phones: Sequence[str] | None = No
                     name, x.size / sr, MIN_SECONDS)
         return out
     x = to_judge_rate(x, sr)
-    out.update(dnsmos_scores(x))
-    recognised = recognise_phones(x)
+    try:  # a judge that fails on one file gives None for it, never ends the measurement
+        out.update(dnsmos_scores(x))
+    except Exception as e:  # noqa: BLE001 (onnxruntime's errors have no common base)
+        log.warning("judges: DNSMOS failed on %s (%s: %s); dnsmos_* None", name, type(e).__name__, e)
+    try:
+        recognised = recognise_phones(x)
+    except Exception as e:  # noqa: BLE001 (PocketSphinx raises RuntimeError and others)
+        log.warning("judges: PocketSphinx failed on %s (%s: %s); phone_error_rate None", name, type(e).__name__, e)
+        recognised = None
     if recognised is not None:
         out["recognised_phones"] = " ".join(recognised)
         ref = intended_phones_39(intended_phones)
