@@ -7,7 +7,6 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
-from data_prep.audio_io import Normalisation
 from .contract import JUDGE_TAGS
 from .data import NextSampleDataset
 from .figures import waveform_figure
@@ -84,7 +83,7 @@ class PredictionAudioLogger(Callback):
             for key, x in (("target", batch["target"]), ("mean", net.head.mean_from_params(params)),
                            ("sample", net.head.sample_from_params(params, generator=gen))):
                 parts[key].append(x.float().cpu())
-        norm = Normalisation(float(pl_module.hparams.norm_mean), float(pl_module.hparams.norm_std))
+        norm = net.head.norm  # the model's own normalisation
         out = {k: np.clip(norm.denormalise(torch.cat(v).numpy()), -1.0, 1.0).astype(np.float32)
                for k, v in parts.items()}
         return {**out, "sample_rate": sr}
