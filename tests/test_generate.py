@@ -516,6 +516,21 @@ def test_cli_bad_input_is_one_line_naming_the_file_before_any_work(prepared, tmp
     assert not any((tmp_path / "o1").glob("*.wav"))
 
 
+@pytest.mark.parametrize("record", [
+    "[]", '{"files": {}}', '{"files": [3]}', '{"files": [{"reference": null}]}', '{"files": [{"wav": "a.wav", "info": []}]}',
+    '{"files": [{"wav": "a.wav", "info": {"intended_phones": "h# aa"}}]}',
+    '{"files": [{"wav": "a.wav", "info": {"intended_phones": [{"start": 0}]}}]}', "{not json"])
+def test_evaluate_on_a_malformed_record_is_one_line_naming_it(tmp_path, capsys, record):
+    (tmp_path / "measurements.json").write_text(record)
+    for path in (tmp_path, tmp_path / "measurements.json"):
+        capsys.readouterr()
+        assert cli_main(["evaluate", str(path), "--quiet", "--no-judges"]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and str(tmp_path / "measurements.json") in lines[0] and "Traceback" not in err, err
+    assert (tmp_path / "measurements.json").read_text() == record
+
+
 def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
     ckpt = _save_ckpt(make_model(prepared, "gaussian", gain=1.0), tmp_path / "m.ckpt")
     args = ["generate", "--ckpt", str(ckpt), "--data", str(PreparedDataset(demo_prepared_all).path),

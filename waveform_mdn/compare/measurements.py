@@ -76,14 +76,9 @@ class Measurements:
 def load_measurements(path: Path, run_name: str) -> Measurements:
     """``path``: a generation directory or its ``measurements.json``; paths in it are
     relative to its directory (or absolute)."""
-    file = path / MEASUREMENTS_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise CompareError(f"generated audio for run {run_name}: {file} not found")
-    data = read_record(file)
-    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        raise CompareError(f"{file}: expected an object with a 'files' list")
-    files = [AudioFile(*(file.parent / str(e[k]) if e.get(k) else None for k in ("wav", "reference")), e)
-             for e in data["files"] if isinstance(e, dict)]
+    file, data = read_record(path, CompareError, f"generated audio for run {run_name}: ")
+    files = [AudioFile(*(file.parent / e[k] if e.get(k) else None for k in ("wav", "reference")), e)
+             for e in data["files"]]
     return Measurements(file, data.get("checkpoint"), data.get("data_fingerprint"), data.get("head"),
                         data.get("settings") or {}, files)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_prep.audio_io import int16_to_float, write_json, write_wav
+from data_prep.errors import InputError
 from ..contract import MEASUREMENTS_FILE, REFERENCE_DIR
 from ..figures import audio_image
 from .batching import GeneratedAudio
@@ -30,12 +31,40 @@ def recorded_phones(entry: dict) -> list[str] | None:
     return None if rec is None else [p["phone"] for p in rec]
 
 
-def read_record(meas: Path) -> dict:
-    """A ``measurements.json``, read."""
+def _record_problem(data: Any) -> str | None:
+    """What is wrong with the shape of a parsed ``measurements.json`` (None: nothing)."""
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        return "expected an object with a 'files' list"
+    for i, e in enumerate(data["files"]):
+        if not isinstance(e, dict) or not isinstance(e.get("wav"), str) or not e["wav"]:
+            return f"files[{i}]: expected an object with a 'wav' path"
+        if not isinstance(e.get("reference"), (str, type(None))):
+            return f"files[{i}]: 'reference' must be a path or null"
+        info = e.get("info")
+        if not isinstance(info, (dict, type(None))):
+            return f"files[{i}]: 'info' must be an object"
+        phones = (info or {}).get("intended_phones")
+        if phones is not None and not (isinstance(phones, list) and all(
+                isinstance(p, dict) and isinstance(p.get("phone"), str) for p in phones)):
+            return f"files[{i}]: 'info.intended_phones' must be a list of objects with a 'phone'"
+    return None
+
+
+def read_record(path: Path, error: type[InputError] = GenerationError, context: str = "") -> tuple[Path, dict]:
+    """The ``measurements.json`` of a generation directory (or that file itself): its path and
+    its content, checked to be an object with a ``files`` list of entries with a ``wav``.
+    Bad input raises ``error``, naming the file (after ``context``)."""
+    meas = path / MEASUREMENTS_FILE if path.is_dir() else path
+    if not meas.is_file():
+        raise error(f"{context}{meas} not found")
     try:
-        return json.loads(meas.read_text())
+        data = json.loads(meas.read_text())
     except (OSError, ValueError) as e:
-        raise GenerationError(f"{meas}: cannot read the generation record ({e})") from None
+        raise error(f"{meas}: cannot read the generation record ({e})") from None
+    problem = _record_problem(data)
+    if problem is not None:
+        raise error(f"{meas}: {problem}")
+    return meas, data
 
 
 def _reference(g: GeneratedAudio, out: Path, sample_rate: int, png: bool, written: dict[int, Path]) -> Path | None:
@@ -106,18 +135,16 @@ def measured(entries: Sequence[dict], base: Path, out_dir: Path, judges: bool, p
 def _phones_on_record(wav: Path) -> list[str] | None:
     """``wav``'s intended phones in the generation record beside it, if it has one."""
     meas, wav = wav.parent / MEASUREMENTS_FILE, wav.resolve()
-    entries = read_record(meas).get("files", []) if meas.is_file() else []
+    entries = read_record(meas)[1]["files"] if meas.is_file() else []
     return next((recorded_phones(e) for e in entries if (wav.parent / e.get("wav", "")).resolve() == wav), None)
 
 
 def remeasure(path: Path, out: Path | None = None, progress: bool = False, judges: bool = False) -> Path:
     """Re-measure the files of a generation directory (or its ``measurements.json``) into
     ``out`` (default: in place); returns where it went."""
-    meas = path / MEASUREMENTS_FILE if path.is_dir() else path
-    if not meas.is_file():
-        raise GenerationError(f"{meas}: not found")
-    data, out = read_record(meas), out or meas
-    write_json(out, {**data, "files": measured(data.get("files", []), meas.parent, out.parent, judges, progress)})
+    meas, data = read_record(path)
+    out = out or meas
+    write_json(out, {**data, "files": measured(data["files"], meas.parent, out.parent, judges, progress)})
     return out
 
 
