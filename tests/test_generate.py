@@ -531,6 +531,28 @@ def test_evaluate_on_a_malformed_record_is_one_line_naming_it(tmp_path, capsys, 
     assert (tmp_path / "measurements.json").read_text() == record
 
 
+def test_evaluate_reads_the_record_beside_loose_wavs_once(tmp_path, monkeypatch):
+    """Each loose WAV is judged against its own recorded phones; the record is read once."""
+    from waveform_mdn import audio_metrics
+    from waveform_mdn.audio_metrics import JUDGE_KEYS
+    from waveform_mdn.generation import writers
+
+    labels = {f"w{i}.wav": ["h#", ph, "h#"] for i, ph in enumerate(("aa", "iy", "sh"))}
+    t = np.arange(8000) / 16000
+    for i, name in enumerate(labels):
+        write_wav(tmp_path / name, 0.3 * np.sin(2 * np.pi * (150 + 50 * i) * t), 16000)
+    (tmp_path / "measurements.json").write_text(json.dumps({"files": [
+        {"wav": n, "info": {"intended_phones": [{"phone": p} for p in ph]}} for n, ph in labels.items()]}))
+    reads = []
+    monkeypatch.setattr(writers, "read_record", lambda *a, _real=writers.read_record: reads.append(a) or _real(*a))
+    monkeypatch.setattr(audio_metrics, "judge", lambda x, sr, phones=None, name="audio": {
+        **dict.fromkeys(JUDGE_KEYS), "recognised_phones": " ".join(phones or [])})
+    out = tmp_path / "out" / "m.json"
+    assert cli_main(["evaluate", *(str(tmp_path / n) for n in labels), "--judges", "--quiet", "--out", str(out)]) == 0
+    assert [f["recognised_phones"] for f in json.loads(out.read_text())["files"]] == [" ".join(v) for v in labels.values()]
+    assert len(reads) == 1
+
+
 def test_cli_refuses_other_data(prepared, demo_prepared_all, tmp_path, capsys):
     ckpt = _save_ckpt(make_model(prepared, "gaussian", gain=1.0), tmp_path / "m.ckpt")
     args = ["generate", "--ckpt", str(ckpt), "--data", str(PreparedDataset(demo_prepared_all).path),

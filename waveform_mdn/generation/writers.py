@@ -121,10 +121,11 @@ def measured(entries: Sequence[dict], base: Path, out_dir: Path, judges: bool, p
     judges' intended phones: the entry's, those of the record beside its WAV, else a ``.PHN``'s."""
     from ..audio_metrics import measure_files, per_file_progress
 
+    records: dict[Path, dict[Path, list[str] | None]] = {}  # each directory's record, read once
     files = []
     for e in per_file_progress(entries, len(entries), enabled=progress):
         wav, ref = base / e["wav"], base / e["reference"] if e.get("reference") else None
-        phones = recorded_phones(e) if "info" in e else _phones_on_record(wav) if judges else None
+        phones = recorded_phones(e) if "info" in e else _phones_on_record(wav, records) if judges else None
         m = measure_files(wav, ref, judges=judges, intended_phones=phones)
         del m["file"]
         files.append({**m, "wav": os.path.relpath(wav, out_dir), "reference": ref and os.path.relpath(ref, out_dir),
@@ -132,11 +133,16 @@ def measured(entries: Sequence[dict], base: Path, out_dir: Path, judges: bool, p
     return files
 
 
-def _phones_on_record(wav: Path) -> list[str] | None:
-    """``wav``'s intended phones in the generation record beside it, if it has one."""
-    meas, wav = wav.parent / MEASUREMENTS_FILE, wav.resolve()
-    entries = read_record(meas)[1]["files"] if meas.is_file() else []
-    return next((recorded_phones(e) for e in entries if (wav.parent / e.get("wav", "")).resolve() == wav), None)
+def _phones_on_record(wav: Path, records: dict[Path, dict[Path, list[str] | None]]) -> list[str] | None:
+    """``wav``'s intended phones in the generation record beside it, if it has one; ``records``
+    (directory -> resolved WAV -> phones) keeps each directory's record once read."""
+    folder = wav.parent.resolve()
+    if folder not in records:
+        meas = wav.parent / MEASUREMENTS_FILE
+        records[folder] = {}
+        for e in read_record(meas)[1]["files"] if meas.is_file() else []:
+            records[folder].setdefault((folder / e["wav"]).resolve(), recorded_phones(e))
+    return records[folder].get(wav.resolve())
 
 
 def remeasure(path: Path, out: Path | None = None, progress: bool = False, judges: bool = False) -> Path:
