@@ -71,6 +71,25 @@ def test_generate_text_is_judged_against_its_recorded_phones_and_evaluate_reads_
         assert g["dnsmos_ovrl"] == pytest.approx(f["dnsmos_ovrl"], abs=1e-4), name
 
 
+def test_a_reference_shared_by_several_files_is_judged_once(generated, tmp_path, monkeypatch):
+    from waveform_mdn import audio_metrics as AM
+
+    f = _files(generated / "measurements.json")[0]
+    wav, ref = generated / f["wav"], tmp_path / "ref.wav"
+    shutil.copy(wav, ref)
+    labels = [p["phone"] for p in f["info"]["intended_phones"]]
+    expected = AM.measure_files(wav, ref, judges=True, intended_phones=labels)  # the reference judged per file
+    names = []
+    monkeypatch.setattr(AM, "judge", lambda *a, _real=AM.judge: names.append(a[3] if len(a) > 3 else "audio")
+                        or _real(*a))
+    assert cli_main(["evaluate", str(wav), str(wav), "--reference", str(ref), "--judges", "--quiet",
+                     "--out", str(tmp_path / "e.json")]) == 0
+    assert sorted(names) == ["audio", "audio", "reference"]
+    for g in _files(tmp_path / "e.json"):
+        assert {k: g[k] for k in AM.REF_JUDGE_KEYS} == {k: expected[k] for k in AM.REF_JUDGE_KEYS}
+        assert g["ref_dnsmos_ovrl"] is not None and g["ref_phone_error_rate"] is not None
+
+
 def test_no_judges_leaves_the_judge_keys_out(generated, prepared, tmp_path):
     assert cli_main(["evaluate", str(generated), "--no-judges", "--quiet", "--out", str(tmp_path / "e.json")]) == 0
     f = _files(tmp_path / "e.json")[0]

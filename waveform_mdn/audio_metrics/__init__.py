@@ -25,7 +25,7 @@ from .spectral import MCD_CONSTANT, lsd_db, mcd_db, power_spectrum
 #: The judge keys of the reference (``measure(..., judges=True)`` with a reference).
 REF_JUDGE_KEYS = tuple("ref_" + k for k in JUDGE_KEYS)
 
-__all__ = ["measure", "measure_files", "per_file_progress", "finite_or_none", "METRIC_KEYS", "JUDGE_KEYS",
+__all__ = ["measure", "measure_files", "reference_judges", "intended_phones_beside", "per_file_progress", "finite_or_none", "METRIC_KEYS", "JUDGE_KEYS",
            "REF_JUDGE_KEYS", "FRAME_S", "HOP_S", "F0_MIN_HZ", "F0_MAX_HZ", "MCD_CONSTANT", "VOICING_MIN_PERIODICITY",
            "lsd_db", "mcd_db", "power_spectrum"]
 
@@ -52,11 +52,13 @@ def _compare(gen: SignalAnalysis, ref: SignalAnalysis, sr: int) -> dict[str, flo
 
 
 def measure(audio: np.ndarray, sr: int, reference: np.ndarray | None = None, *, judges: bool = False,
-            intended_phones: Sequence[str] | None = None) -> dict[str, float | str | None]:
+            intended_phones: Sequence[str] | None = None, judge_reference: bool = True) -> dict[str, float | str | None]:
     """Measure mono ``audio`` (float in [-1, 1] or integer PCM) at ``sr`` Hz.
 
     The keys of ``METRIC_KEYS``; with ``judges`` also ``JUDGE_KEYS`` and ``REF_JUDGE_KEYS``
-    (the reference judged against the same ``intended_phones``; None without a reference).
+    (the reference judged against the same ``intended_phones``; None without a reference, or
+    with ``judge_reference=False``: a caller judging one reference for many files does it once,
+    with :func:`reference_judges`).
     """
     sr = int(sr)
     if sr < 2 * F0_MAX_HZ:
@@ -73,9 +75,27 @@ def measure(audio: np.ndarray, sr: int, reference: np.ndarray | None = None, *, 
     if judges:
         out.update(judge(x, sr, intended_phones))
         out.update(dict.fromkeys(REF_JUDGE_KEYS))
-        if ref is not None:
-            out.update({"ref_" + k: v for k, v in judge(ref, sr, intended_phones, "reference").items()})
+        if ref is not None and judge_reference:
+            out.update(_judged_reference(ref, sr, intended_phones))
     return out
+
+
+def _judged_reference(ref: np.ndarray, sr: int, intended_phones: Sequence[str] | None) -> dict:
+    return {"ref_" + k: v for k, v in judge(ref, sr, intended_phones, "reference").items()}
+
+
+def reference_judges(reference_path: str | Path, intended_phones: Sequence[str] | None) -> dict:
+    """The ``REF_JUDGE_KEYS`` that ``measure_files(..., reference_path, judges=True)`` gives
+    for its reference judged against ``intended_phones``."""
+    ref, sr = _read(Path(reference_path))
+    return _judged_reference(as_signal(ref, "reference"), sr, intended_phones)
+
+
+def intended_phones_beside(path: str | Path, reference_path: str | Path | None = None) -> list[str] | None:
+    """The labels of a ``.PHN`` beside ``path``, else beside ``reference_path``: the intended
+    phones of a file measured without any."""
+    phones = phones_beside(Path(path))
+    return phones if phones is not None or reference_path is None else phones_beside(Path(reference_path))
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
@@ -91,11 +111,12 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 
 
 def measure_files(path: str | Path, reference_path: str | Path | None = None, *, judges: bool = False,
-                  intended_phones: Sequence[str] | None = None) -> dict:
+                  intended_phones: Sequence[str] | None = None, judge_reference: bool = True) -> dict:
     """``measure`` of a sound file (channels averaged to mono), plus ``file``, ``reference``,
     ``sample_rate``, ``duration_s`` (and ``ref_duration_s``). With ``judges`` and no
     ``intended_phones``, the labels of a ``.PHN`` beside the file (else beside the reference)
-    are the intended phones. Missing / unreadable files and differing rates raise AudioError."""
+    are the intended phones (``judge_reference``: see :func:`measure`). Missing / unreadable
+    files and differing rates raise AudioError."""
     path = Path(path)
     x, sr = _read(path)
     ref = None
@@ -105,11 +126,10 @@ def measure_files(path: str | Path, reference_path: str | Path | None = None, *,
         if ref_sr != sr:
             raise AudioError(f"sample rates differ: {path} is {sr} Hz but reference {reference_path} is {ref_sr} Hz")
     if judges and intended_phones is None:
-        intended_phones = phones_beside(path)
-        if intended_phones is None and reference_path is not None:
-            intended_phones = phones_beside(reference_path)
+        intended_phones = intended_phones_beside(path, reference_path)
     try:
-        metrics = measure(x, sr, reference=ref, judges=judges, intended_phones=intended_phones)
+        metrics = measure(x, sr, reference=ref, judges=judges, intended_phones=intended_phones,
+                          judge_reference=judge_reference)
     except AudioError as exc:
         raise AudioError(f"{path}: {exc}") from exc
     out: dict = {

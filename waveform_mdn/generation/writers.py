@@ -119,14 +119,22 @@ def measured(entries: Sequence[dict], base: Path, out_dir: Path, judges: bool, p
     """``entries`` (``wav``, ``reference`` under ``base``) measured by ``audio_metrics``, their
     paths made relative to ``out_dir``, what is not a measurement (:data:`KEPT`) kept. The
     judges' intended phones: the entry's, those of the record beside its WAV, else a ``.PHN``'s."""
-    from ..audio_metrics import measure_files, per_file_progress
+    from ..audio_metrics import intended_phones_beside, measure_files, per_file_progress, reference_judges
 
     records: dict[Path, dict[Path, list[str] | None]] = {}  # each directory's record, read once
+    ref_judges: dict[tuple, dict] = {}  # each (reference, intended phones) judged once
     files = []
     for e in per_file_progress(entries, len(entries), enabled=progress):
         wav, ref = base / e["wav"], base / e["reference"] if e.get("reference") else None
         phones = recorded_phones(e) if "info" in e else _phones_on_record(wav, records) if judges else None
-        m = measure_files(wav, ref, judges=judges, intended_phones=phones)
+        if judges and phones is None:
+            phones = intended_phones_beside(wav, ref)
+        m = measure_files(wav, ref, judges=judges, intended_phones=phones, judge_reference=False)
+        if judges and ref is not None:
+            key = (ref.resolve(), None if phones is None else tuple(phones))
+            if key not in ref_judges:
+                ref_judges[key] = reference_judges(ref, phones)
+            m.update(ref_judges[key])
         del m["file"]
         files.append({**m, "wav": os.path.relpath(wav, out_dir), "reference": ref and os.path.relpath(ref, out_dir),
                       **{k: e[k] for k in KEPT if k in e}})
