@@ -332,14 +332,17 @@ def assert_same_state(a, b, where=""):
         assert a == b, where
 
 
-@pytest.mark.parametrize("field,value", [("target", float("inf")), ("target", float("nan")),
-                                         ("grad", float("nan"))])
-def test_a_nonfinite_step_is_never_applied(synth, tmp_path, field, value):
-    """A step with a non-finite loss or gradient stops the run before the update: it changes
-    neither the weights nor Adam's moments and step count."""
+@pytest.mark.parametrize("field,value,clip", [
+    ("target", float("inf"), {}), ("target", float("nan"), {}), ("grad", float("nan"), {}),
+    ("grad", float("inf"), {"gradient_clip_val": 1.0}),  # clipping by norm shares the checked norm
+    ("grad", float("inf"), {"gradient_clip_val": 0.5, "gradient_clip_algorithm": "value"}),  # would make it finite
+])
+def test_a_nonfinite_step_is_never_applied(synth, tmp_path, field, value, clip):
+    """A step with a non-finite loss or gradient stops the run before the update, with or
+    without clipping: it changes neither the weights nor Adam's moments and step count."""
     model, dm = make(synth, "mixture")
     poison = _PoisonBatchAtStep(3, field, value)
-    trainer = make_trainer(tmp_path, f"checked_{field}", 1, callbacks=[poison], limit_train_batches=8)
+    trainer = make_trainer(tmp_path, f"checked_{field}", 1, callbacks=[poison], limit_train_batches=8, **clip)
     with pytest.raises(NonFiniteLossError, match="global step 3"):
         trainer.fit(model, datamodule=dm)
     weights, opt = poison.before

@@ -209,10 +209,16 @@ class WaveformPredictor(pl.LightningModule):
             self.log_dict({"train/nll": nll.float(), "train/bits_per_sample": bits.float()}, sync_dist=True)
         self._log_means("train", self.train_metrics, ("mse", "mse_sample") if self.derives_nll else METRICS)
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """The NaN policy: a step whose loss or gradients are not finite stops the run before the update."""
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads) + self._loss)):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's clipping and the NaN policy on one gradient norm: a step whose loss or
+        gradients are not finite stops the run before the update."""
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_val and gradient_clip_algorithm != "value":
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+        else:  # the norm before clipping by value, which would make an infinite gradient finite
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if not bool(torch.isfinite(norm + self._loss)):
             self._raise_nonfinite()
 
     def _raise_nonfinite(self) -> None:
