@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from data_prep.audio_io import Normalisation  # noqa: E402
 from waveform_mdn.generation.engine import GenerationStats, generate  # noqa: E402
 from waveform_mdn.generation.inputs import PhoneSequence, Streams, make_prime, sequence_contexts  # noqa: E402
 from waveform_mdn.generation.settings import MODES, GenerationSettings  # noqa: E402
@@ -58,7 +59,7 @@ def synthetic_sequence(n: int, seed: int) -> PhoneSequence:
 
 def run_once(model, n_streams: int, steps: int, threads: int, mode: str) -> float:
     ctx = sequence_contexts([synthetic_sequence(steps, k) for k in range(n_streams)], steps, "target", 240)
-    prime, _ = make_prime("noise", n_streams, 240, 0.0, 0.1, list(range(n_streams)))
+    prime, _ = make_prime("noise", n_streams, 240, Normalisation(0.0, 0.1), list(range(n_streams)))
     st = GenerationStats()
     old = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_prep.audio_io import write_wav
+from data_prep.audio_io import Normalisation, write_wav
 from waveform_mdn.cli import main as cli_main
 from waveform_mdn.data import CONTEXT_FIELDS, NextSampleDataset, PreparedDataset, phone_context
 from waveform_mdn.generation.batching import generate_for_sequence
@@ -56,7 +56,7 @@ def free_run(model, prepared, seqs, n, s=S(), prime="real", seeds=None, clip=Non
     """(sequences, generated ``[N, n]``, prime + generated ``[N, W + n]``)."""
     items = [sequence_from_prepared(prepared, i) for i in seqs]
     seeds = list(range(len(seqs))) if seeds is None else seeds
-    p, given_ = make_prime(prime, len(items), W, prepared.mean, prepared.std, seeds, [q.reference for q in items])
+    p, given_ = make_prime(prime, len(items), W, prepared.normalisation, seeds, [q.reference for q in items])
     y = generate(model, Streams(sequence_contexts(items, n, s.context or "target", W), n, p, given_, seeds, clip), s,
                  stats=stats)
     return items, y, torch.cat([p, y], 1)
@@ -395,7 +395,7 @@ def test_segment_tables_are_well_formed(demo_prepared, items):
 
 def test_real_prime_needs_a_reference():
     with pytest.raises(GenerationError, match="reference"):
-        make_prime("real", 1, W, 0.0, 1.0, [0], [None])
+        make_prime("real", 1, W, Normalisation(0.0, 1.0), [0], [None])
 
 
 def test_contexts_hold_every_field(prepared):

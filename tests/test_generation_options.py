@@ -153,7 +153,7 @@ def test_mean_mode_with_a_temperature_many_streams(prepared):
     model = make_model(prepared)
     n = W + 200
     items = [sequence_from_prepared(prepared, i) for i in range(6)]
-    prime, given = make_prime("real", 6, W, prepared.mean, prepared.std, range(6), [q.reference for q in items])
+    prime, given = make_prime("real", 6, W, prepared.normalisation, range(6), [q.reference for q in items])
     y = generate(model, Streams(sequence_contexts(items, n, "target", W), n, prime, given),
                  S(mode="mean", temperature_weights=0.5))
     full = torch.cat([prime, y], 1)

@@ -11,7 +11,6 @@ from typing import Callable, Sequence
 import numpy as np
 from torch import nn
 
-from data_prep.audio_io import Normalisation
 from ..data import PreparedDataset
 from .engine import GenerationStats, generate
 from .inputs import PhoneSequence, batch_streams, sequence_from_prepared
@@ -84,7 +83,7 @@ def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: Generati
     if log is not None:
         log(f"generated {len(batch)} stream(s) x {st.steps} steps in {st.seconds:.2f} s "
             f"({st.samples_per_second:,.0f} samples/s)")
-    audio = np.clip(Normalisation(*s.norm).denormalise(y.cpu().numpy().astype(np.float64)), -1.0, 1.0).astype(np.float32)
+    audio = np.clip(s.norm.denormalise(y.cpu().numpy().astype(np.float64)), -1.0, 1.0).astype(np.float32)
     numbered = s.streams > 1
     return [GeneratedAudio(f"{q.name}_{k}" if numbered else q.name, q, k, seeds[i], audio[i, : q.length],
                            int(st.clipped[i]), int(st.nonfinite_replaced[i]), start)

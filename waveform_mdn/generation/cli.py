@@ -156,7 +156,7 @@ def _recorded(s: GenerationSettings, model) -> dict:
             scale = float(head.scale)
     kept = {k: v for k, v in asdict(s).items()
             if k not in ("norm", "batch_size", "progress", "chunk", "measure", "judges")}
-    return {**kept, "window": int(model.net.window), "norm_mean": s.norm[0], "norm_std": s.norm[1],
+    return {**kept, "window": int(model.net.window), "norm_mean": s.norm.mean, "norm_std": s.norm.std,
             "gaussian_scale": scale}
 
 

@@ -193,12 +193,11 @@ def sequence_contexts(sequences: Sequence[PhoneSequence], n: int, context: str =
     return {k: torch.stack([c[k] for c in ctx]) for k in CONTEXT_FIELDS}
 
 
-def make_prime(kind: str, n_streams: int, window: int, mean: float, std: float, seeds: Sequence[int],
+def make_prime(kind: str, n_streams: int, window: int, norm: Normalisation, seeds: Sequence[int],
                references: Sequence[np.ndarray | None] | None = None) -> tuple[Tensor, Tensor | None]:
     """(``prime [N, W]``, ``given [N, W]`` or None), normalised: ``real`` gives each
     reference's first window, ``silence`` a silent window, ``noise`` -60 dBFS Gaussian noise
     from ``Generator().manual_seed(seed + 2**32)``."""
-    norm = Normalisation(mean, std)
     prime = torch.full((n_streams, window), norm.silence, dtype=torch.float32)
     for k, s in enumerate(seeds if kind == "noise" else []):
         prime[k] = norm.normalise(NOISE_RMS * torch.randn(window, generator=torch.Generator().manual_seed(s + 2**32)))
@@ -217,9 +216,8 @@ def make_prime(kind: str, n_streams: int, window: int, mean: float, std: float, 
 def batch_streams(seqs: Sequence[PhoneSequence], seeds: Sequence[int], n: int, s: GenerationSettings,
                   window: int) -> Streams:
     """A batch of streams of ``n`` steps, clipped to full scale (the normalised [-1, 1])."""
-    prime, given = make_prime(s.prime, len(seqs), window, *s.norm, seeds, [q.reference for q in seqs])
+    prime, given = make_prime(s.prime, len(seqs), window, s.norm, seeds, [q.reference for q in seqs])
     if given is not None and n <= window:
         raise GenerationError(f"sequences must be longer than the window ({window} samples) with --prime real")
-    mean, std = s.norm
     return Streams(sequence_contexts(seqs, n, s.context, window), n, prime, given, list(seeds),
-                   ((-1.0 - mean) / std, (1.0 - mean) / std))
+                   (s.norm.normalise(-1.0), s.norm.normalise(1.0)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+from data_prep.audio_io import Normalisation
 from data_prep.errors import InputError
 
 MODES = ("sample", "mean", "mode")
@@ -28,7 +29,7 @@ class GenerationSettings:
     gaussian_variance: str = "valid"
     prime: str | None = None
     context: str | None = None
-    norm: tuple[float, float] | None = None
+    norm: Normalisation | None = None
     sample_rate: int | None = None
     seed: int = 0
     streams: int = 1
@@ -55,10 +56,10 @@ class GenerationSettings:
         rate filled in from the model's hyperparameters, else from ``data`` (a PreparedDataset)."""
         norm = self.norm
         if norm is None and hparams.get("norm_mean") is not None and hparams.get("norm_std") is not None:
-            norm = (float(hparams["norm_mean"]), float(hparams["norm_std"]))
-        norm = norm or (None if data is None else (float(data.mean), float(data.std)))
+            norm = Normalisation.of(hparams["norm_mean"], hparams["norm_std"])
+        norm = norm or (None if data is None else data.normalisation)
         if norm is None:
-            raise GenerationError("the model has no norm_mean/norm_std hyperparameters: pass norm=(mean, std)")
+            raise GenerationError("the model has no norm_mean/norm_std hyperparameters: pass a Normalisation")
         rate = self.sample_rate or hparams.get("sample_rate") or (16000 if data is None else data.sample_rate)
         real = bool(references) and all(r is not None for r in references)
         return replace(self, prime=self.prime or ("real" if real else "silence"), norm=norm, sample_rate=int(rate),
