@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from data_prep.errors import InputError
-from waveform_mdn.audio_metrics import METRIC_KEYS, measure, measure_files
+from waveform_mdn.audio_metrics import METRIC_KEYS, finite_or_none, measure, measure_files
 
 SR = 16000
 GAIN_6DB = 20 * math.log10(2.0)  # doubling the amplitude: +6.02 dB
@@ -246,6 +246,18 @@ def test_different_lengths_compare_the_common_prefix(glide):
     assert m["mcd_db"] == pytest.approx(0.0, abs=1e-9)
     assert m["voicing_agreement"] > 0.95
     assert m["f0_rmse_hz"] < 2.0
+
+
+@pytest.mark.parametrize("value,expected", [
+    (0.5, 0.5), (3, 3.0), (np.float32(0.25), 0.25), (np.int64(-2), -2.0), (np.float64(1e300), 1e300),
+    (None, None), (math.nan, None), (-math.inf, None), (np.float32("inf"), None),
+    ("1.0", None), (True, None), (np.bool_(False), None), ([1.0], None),
+])
+def test_finite_or_none_keeps_finite_numbers_only(value, expected):
+    """The one cleaner of values for JSON and tables: numbers (numpy's too) become floats;
+    text, booleans and non-finite values (as a hand-edited measurements.json may hold) become None."""
+    got = finite_or_none(value)
+    assert got == expected and (got is None or type(got) is float)
 
 
 def test_no_reference_gives_none_for_comparisons():

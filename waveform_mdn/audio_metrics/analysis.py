@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -28,8 +29,9 @@ METRIC_KEYS = SINGLE_KEYS + COMPARE_KEYS + tuple("ref_" + k for k in SINGLE_KEYS
 
 
 def finite_or_none(value) -> float | None:
-    """Python float, or None for None / NaN / inf."""
-    if value is None:
+    """A finite real number (numpy's too) as a Python float; None for anything else: None,
+    NaN, inf, text, booleans (values read from a JSON file are not trusted to be numbers)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return None
     value = float(value)
     return value if math.isfinite(value) else None

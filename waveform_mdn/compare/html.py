@@ -6,7 +6,7 @@ import html
 import re
 import urllib.parse
 
-from .measurements import numeric
+from ..audio_metrics import finite_or_none
 from .media import Listening, Player
 from .tables import GENERATED_TEXT, NATURAL, VALIDATION_TEXT, Report, Table
 
@@ -85,7 +85,7 @@ def _player(p: Player | None, label: str, css: str, title: str) -> str:
     else:
         body = (f'<audio controls preload="metadata" src="{href(p.wav)}"></audio><a href="{href(p.png)}">'
                 f'<img src="{href(p.png)}" alt="{esc(f"waveform and spectrogram: {title}")}"></a>')
-    judges, values = (" · ".join(text.format(v) for key, text in line if (v := numeric(p.values.get(key))) is not None)
+    judges, values = (" · ".join(text.format(v) for key, text in line if (v := finite_or_none(p.values.get(key))) is not None)
                       for line in (JUDGE_LINE, VALUES_LINE))
     judges = judges and f'<div class="judges">{esc(judges)}</div>'
     return (f'<figure class="cell {css}"><figcaption>{esc(label)}</figcaption>'

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..audio_metrics import JUDGE_KEYS, METRIC_KEYS, REF_JUDGE_KEYS
+from ..audio_metrics import JUDGE_KEYS, METRIC_KEYS, REF_JUDGE_KEYS, finite_or_none
 from ..contract import MEASUREMENTS_FILE
 from ..generation.writers import read_record
 from .errors import CompareError
@@ -16,13 +15,6 @@ from .errors import CompareError
 GEN_KEYS = tuple(k for k in JUDGE_KEYS + METRIC_KEYS if k != "recognised_phones" and not k.startswith("ref_"))
 REF_KEYS = tuple(k for k in GEN_KEYS if "ref_" + k in METRIC_KEYS + REF_JUDGE_KEYS)  #: measured on the reference too
 NOT_MEASURED = {"clipped", "sample_rate", "duration_s", "nonfinite_replaced"}
-
-
-def numeric(value: Any) -> float | None:
-    """A finite number as a float; None for anything else (NaN, inf, None, text, booleans)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def mean(values) -> float | None:
@@ -55,8 +47,8 @@ def means(files: Sequence[AudioFile]) -> dict[str, float | None]:
     keys = dict.fromkeys(GEN_KEYS)
     for f in files:
         keys.update((k, None) for k, v in f.values.items()
-                    if not k.startswith("ref_") and k not in NOT_MEASURED and numeric(v) is not None)
-    return {k: mean(numeric(f.values.get(k)) for f in files) for k in keys}
+                    if not k.startswith("ref_") and k not in NOT_MEASURED and finite_or_none(v) is not None)
+    return {k: mean(finite_or_none(f.values.get(k)) for f in files) for k in keys}
 
 
 @dataclass
@@ -70,7 +62,7 @@ class Measurements:
 
     @property
     def clipped_total(self) -> int:
-        return int(sum(numeric(f.values.get("clipped")) or 0 for f in self.files))
+        return int(sum(finite_or_none(f.values.get("clipped")) or 0 for f in self.files))
 
 
 def load_measurements(path: Path, run_name: str) -> Measurements:
@@ -89,8 +81,8 @@ def natural_means(all_meas: Sequence[Measurements]) -> dict[str, Any] | None:
     refs: dict[str, dict[str, float]] = {}
     for f in (f for meas in all_meas for f in meas.files):
         for k, v in f.reference_values.items():
-            if k in REF_KEYS and numeric(v) is not None:
-                refs.setdefault(f.utterance, {}).setdefault(k, numeric(v))
+            if k in REF_KEYS and finite_or_none(v) is not None:
+                refs.setdefault(f.utterance, {}).setdefault(k, finite_or_none(v))
     if not refs:
         return None
     return {"n_files": len(refs), "means": {k: mean(r.get(k) for r in refs.values()) for k in REF_KEYS}}

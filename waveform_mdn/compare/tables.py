@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..audio_metrics import finite_or_none
 from ..contract import METRIC_TAGS, METRICS
-from .measurements import REF_KEYS, Measurements, means, numeric
+from .measurements import REF_KEYS, Measurements, means
 from .runs import VAL_TAGS, Run
 
 NATURAL = "natural speech"
@@ -128,9 +129,9 @@ def run_summary(r: Run) -> dict[str, Any]:
         "data_fingerprint": r.hparams["data_fingerprint"], "norm_mean": r.hparams["norm_mean"],
         "norm_std": r.hparams["norm_std"], "epochs": r.n_epochs, "notes": r.notes,
         "checkpoints": [{"path": str(c.path), "epoch": c.epoch, "step": c.step} for c in r.checkpoints],
-        "metrics": {tag: {k: numeric(v) if isinstance(v, float) else v for k, v in c.summary().items()}
+        "metrics": {tag: {k: finite_or_none(v) if isinstance(v, float) else v for k, v in c.summary().items()}
                     for tag, c in r.curves.items()},
-        "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": [numeric(v) for v in c.values]}
+        "curves": {tag: {"epoch": c.epochs, "step": c.steps, "value": [finite_or_none(v) for v in c.values]}
                    for tag, c in r.curves.items()},
         "generated": [{
             "measurements": str(m.file), "checkpoint": m.checkpoint, "settings": m.settings,
