@@ -45,7 +45,8 @@ TESTS[heads]="tests/test_heads.py tests/test_heads_discretised.py tests/test_hea
 MODULES[data]="waveform_mdn/data.py"
 TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
 MODULES[engine]="waveform_mdn/generation/engine.py"
-TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py"
+TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py
+               tests/test_progress.py"
 DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measurements per mutant
 DESELECT[heads]="fit_logs_bits_beside_the_nll"  # fit's CLI fails on mutmut's copies of the heads (exit 2)
 MODULES[metrics]="waveform_mdn/audio_metrics/*"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -296,11 +297,13 @@ def test_64_streams_draw_each_stream_as_it_draws_alone(prepared, laplace_head, h
 # ------------------------------------------------------------------------------ guards
 @pytest.mark.parametrize("n_streams", [1, 6])
 def test_replaced_and_clipped_values(prepared, n_streams):
-    """NaN -> 0 exactly, below the clip range -> its lower bound, above -> its upper bound,
-    each counted."""
+    """NaN -> 0 exactly, +-inf -> the clip bound on its side (each counted as replaced), a
+    finite value below or above the clip range -> that bound (counted as clipped), a value
+    inside it fed back as it is (neither counted)."""
     ctx = sequence_contexts([sequence_from_prepared(prepared, 0)] * n_streams, 200, "target", W)
-    for bias, expect, counted in ((float("nan"), 0.0, "nonfinite_replaced"), (-50.0, -2.0, "clipped"),
-                                  (50.0, 3.0, "clipped")):
+    inf = float("inf")
+    for bias, expect, replaced, clipped in ((float("nan"), 0.0, 200, 0), (inf, 3.0, 200, 0), (-inf, -2.0, 200, 0),
+                                            (-50.0, -2.0, 0, 200), (50.0, 3.0, 0, 200), (0.5, 0.5, 0, 0)):
         model = make_model(prepared, "mixture")
         with torch.no_grad():
             model.net.head.proj.weight[3:6] = 0.0
@@ -308,7 +311,30 @@ def test_replaced_and_clipped_values(prepared, n_streams):
         stats = GenerationStats()
         y = generate(model, Streams(ctx, 200, clip=(-2.0, 3.0)), S(temperature_scales=0.0), stats=stats)
         assert torch.equal(y, torch.full_like(y, expect)), bias
-        assert getattr(stats, counted) == [200] * n_streams
+        assert (stats.nonfinite_replaced, stats.clipped) == ([replaced] * n_streams, [clipped] * n_streams), bias
+
+
+def test_the_bare_predictor_generates_as_its_module(prepared):
+    """``generate`` takes the ``Predictor`` (``.net``) as it takes the Lightning module."""
+    model = make_model(prepared, "mixture")
+    _, y_module, _ = free_run(model, prepared, [0, 1], 300, S(seed=3))
+    _, y_net, _ = free_run(model.net, prepared, [0, 1], 300, S(seed=3))
+    assert torch.equal(y_module, y_net)
+
+
+def test_streams_without_context_or_prime_are_one_silent_started_stream(prepared):
+    """A model without context fields and ``Streams({}, n)``: one stream, primed with zeros,
+    as the mean of that zero window says; the stats count its steps and time."""
+    model = make_model(prepared, "gaussian", fields=())
+    stats, t0 = GenerationStats(), time.perf_counter()
+    y = generate(model, Streams({}, 50), S(mode="mean"), stats=stats)
+    wall = time.perf_counter() - t0
+    assert y.shape == (1, 50)
+    with torch.no_grad():
+        first = model.net.params({"window": torch.zeros(1, W)})[0]
+    torch.testing.assert_close(y[0, 0], first.reshape(-1)[0])
+    assert (stats.steps, stats.streams) == (50, 1) and 0 < stats.seconds <= wall
+    assert stats.samples_per_second == pytest.approx(50 / stats.seconds)
 
 
 def test_float32_output_whatever_the_default_dtype(prepared):

@@ -83,18 +83,18 @@ def noise_variance(head: nn.Module, which: str):
 
 
 def _buffer(net: Predictor, streams: Streams) -> tuple[dict, Tensor, int]:
-    """(the context fields the model needs, ``[n, N]``; the buffer ``[N, W + n]`` holding the
-    prime and the given samples; the first position to generate)."""
+    """(the context fields, ``[n, N]``, of which ``context_bias`` takes those the model uses;
+    the buffer ``[N, W + n]`` holding the prime and the given samples; the first position to
+    generate)."""
     c, n, W = streams.contexts, streams.n, net.window
     N = next((int(v.shape[0]) for v in (*c.values(), streams.prime, streams.given) if v is not None), 1)
-    needed = list(net.phone_fields) + (["position"] if net.use_position else [])
     buf = torch.zeros(N, W + n, device=net.window_proj.weight.device, dtype=net.window_proj.weight.dtype)
     if streams.prime is not None:
         buf[:, :W] = streams.prime
     start = 0 if streams.given is None else min(int(streams.given.shape[1]), n)
     if streams.given is not None:
         buf[:, W : W + start] = streams.given[:, :start]
-    return {f: torch.as_tensor(c[f])[:, :n].t().to(buf.device) for f in needed if f in c}, buf, start
+    return {f: torch.as_tensor(v)[:, :n].t().to(buf.device) for f, v in c.items()}, buf, start
 
 
 def generate(model: nn.Module, streams: Streams, settings: GenerationSettings = GenerationSettings(), *,
@@ -139,5 +139,5 @@ def _step(net: Predictor, value, window: Tensor, bias: Tensor, noise: Tensor | N
           lo: float, hi: float) -> Tensor:
     """One step of every stream: the value, and what is fed back (finite, clipped) into ``slot``."""
     x = value(net.head.params(net.features_from_bias(window, bias)), noise)
-    torch.clamp(torch.nan_to_num(x, 0.0, hi, lo), lo, hi, out=slot)
+    torch.clamp(torch.nan_to_num(x, 0.0), lo, hi, out=slot)  # +-inf: the largest floats, then the bounds
     return x
