@@ -43,7 +43,7 @@ MODULES[heads]="waveform_mdn/heads/*"  # Normalisation (the 16-bit grid) is data
 TESTS[heads]="tests/test_heads.py tests/test_heads_discretised.py tests/test_heads_generation.py
              tests/test_sampling_statistics.py tests/test_known_answers.py tests/test_head_contracts.py"
 MODULES[data]="waveform_mdn/data.py"
-TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py"
+TESTS[data]="tests/test_windows.py tests/test_data_known_answers.py tests/test_text.py"  # test_text: the durations read
 MODULES[engine]="waveform_mdn/generation/engine.py"
 TESTS[engine]="tests/test_generate.py tests/test_sampling_statistics.py tests/test_generation_options.py
                tests/test_progress.py"
@@ -82,7 +82,7 @@ for g in "${GROUPS_ASKED[@]}"; do
         echo "[mutmut]"
         echo "source_paths=waveform_mdn"
         echo "only_mutate="; for m in ${MODULES[$g]}; do echo "    $m"; done
-        echo "also_copy=data_prep"
+        echo "also_copy="; printf '    %s\n' data_prep recipes  # recipes: the demo configs some tests train with
         echo "pytest_add_cli_args_test_selection="; for t in $tests; do echo "    $t"; done
         echo "pytest_add_cli_args="; printf '    %s\n' -p no:cacheprovider -q -m "not slow"
         if [ -n "${DESELECT[$g]:-}" ]; then printf '    %s\n' -k "not ${DESELECT[$g]}"; fi

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from data_prep import FORMAT_VERSION
@@ -93,6 +93,8 @@ def _raw(x: torch.Tensor, mean: float, std: float) -> np.ndarray:
 @given(spec=prepared_specs(), window=st.integers(1, 45), pad=st.sampled_from(["skip", "zero"]),
        context=st.sampled_from(["target", "window_start"]), split=st.sampled_from([None, "train", "valid"]),
        in_memory=st.booleans())
+@example(spec={"seqs": [{"length": 30, "rows": [(0, 12, 1, 6, 2), (12, 30, 2, 1, 6)], "split": "train"}], "seed": 3,
+               "mean": 0.0, "std": 0.1}, window=45, pad="zero", context="target", split=None, in_memory=False)
 def test_windows_and_context_match_reference(spec, window, pad, context, split, in_memory):
     with tempfile.TemporaryDirectory() as d:
         wave = write_prepared(Path(d), spec)
@@ -142,13 +144,14 @@ def test_phone_context_naive(layout, offset, window, context, data):
             for a, b in zip(bounds[:-1], bounds[1:])]
     seg = torch.tensor(rows, dtype=torch.int64)
     start, end = int(bounds[0]), int(bounds[-1])
-    targets = torch.arange(start, end)
-    got = phone_context(seg, targets, torch.full_like(targets, start), context, window)
-    for i, t in enumerate(range(start, end)):
-        r = t if context == "target" else max(t - window, start)
-        (a, b, p, pv, nx), = [row for row in rows if row[0] <= r < row[1]]
+    targets = torch.arange(start - 3, end + 3)  # a few outside the table: its first or last segment
+    got = phone_context(seg, targets, torch.full_like(targets, start - 3), context, window)
+    for i, t in enumerate(range(start - 3, end + 3)):
+        r = t if context == "target" else max(t - window, start - 3)
+        inside = [row for row in rows if row[0] <= r < row[1]]
+        (a, b, p, pv, nx), = inside or [rows[0] if r < start else rows[-1]]
         assert (int(got["phone"][i]), int(got["prev_phone"][i]), int(got["next_phone"][i])) == (p, pv, nx)
-        assert abs(float(got["position"][i]) - (r - a) / (b - a)) < 1e-6
+        assert abs(float(got["position"][i]) - min(max((r - a) / (b - a), 0.0), 1.0 - 1e-6)) < 1e-6
 
 
 def test_bad_arguments(demo_prepared):
@@ -158,8 +161,23 @@ def test_bad_arguments(demo_prepared):
         NextSampleDataset(demo_prepared, context="middle")
     with pytest.raises(ValueError, match="window must be positive"):
         NextSampleDataset(demo_prepared, window=0)
-    with pytest.raises(FileNotFoundError, match="no meta.json"):
+    with pytest.raises(FileNotFoundError, match=r"no meta\.json\); create one with `waveform-mdn prepare CORPUS_DIR OUT_DIR`"):
         PreparedDataset(Path(demo_prepared).parent)
+    one = torch.zeros(1, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"context must be one of \('target', 'window_start'\), not 'middle'"):
+        phone_context(torch.zeros(1, 5, dtype=torch.int64), one, one, "middle")
+
+
+def test_the_data_says_its_phone_ids_and_too_short_sequences(tmp_path):
+    """Ids 0 .. P-1 are the P phones, P is "no phone": P + 1 ids; a split whose sequences are
+    all at most one window long has no examples, and the error says the length needed."""
+    spec = {"seqs": [{"length": 50, "rows": [(0, 20, 1, 6, 2), (20, 50, 2, 1, 6)], "split": "train"}],
+            "seed": 0, "mean": 0.0, "std": 0.1}
+    write_prepared(tmp_path, spec)
+    prepared = PreparedDataset(tmp_path)
+    assert (prepared.no_phone, prepared.n_phone_ids) == (N_PH, N_PH + 1)
+    with pytest.raises(ValueError, match=r"shorter than window\+1 = 51 samples"):
+        NextSampleDataset(prepared, "train", window=50)
 
 
 def test_a_dataset_of_format_1_must_be_prepared_again(tmp_path):
@@ -226,6 +244,7 @@ def test_the_waveform_is_the_memory_map_itself_shared_by_train_and_valid(demo_pr
     OS shares between DDP ranks), made without torch's read-only warning; in_memory=True is a
     private copy with the same values."""
     p = PreparedDataset(demo_prepared)
+    assert isinstance(p.wave, np.memmap) and p.wave.mode == "r"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mapped = p.wave_tensor()

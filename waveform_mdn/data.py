@@ -119,7 +119,7 @@ def phone_context(segments: torch.Tensor, targets: torch.Tensor, seq_starts: tor
         raise InputError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
     ref = targets if context == "target" else torch.maximum(targets - window, seq_starts)
     starts = segment_starts if segment_starts is not None else segments[:, 0].contiguous()
-    seg = segments[(torch.searchsorted(starts, ref, right=True) - 1).clamp_(0, len(segments) - 1)]
+    seg = segments[(torch.searchsorted(starts, ref, right=True) - 1).clamp_(min=0)]  # before the first: the first
     length = (seg[:, 1] - seg[:, 0]).clamp_(min=1)
     position = ((ref - seg[:, 0]).float() / length.float()).clamp_(0.0, 1.0 - 1e-6)
     return {"phone": seg[:, 2], "prev_phone": seg[:, 3], "next_phone": seg[:, 4], "position": position}
@@ -189,11 +189,11 @@ class NextSampleDataset(torch.utils.data.Dataset):
         return batch | phone_context(self.segments, t, seq_start, self.context, self.window, self._segment_starts)
 
     def _windows(self, first: torch.Tensor) -> torch.Tensor:
-        """int16 ``[B, W]`` windows starting at ``first`` (clamped into the array; callers mask)."""
+        """int16 ``[B, W]`` windows starting at ``first`` (a negative start read from 0; callers mask)."""
         n = len(self._wave)
         if n < self.window:  # every window reaches before its sequence (pad="zero")
             return torch.zeros((len(first), self.window), dtype=torch.int16)
-        return self._wave.unfold(0, self.window, 1).index_select(0, first.clamp(0, n - self.window))
+        return self._wave.unfold(0, self.window, 1).index_select(0, first.clamp(min=0))
 
     def __getitem__(self, idx):
         if isinstance(idx, (int, np.integer)):
