@@ -58,6 +58,8 @@ MODULES[compare]="waveform_mdn/compare/runs.py waveform_mdn/compare/tables.py wa
 TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py"
 
 PY="$REPO/.venv/bin/python"
+# the tests find ../shared beside the repository, not beside mutmut's copy: name it
+export WAVEFORM_MDN_SHARED=${WAVEFORM_MDN_SHARED:-$(cd "$REPO/.." && pwd)/shared}
 if [ ! -x "$MUTMUT_VENV/bin/mutmut" ]; then
     base=$("$PY" -c 'import sys; print(sys.base_prefix)')/bin/python3
     "$base" -m venv "$MUTMUT_VENV"
