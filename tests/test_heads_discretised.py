@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import torch
 from scipy.special import logsumexp
@@ -101,6 +102,27 @@ def test_log_mass_matches_scipy_including_far_tails(name, family):
     assert np.all(np.isfinite(got))
     assert expect.min() < (-100 if name == "mixture" else -60)  # far-tail bins are among them
     np.testing.assert_allclose(got, expect, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("likelihood", ["continuous", "discretised"])
+def test_the_mdn_trains_on_its_likelihood_and_logs_nll_and_bits_either_way(likelihood):
+    """``loss``: the density's NLL (continuous) or minus the log mass of the target's bin
+    (discretised), each against scipy; ``training_sums``: (NLL sum, bits sum) whichever it trains."""
+    head = make_head("mixture", likelihood=likelihood)
+    codes = np.array([-32768, -3000, -10, 0, 37, 1600, 32767])
+    x = torch.from_numpy((codes / 32768.0 - MEAN) / STD).float()
+    with torch.no_grad():
+        params = head.params(torch.randn(len(codes), 6, generator=torch.Generator().manual_seed(4)))
+        loss = head.loss(params, x)
+        nll_sum, bits_sum = head.training_sums(params, x, loss)
+    logits, locs, scales = (p.double().numpy() for p in params)
+    w = scipy.special.softmax(logits, axis=1)
+    nll = -np.log((w * scipy.stats.norm.pdf(x.double().numpy()[:, None], locs, scales)).sum(1))
+    log_mass = np.array([_scipy_mixture_log_mass(scipy.stats.norm, logits[i], locs[i], scales[i], codes[i:i + 1])[0]
+                         for i in range(len(codes))])
+    np.testing.assert_allclose(loss.double().numpy(), -log_mass if likelihood == "discretised" else nll, rtol=1e-4)
+    assert float(nll_sum) == pytest.approx(nll.sum(), rel=1e-4)
+    assert float(bits_sum) == pytest.approx(-log_mass.sum() / math.log(2), rel=1e-4)
 
 
 def test_gaussian_head_log_mass_matches_scipy():
@@ -212,7 +234,7 @@ def test_discretised_losses_have_finite_gradients_for_extreme_inputs(name, kw):
     head = build_head(name, 8, components=3, norm_mean=MEAN, norm_std=STD, **kw)
     with torch.no_grad():
         head.proj.weight.zero_()
-        bias = torch.tensor([1e4, -1e4, 0.0, 1e3, -1e3, 0.0, -1e4, -1e4, 50.0])
+        bias = torch.tensor([1e4, -1e4, 0.0, 1e3, -1e3, 0.0, -1e4, 1e4, 50.0])  # raw scales: -1e4, 1e4, 50
         head.proj.bias.copy_(bias.repeat(head.proj.out_features // 9 + 1)[: head.proj.out_features])
     feats = torch.randn(7, 8, requires_grad=True)
     target = Q.value(torch.tensor([-32768, -32767, 0, 1, 3000, 32766, 32767])).float()
