@@ -110,6 +110,24 @@ def test_measure_adds_the_judges_of_audio_and_reference(judges_loaded, sa1, tmp_
     assert alone["recognised_phones"] == m["ref_recognised_phones"]
 
 
+def test_files_are_judged_against_the_phn_beside_them_or_their_reference(judges_loaded, sa1, tmp_path):
+    """A generated WAV without a .PHN takes its reference's; the reference judged once by
+    ``reference_judges`` is what ``measure_files`` gives for it; ``judge_reference=False``
+    leaves it out; the intended phones are the .PHN's labels, in order."""
+    from waveform_mdn.audio_metrics import intended_phones_beside, reference_judges
+
+    wav, x, sr = sa1
+    take = tmp_path / "take.wav"
+    sf.write(take, x[: 2 * sr], sr)
+    labels = [line.split()[2] for line in wav.with_suffix(".phn").read_text().split("\n") if line.strip()]
+    assert intended_phones_beside(take) is None and intended_phones_beside(take, wav) == labels == J.phones_beside(wav)
+    both = measure_files(take, wav, judges=True)
+    assert both["phone_error_rate"] == measure(x[: 2 * sr], sr, judges=True, intended_phones=labels)["phone_error_rate"]
+    assert reference_judges(wav, labels) == {k: both[k] for k in REF_JUDGE_KEYS}
+    once = measure_files(take, wav, judges=True, judge_reference=False)
+    assert all(once[k] is None for k in REF_JUDGE_KEYS) and once["phone_error_rate"] == both["phone_error_rate"]
+
+
 def test_a_too_short_file_gives_none_with_a_logged_reason(tmp_path, caplog):
     short = tmp_path / "short.wav"
     sf.write(short, 0.1 * np.sin(2 * np.pi * 150 * np.arange(int(0.3 * SR)) / SR), SR)
