@@ -47,8 +47,16 @@ def test_fold_matches_the_hand_written_map_on_every_timit_phone():
 
 def test_sphinx_phones_fold_to_the_same_set():
     for word, phone in [("AO", "aa"), ("ZH", "sh"), ("AH", "ah"), ("T", "t"), ("SIL", None),
-                        ("+NSN+", None), ("+SPN+", None), ("<sil>", None)]:
+                        ("+NSN+", None), ("+SPN+", None), ("<sil>", None), ("SP", None), ("[NOISE]", None)]:
         assert fold_recognised(word) == phone, word
+
+
+def test_the_phn_beside_a_wav_in_either_case(tmp_path):
+    """TIMIT's own layout writes ``.PHN``, the NLTK sample ``.phn``: the labels, in order."""
+    for stem, suffix in (("SA1", ".PHN"), ("sa2", ".phn")):
+        (tmp_path / f"{stem}{suffix}").write_text("0 100 h#\n100 900 sh\n900 2000 iy\n2000 2400 h#\n")
+        assert J.phones_beside(tmp_path / f"{stem}.WAV") == ["h#", "sh", "iy", "h#"]
+    assert J.phones_beside(tmp_path / "other.wav") is None
 
 
 def test_phone_error_rate_is_the_hand_worked_levenshtein_distance():
@@ -61,6 +69,7 @@ def test_phone_error_rate_is_the_hand_worked_levenshtein_distance():
     assert J.phone_error_rate(hyp, ref) == pytest.approx(0.5)
     assert J.edit_distance(["ae", "t"], ref) == 2  # two deletions
     assert J.edit_distance([], ref) == 4 and J.phone_error_rate([], ref) == 1.0
+    assert J.edit_distance(["iy", "iy"], []) == 2  # insertions only
     assert J.edit_distance(["s", "t", "ae", "k"], ref) == 4  # reversed: four substitutions
     assert J.phone_error_rate(hyp, []) is None
 
