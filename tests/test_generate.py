@@ -335,6 +335,9 @@ def test_streams_without_context_or_prime_are_one_silent_started_stream(prepared
     torch.testing.assert_close(y[0, 0], first.reshape(-1)[0])
     assert (stats.steps, stats.streams) == (50, 1) and 0 < stats.seconds <= wall
     assert stats.samples_per_second == pytest.approx(50 / stats.seconds)
+    given = torch.randn(1, 60)  # covers every position: nothing to generate
+    y = generate(model, Streams({}, 50, given=given), S(mode="mean"), stats=stats)
+    assert torch.equal(y, given[:, :50]) and stats.steps == 0
 
 
 def test_float32_output_whatever_the_default_dtype(prepared):
