@@ -45,7 +45,7 @@ def test_each_head_carries_its_report_label():
 def test_gaussian_use_variance():
     head = GaussianHead(4)
     head.var.fill_(0.04)
-    with pytest.raises(ValueError, match="no validation MSE recorded in this head"):
+    with pytest.raises(ValueError, match="^no validation MSE recorded in this head$"):
         head.use_variance()  # default "valid", nothing recorded yet
     assert head.use_variance("train") == pytest.approx(0.04)
     head.valid_mse.fill_(0.09)
@@ -112,9 +112,21 @@ def test_base_sampler_defaults_are_temperature_one():
 
 
 def test_noise_sizes():
+    """Numbers per draw: the Gaussian's one normal; a mixture's K Gumbel numbers (or K + 1
+    uniforms) and one more; the mu-law softmax's 256 Gumbel numbers."""
     head = MixtureHead(4, components=5)
     noise = head.draw_noise((7,), torch.Generator().manual_seed(0))
     assert head.noise_size() == 6 and noise.shape == (7, 6)
+    sizes = {name: HEADS[name](4, components=5).noise_size() for name in
+             ("gaussian", "mixture", "logistic_mixture", "mulaw_softmax")}
+    assert sizes == {"gaussian": 1, "mixture": 6, "logistic_mixture": 6, "mulaw_softmax": 256}
+
+
+def test_the_gaussians_mode_and_mean_are_its_mean():
+    head = GaussianHead(4)
+    mean, scale = torch.tensor([0.3, -1.2]), torch.tensor([0.5, 0.5])
+    assert torch.equal(head.mode_from_params((mean, scale)), mean)
+    assert torch.equal(head.mean_from_params((mean, scale)), mean)
 
 
 def test_default_bits_are_the_bin_mass_of_the_distributions_cdf(laplace_head):
