@@ -217,8 +217,10 @@ def test_mulaw_point_prediction_and_gumbel_max_draws(tw):
     noise = head.draw_noise((40000,), torch.Generator().manual_seed(1))
     draws = head.sample_from_noise((logits.expand(40000, 256),), noise, tw, 1.0).double().numpy()
     lg = logits[0].double().numpy()
-    if tw == 0:
+    if tw == 0:  # the most probable class's centre, drawn and as the point prediction
         assert np.all(draws == np.float32(centres[lg.argmax()]))
+        assert head.mean_from_params((logits,), 0.0).item() == head.mode_from_params((logits,)).item() \
+            == pytest.approx(centres[lg.argmax()], rel=1e-6)
         return
     p = scipy.special.softmax(lg / tw)
     np.testing.assert_allclose(head.mean_from_params((logits,), tw).item(), p @ centres, rtol=1e-5, atol=1e-5)
