@@ -298,3 +298,15 @@ def test_training_sums_are_the_batchs_nll_and_bits(name, kw):
         expect = head.nll(params, x).double().sum(), head.bits(params, x).double().sum()
     assert float(nll_sum) == pytest.approx(float(expect[0]), rel=1e-5)
     assert float(bits_sum) == pytest.approx(float(expect[1]), rel=1e-5)
+
+
+def test_logistic_draws_stay_on_the_16_bit_range():
+    """Means far outside the int16 range: every draw is the range's edge (the logistic tails
+    are wide; the discretised likelihood has no mass beyond the edges)."""
+    head = make_head("logistic_mixture")
+    n, k = 500, head.components
+    for side, edge in ((1.0, Q.highest), (-1.0, Q.lowest)):
+        means = torch.full((n, k), side * 1e3)
+        params = (torch.zeros(n, k), means, torch.full((n, k), 0.1))
+        draws = head.sample_from_params(params, torch.Generator().manual_seed(2))
+        assert torch.equal(draws, torch.full((n,), float(edge), dtype=draws.dtype)), side
