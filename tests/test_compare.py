@@ -533,3 +533,35 @@ def test_judges_come_first_in_every_table_and_their_curves_are_drawn(runs, tmp_p
     import matplotlib.image as mpimg
 
     assert mpimg.imread(out / "curves.png").shape[:2] == (2 * 506, 3 * 550)  # two rows of three panels
+
+
+# -- small pieces, against hand-made inputs ----------------------------------------------------
+def test_means_average_the_generated_measurements_only():
+    """Per key over the files that have a finite number for it: not the references' ``ref_*``
+    values, not the bookkeeping (clipped counts, rates, durations), not text."""
+    from waveform_mdn.compare.measurements import AudioFile, means
+
+    files = [AudioFile(None, None, {"rms_db": -20.0, "ref_rms_db": -3.0, "clipped": 7, "duration_s": 2.0,
+                                    "recognised_phones": "aa s", "extra_score": 1.0}),
+             AudioFile(None, None, {"rms_db": -30.0, "extra_score": "n/a", "periodicity": float("nan")})]
+    got = means(files)
+    assert got["rms_db"] == pytest.approx(-25.0) and got["extra_score"] == pytest.approx(1.0)
+    assert got["periodicity"] is None  # a known key without a finite value: listed, no mean
+    assert not {"ref_rms_db", "clipped", "duration_s", "recognised_phones"} & set(got)
+
+
+def test_generated_audio_is_found_under_the_run_but_not_in_the_report_or_hidden_folders(tmp_path):
+    from waveform_mdn.compare.measurements import _search
+
+    run, out = tmp_path / "run", tmp_path / "run" / "report"
+    for folder in ("gen", "gen/deeper", "report/media", ".cache/gen"):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "measurements.json").write_text("{}")
+    assert _search(run, out) == [run / "gen" / "deeper" / "measurements.json", run / "gen" / "measurements.json"]
+
+
+def test_default_names_say_the_run_and_tell_equal_names_apart(tmp_path):
+    from waveform_mdn.compare.runs import default_names
+
+    paths = [tmp_path / "a" / "mlp", tmp_path / "b" / "mlp", tmp_path / "exp" / "mdn" / "version_3", tmp_path / "c"]
+    assert default_names(paths) == ["mlp#1", "mlp#2", "mdn/version_3", "c"]
