@@ -565,3 +565,40 @@ def test_default_names_say_the_run_and_tell_equal_names_apart(tmp_path):
 
     paths = [tmp_path / "a" / "mlp", tmp_path / "b" / "mlp", tmp_path / "exp" / "mdn" / "version_3", tmp_path / "c"]
     assert default_names(paths) == ["mlp#1", "mlp#2", "mdn/version_3", "c"]
+
+
+def test_a_generation_record_is_read_as_written(tmp_path):
+    """Its checkpoint, data, head and settings; each file's WAV and reference beside the
+    record (no reference: None); a missing record is one CompareError naming run and file."""
+    from waveform_mdn.compare.measurements import load_measurements
+
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "measurements.json").write_text(json.dumps({
+        "checkpoint": "/runs/mdn/last.ckpt", "data_fingerprint": FP, "head": "mixture",
+        "settings": {"mode": "sample", "seed": 3},
+        "files": [{"wav": "a.wav", "reference": "reference/a.wav", "rms_db": -20.0}, {"wav": "b.wav", "reference": None}]}))
+    m = load_measurements(gen, "mdn")
+    assert (m.file, m.checkpoint, m.data_fingerprint, m.head) == (gen / "measurements.json", "/runs/mdn/last.ckpt",
+                                                                  FP, "mixture")
+    assert m.settings == {"mode": "sample", "seed": 3}
+    assert [(f.wav, f.reference) for f in m.files] == [(gen / "a.wav", gen / "reference" / "a.wav"), (gen / "b.wav", None)]
+    assert m.files[0].values["rms_db"] == -20.0
+    with pytest.raises(CompareError, match=r"^generated audio for run mdn: .*nowhere not found$"):
+        load_measurements(tmp_path / "nowhere", "mdn")
+
+
+def test_the_validation_table_says_what_is_missing(tmp_path):
+    """A metric the run never logged: n/a; one logged but never finite: n/a (no finite value);
+    else its minimum (epoch) and final value."""
+    from waveform_mdn.compare.runs import load_run
+    from waveform_mdn.compare.tables import validation_table
+
+    nan = float("nan")
+    run_dir = _write_run(tmp_path, "mlp", 0, _hp_mlp(), {"val/nll": [0.5, 0.25, 0.375], "val/mse": [nan, nan, nan]})
+    table = validation_table([load_run("mlp", run_dir)])
+    row = dict(zip(table.header, table.rows[0]))
+    assert row["min val/nll (epoch)"] == "0.25 (1)" and row["final val/nll"] == "0.375"
+    assert row["min val/mse (epoch)"] == "n/a (no finite value)"
+    assert row["min val/mse_sample (epoch)"] == "n/a" and row["final val/mse_sample"] == "n/a"
+    assert row["epochs"] == "3"
