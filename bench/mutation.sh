@@ -26,6 +26,7 @@ OUT="$REPO/exp/mutation"
 MUTMUT_VERSION=3.8.1
 MUTMUT_VENV=${MUTMUT_VENV:-/tmp/waveform-mdn-mutmut-venv}
 TIMEOUT_PER_GROUP=${TIMEOUT_PER_GROUP:-3600}  # seconds; an unfinished group reports what it checked
+MAX_CHILDREN=${MAX_CHILDREN:-1}  # mutants run at once (mutmut --max-children): 2 uses both cores
 GROUPS_ASKED=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -92,7 +93,7 @@ for g in "${GROUPS_ASKED[@]}"; do
     } > setup.cfg
     echo "== $g: ${MODULES[$g]} <- $(echo $tests)"
     start=$(date +%s)
-    OMP_NUM_THREADS=1 timeout "$TIMEOUT_PER_GROUP" "$MUTMUT_VENV/bin/mutmut" run --max-children 1 \
+    OMP_NUM_THREADS=1 timeout "$TIMEOUT_PER_GROUP" "$MUTMUT_VENV/bin/mutmut" run --max-children "$MAX_CHILDREN" \
         > "$OUT/$g.log" 2>&1 || echo "   mutmut run ended with $? (timeout or error: partial numbers)"
     secs=$(( $(date +%s) - start ))
     "$MUTMUT_VENV/bin/mutmut" export-cicd-stats > /dev/null
