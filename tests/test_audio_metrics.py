@@ -364,3 +364,33 @@ def test_stereo_file_is_mixed_to_mono(tmp_path):
     m = measure_files(path)
     assert m["rms_db"] == pytest.approx(measure(x, SR)["rms_db"], abs=1e-4)
     assert m["duration_s"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("signal", ["tone_on_a_ramp", "noise"])
+def test_frame_periodicity_is_the_documented_correlation(signal):
+    """``_nccf_peaks`` against a per-frame, per-lag loop of the formula in
+    docs/audio-metrics.md: centred zero-padded frames, each frame's mean removed, the
+    correlation of its first N-t and last N-t samples over the root of their energies, the
+    peak over the lags of 60-400 Hz clipped to [0, 1]; and each frame's energy."""
+    from waveform_mdn.audio_metrics.analysis import F0_MAX_HZ, F0_MIN_HZ, _nccf_peaks, frame_length_for, hop_length_for
+
+    sr, rng = 8000, np.random.default_rng(7)
+    t = np.arange(int(0.25 * sr)) / sr
+    x = (0.3 * np.sin(2 * np.pi * 157.0 * t) + 2.0 * t if signal == "tone_on_a_ramp"  # the ramp: a mean per frame
+         else 0.2 * rng.standard_normal(len(t)) + 0.5)
+    n, hop = frame_length_for(sr), hop_length_for(sr)
+    padded = np.pad(x, (n // 2, n // 2))
+    peaks, energy = _nccf_peaks(x, sr)
+    assert len(peaks) == len(energy) == 1 + len(x) // hop
+    for i in range(len(peaks)):
+        f = padded[i * hop: i * hop + n]
+        f = f - f.mean()
+        best = -np.inf
+        for lag in range(max(1, int(np.floor(sr / F0_MAX_HZ))), min(n - 2, int(np.ceil(sr / F0_MIN_HZ))) + 1):
+            head, tail = f[: n - lag], f[lag:]
+            denom = np.sqrt(np.dot(head, head) * np.dot(tail, tail))
+            best = max(best, np.dot(head, tail) / denom if denom > 1e-12 * max(np.dot(f, f), 1e-30) else 0.0)
+        assert peaks[i] == pytest.approx(min(max(best, 0.0), 1.0), abs=1e-9), i
+        assert energy[i] == pytest.approx(np.dot(f, f), rel=1e-9), i
+    if signal == "tone_on_a_ramp":
+        assert np.median(peaks) > 0.95  # periodic in 8000 / 157 samples, whatever the ramp
