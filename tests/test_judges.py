@@ -174,5 +174,24 @@ def test_a_judge_that_fails_on_one_file_gives_none_and_the_other_judge_runs(judg
     dnsmos_none = all(out[k] is None for k in J.DNSMOS_KEYS)
     assert dnsmos_none == (failing == "dnsmos_scores")
     assert (out["phone_error_rate"] is None) == (failing == "recognise_phones")
-    assert any("take_7.wav" in r.getMessage() and "model refused the input" in r.getMessage()
-               for r in caplog.records)
+    assert any("take_7.wav" in r.getMessage() and "(RuntimeError: model refused the input)" in r.getMessage()
+               and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_without_intended_phones_the_per_is_none_and_the_recognised_phones_are_39_set_words(judges_loaded, sa1,
+                                                                                           caplog):
+    """No intended phones: None, said at INFO (nothing was asked); intended phones that are
+    all silences: None, said as a WARNING naming the file. The recognised phones are
+    39-set symbols, space-separated."""
+    from data_prep.phones import FOLD39
+
+    _, x, sr = sa1
+    audio = x[: 2 * sr]
+    with caplog.at_level(logging.INFO, logger=J.__name__):
+        none_given = J.judge(audio, sr, None, name="plain.wav")
+        silences = J.judge(audio, sr, ["h#", "pau", "h#"], name="quiet.wav")
+    assert none_given["phone_error_rate"] is None and silences["phone_error_rate"] is None
+    levels = {r.getMessage().split()[1]: r.levelno for r in caplog.records if "no intended phones" in r.getMessage()}
+    assert levels == {"plain.wav": logging.INFO, "quiet.wav": logging.WARNING}
+    words = silences["recognised_phones"].split(" ")
+    assert len(words) > 5 and set(words) <= set(FOLD39.values()) | set(TIMIT61)
