@@ -394,3 +394,30 @@ def test_frame_periodicity_is_the_documented_correlation(signal):
         assert energy[i] == pytest.approx(np.dot(f, f), rel=1e-9), i
     if signal == "tone_on_a_ramp":
         assert np.median(peaks) > 0.95  # periodic in 8000 / 157 samples, whatever the ramp
+
+
+def test_pitch_comparisons_over_the_frames_voiced_in_both():
+    """``_compare`` on hand-made pitch tracks: voicing agreement over the common frames; the
+    f0 RMSE and correlation over the frames voiced in both; no correlation from fewer than 3
+    such frames or a flat track; no spectral distance for audio shorter than one FFT."""
+    from types import SimpleNamespace
+
+    from waveform_mdn.audio_metrics import _compare
+
+    nan = float("nan")
+
+    def track(f0, extra=0):
+        f0 = np.array(f0 + [150.0] * extra)
+        return SimpleNamespace(x=np.zeros(100), f0=f0, voiced=np.isfinite(f0))
+
+    gen = track([100.0, 110.0, 120.0, nan, 130.0], extra=3)  # 3 more frames: beyond the reference
+    ref = track([100.0, 100.0, nan, 90.0, 120.0])
+    m = _compare(gen, ref, SR)
+    assert m["voicing_agreement"] == pytest.approx(3 / 5)  # frames 0, 1, 4 agree
+    assert m["f0_rmse_hz"] == pytest.approx(math.sqrt((0 + 10**2 + 10**2) / 3))
+    assert m["f0_corr"] == pytest.approx(np.corrcoef([100, 110, 130], [100, 100, 120])[0, 1])
+    assert m["lsd_db"] is None and m["mcd_db"] is None
+    flat = _compare(gen, track([100.0, 100.0, nan, 90.0, 100.0]), SR)
+    assert flat["f0_rmse_hz"] is not None and flat["f0_corr"] is None
+    two = _compare(track([100.0, 110.0, nan, nan, nan]), ref, SR)
+    assert two["f0_rmse_hz"] == pytest.approx(math.sqrt(50)) and two["f0_corr"] is None
