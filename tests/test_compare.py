@@ -161,6 +161,25 @@ def test_compare_runs_api(runs, tmp_path):
     assert len(rows) == 2
     assert rows[0]["name"] == "mlp" and float(rows[0]["min_val_mse"]) == pytest.approx(0.0222)
     assert rows[1]["min_val_nll_epoch"] == "7"
+    assert {k: rows[1][k] for k in ("model", "head", "components", "data_fingerprint", "epochs")} == \
+        {"model": "MDN", "head": "mixture", "components": "3", "data_fingerprint": FP, "epochs": "8"}
+    assert Path(rows[0]["version_dir"]).name == "version_10"
+    assert float(rows[1]["generated_kurtosis"]) == pytest.approx(9.5)  # 9.0 and 10.0
+
+    # the report's tables: the runs (what each is, its data, normalisation, checkpoints) and
+    # the hyperparameters that differ ("—" where a run has none)
+    from waveform_mdn.compare.runs import load_run
+    from waveform_mdn.compare.tables import differ_table, run_table
+
+    loaded = [load_run("mlp", runs["mlp"]), load_run("mdn", runs["mdn"])]
+    table = run_table(loaded)
+    assert table.header == ["name", "model", "head", "K", "data fingerprint", "norm mean / std", "run dir", "checkpoints"]
+    assert table.rows[1][:6] == ["mdn", "MDN", "mixture", "3", f"`{FP}`", "0.001 / 0.05"] and table.rows[1][7] == "none"
+    loaded[1].hparams["dropout"] = 0.25
+    differ = differ_table(loaded)
+    assert differ.header == ["key", "mlp", "mdn"]
+    assert {row[0]: row[1:] for row in differ.rows} == {"dropout": ["—", "0.25"], "head": ["gaussian", "mixture"],
+                                                         "lr": ["0.001", "0.0005"]}
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == 2 and summary["same_data"] is True
     assert _is_png(out / "curves.png") and _is_png(out / "generated.png")
