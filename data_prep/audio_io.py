@@ -70,6 +70,12 @@ class Normalisation:
         return (0.0 - self.mean) / self.std
 
     @property
+    def full_scale(self) -> tuple[float, float]:
+        """The normalised values of float audio -1.0 and 1.0 (in float64: the bounds of
+        what generation feeds back)."""
+        return (-1.0 - self.mean) / self.std, (1.0 - self.mean) / self.std
+
+    @property
     def int16_scale_offset(self) -> tuple[float, float]:
         """``(scale, offset)`` with ``normalise(pcm) == pcm * scale + offset`` for int16 ``pcm``
         (up to float rounding): one multiply-add for hot loops such as the training batch."""

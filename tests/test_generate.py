@@ -23,7 +23,7 @@ from waveform_mdn.data import CONTEXT_FIELDS, NextSampleDataset, PreparedDataset
 from waveform_mdn.generation.batching import generate_for_sequence
 from waveform_mdn.generation.engine import BLOCK, GenerationStats, StreamNoise, generate
 from waveform_mdn.generation.inputs import (
-    Streams, make_prime, segments_from_labels, sequence_contexts, sequence_from_inline, sequence_from_phn,
+    Streams, batch_streams, make_prime, segments_from_labels, sequence_contexts, sequence_from_inline, sequence_from_phn,
     sequence_from_prepared,
 )
 from waveform_mdn.generation.settings import GenerationError, GenerationSettings as S
@@ -338,6 +338,16 @@ def test_streams_without_context_or_prime_are_one_silent_started_stream(prepared
     given = torch.randn(1, 60)  # covers every position: nothing to generate
     y = generate(model, Streams({}, 50, given=given), S(mode="mean"), stats=stats)
     assert torch.equal(y, given[:, :50]) and stats.steps == 0
+
+
+def test_fed_back_values_are_bounded_by_full_scale_in_float64(prepared):
+    """The clip bounds of a batch: float audio -1.0 and 1.0 normalised in double precision
+    (a float32 bound would move clipped values by one float32 step)."""
+    m, sd = 0.00123, 0.0456
+    seq = sequence_from_prepared(prepared, 0)
+    s = S(norm=Normalisation(m, sd)).resolved({}, [seq.reference], prepared)
+    streams = batch_streams([seq], [0], 300, s, W)
+    assert tuple(float(b) for b in streams.clip) == ((-1.0 - m) / sd, (1.0 - m) / sd)
 
 
 def test_float32_output_whatever_the_default_dtype(prepared):

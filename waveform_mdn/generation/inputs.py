@@ -220,4 +220,4 @@ def batch_streams(seqs: Sequence[PhoneSequence], seeds: Sequence[int], n: int, s
     if given is not None and n <= window:
         raise GenerationError(f"sequences must be longer than the window ({window} samples) with --prime real")
     return Streams(sequence_contexts(seqs, n, s.context, window), n, prime, given, list(seeds),
-                   (s.norm.normalise(-1.0), s.norm.normalise(1.0)))
+                   s.norm.full_scale)
