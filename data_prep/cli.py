@@ -11,7 +11,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from . import FORMAT_VERSION
+from . import FORMAT_VERSION, PAD_MODES
 from .corpus import discover
 from .errors import InputError
 from .phones import PHONE_SETS, parse_phone_map
@@ -51,7 +51,7 @@ def add_prepare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--phone-map", action="append", metavar="LABEL=SYMBOL",
                    help="extra label mapping, e.g. brth=pau (repeatable, or comma-separated)")
     g.add_argument("--window", type=int, default=240, help="window length in samples (default 240)")
-    g.add_argument("--pad", choices=["skip", "zero"], default="skip",
+    g.add_argument("--pad", choices=PAD_MODES, default="skip",
                    help="first `window` samples of a sequence: skip them as targets, or zero-pad")
     g.add_argument("--sample-rate", type=int, default=16000)
     g.add_argument("--no-resample", action="store_true", help="refuse audio at another sample rate")

@@ -142,10 +142,9 @@ def _lab_lines(path: Path, lines: list[str], sample_rate: int) -> list[tuple[int
 
 def read_labels(path: str | Path, label_format: str, file_rate: int, sample_rate: int
                 ) -> list[tuple[int, int, str, int]]:
-    """Segments ``(start, end, label, line_number)`` in samples at ``sample_rate``: ``.phn``
-    counts samples at the audio file's rate ``file_rate``, ``.lab`` seconds. Raises
-    :class:`CorpusError` naming file and line for malformed lines (empty or overlapping
-    segments: :func:`data_prep.sequences.segment_table`)."""
+    """Segments ``(start, end, label, line_number)`` in samples at ``sample_rate`` (``.phn``:
+    samples at ``file_rate``; ``.lab``: seconds); a malformed line is a :class:`CorpusError`
+    naming file and line (docs/data.md)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()

@@ -57,6 +57,11 @@ class PhoneSet:
     def id(self, symbol: str) -> int:
         return self.index[symbol]
 
+    def to_id(self, label: str) -> int | None:
+        """Corpus label -> id of its symbol, or None for a label merged into its neighbour."""
+        symbol = self.map_label(label)
+        return None if symbol == MERGE else self.index[symbol]
+
     def __len__(self) -> int:
         return len(self.symbols)
 

@@ -12,13 +12,13 @@ from typing import Callable
 
 import numpy as np
 
-from . import DEMO_CORPUS, FORMAT_VERSION
+from . import DEMO_CORPUS, FORMAT_VERSION, PAD_MODES
 from .audio import AudioError
 from .audio_io import atomic_directory
 from .corpus import CorpusError, Utterance, discover
 from .errors import InputError
 from .phones import PhoneSet, UnknownPhoneError
-from .selection import Selection, SplitRule, check_split, split_labels
+from .selection import Selection, SplitRule, split_labels
 from .sequences import SequenceAudio, load_utterance, sequences_of
 from .write import DatasetWriter, StoredSequence, mean_phone_durations
 
@@ -77,7 +77,10 @@ def prepare(corpus_dir: str | Path, out_dir: str | Path, *, phone_set: str = "ti
     _check_options(opts, selection, split, out, overwrite)
     chosen = _choose_utterances(corpus, selection)
     filter_ids = _filter_ids(opts.phone_set, selection)
-    check_split(chosen, split)
+    # the split's errors the chosen utterances already show, before any audio is read
+    # (reading only drops utterances; sequences are known only after reading)
+    if split.mode in ("none", "official") or split.unit != "sequence":
+        split_labels([(u.id, u) for u in chosen], split)
     with atomic_directory(out) as tmp, DatasetWriter(tmp) as writer:
         seqs, skipped = _read_sequences(chosen, opts, filter_ids, selection.max_sequences, writer.add)
         if not seqs:
@@ -87,10 +90,18 @@ def prepare(corpus_dir: str | Path, out_dir: str | Path, *, phone_set: str = "ti
         if not any(s.split == "train" for s in seqs):
             raise InputError("the split leaves no training data")
         records, norm = writer.finish(seqs)
-        durations = mean_phone_durations(np.load(tmp / "segments.npy"), records, opts.phone_set.symbols, sample_rate)
-        source = {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})}
-        meta = _meta(records, norm, opts, {"selection": asdict(selection), "split": asdict(split),
-                                           "source": source, "skipped": skipped}, durations)
+        pset = opts.phone_set
+        meta = {
+            "format_version": FORMAT_VERSION, "sample_rate": sample_rate, "phone_set": pset.name,
+            "phone_map": pset.extra_map, "phones": pset.symbols, "window": window, "pad": pad,
+            "normalisation": {"mean": norm.mean, "std": norm.std, "computed_on": "train"},
+            "phone_durations": mean_phone_durations(np.load(tmp / "segments.npy"), records, pset.symbols, sample_rate),
+            "selection": asdict(selection),
+            "split": {**asdict(split), "valid_sequences": [r["id"] for r in records if r["split"] == "valid"]},
+            "source": {"corpus": str(Path(corpus).resolve()), "layouts": sorted({s.utt.layout for s in seqs})},
+            "skipped": skipped, "summary": summarise(records, sample_rate, window, pad),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         with open(tmp / "meta.json", "w") as f:  # last: a directory without it is no prepared dataset
             json.dump(meta, f, indent=1)
     meta["elapsed_s"] = time.time() - t0
@@ -98,7 +109,7 @@ def prepare(corpus_dir: str | Path, out_dir: str | Path, *, phone_set: str = "ti
 
 
 def _check_options(opts: Options, selection: Selection, split: SplitRule, out: Path, overwrite: bool) -> None:
-    if opts.pad not in ("skip", "zero"):
+    if opts.pad not in PAD_MODES:
         raise InputError(f"pad must be 'skip' or 'zero', not {opts.pad!r}")
     if opts.window < 1:
         raise InputError(f"window must be at least 1 sample, not {opts.window}")
@@ -167,18 +178,3 @@ def _read_sequences(chosen: list[Utterance], opts: Options, filter_ids: set[int]
         if max_sequences is not None and len(seqs) >= max_sequences:
             break
     return seqs, skipped
-
-
-def _meta(records: list[dict], norm, opts: Options, described: dict, durations: dict[str, float]) -> dict:
-    """``meta.json``; ``described``: its ``selection``, ``split``, ``source`` and ``skipped``."""
-    pset = opts.phone_set
-    return {
-        "format_version": FORMAT_VERSION, "sample_rate": opts.sample_rate, "phone_set": pset.name,
-        "phone_map": pset.extra_map, "phones": pset.symbols, "window": opts.window, "pad": opts.pad,
-        "normalisation": {"mean": norm.mean, "std": norm.std, "computed_on": "train"},
-        "phone_durations": durations, "selection": described["selection"],
-        "split": {**described["split"], "valid_sequences": [r["id"] for r in records if r["split"] == "valid"]},
-        "source": described["source"], "skipped": described["skipped"],
-        "summary": summarise(records, opts.sample_rate, opts.window, opts.pad),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }

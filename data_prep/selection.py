@@ -71,13 +71,6 @@ def split_labels(units: list[tuple[str, Utterance]], rule: SplitRule) -> list[st
     return ["valid" if k in valid else "train" for k in keys]
 
 
-def check_split(chosen: list[Utterance], rule: SplitRule) -> None:
-    """The split's errors that the chosen utterances already show, before any audio is read
-    (reading only drops utterances; sequences are known only after reading)."""
-    if rule.mode in ("none", "official") or rule.unit != "sequence":
-        split_labels([(u.id, u) for u in chosen], rule)
-
-
 def _draw_valid(groups: dict[str, list[str]], rule: SplitRule) -> set[str]:
     """``rule.valid`` units of each group, drawn with a seed per group."""
     valid: set[str] = set()

@@ -9,7 +9,7 @@ import numpy as np
 
 from .audio import read_audio
 from .corpus import CorpusError, Utterance, read_labels
-from .phones import MERGE, PhoneSet, UnknownPhoneError
+from .phones import PhoneSet, UnknownPhoneError
 
 LAB_END_TOLERANCE = 0.01  #: seconds a .lab file's last phone may end after the audio (clamped)
 
@@ -27,10 +27,8 @@ class SequenceAudio:
 def segment_table(labels: Iterable[tuple[int, int, str, str]], to_id: Callable[[str], int | None],
                   no_phone: int, source: str = "labels", mapping: str = "mapping") -> tuple[np.ndarray, int]:
     """Labelled segments ``(start, end, label, where)`` -> (local table int64 ``[S, 5]``: start,
-    end, phone, prev, next; offset of the first segment). The one place labels become
-    segments (preparation and generation): ``to_id(label)`` is None for a label merged into
-    its neighbour; a gap goes to the segment before it; equal neighbours are joined.
-    Raises :class:`CorpusError` naming ``where`` (or ``source`` when nothing is left)."""
+    end, phone, prev, next; offset of the first segment), for preparation and generation;
+    ``to_id(label)`` None merges a label (rules: docs/data.md). Errors name ``where``."""
     segs: list[list] = []  # [start, end, id or None (merge)]
     for a, b, label, where in labels:
         a, b = int(a), int(b)
@@ -64,14 +62,6 @@ def segment_table(labels: Iterable[tuple[int, int, str, str]], to_id: Callable[[
     return table, first
 
 
-def phone_set_mapper(phone_set: PhoneSet) -> Callable[[str], int | None]:
-    """``to_id`` for :func:`segment_table`: label -> id of ``phone_set`` (None: merge)."""
-    def to_id(label: str) -> int | None:
-        sym = phone_set.map_label(label)
-        return None if sym == MERGE else phone_set.id(sym)
-    return to_id
-
-
 def load_utterance(u: Utterance, phone_set: PhoneSet, sample_rate: int, resample: bool
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(int16 wave of the labelled region, local segment table) of one utterance."""
@@ -86,7 +76,7 @@ def load_utterance(u: Utterance, phone_set: PhoneSet, sample_rate: int, resample
         if b > n:
             raise CorpusError(f"{u.labels}:{line}: segment [{a}, {b}) ends after the audio ({n} samples in {u.audio})")
     table, first = segment_table(((a, b, label, f"{u.labels}:{line}") for a, b, label, line in raw),
-                                 phone_set_mapper(phone_set), len(phone_set), source=u.labels,
+                                 phone_set.to_id, len(phone_set), source=u.labels,
                                  mapping=f"mapping to {phone_set.name}")
     return np.ascontiguousarray(wave[first:first + int(table[-1, 1])]), table
 
