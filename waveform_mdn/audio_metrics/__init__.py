@@ -1,33 +1,23 @@
 """Objective measurements of (generated) speech audio: signal metrics (numpy / scipy /
-librosa, no torch) and, on request, the judges (DNSMOS and a phone error rate).
-
-``measure(audio, sr, reference=None, judges=False, intended_phones=None)`` and
-``measure_files(path, reference_path=None, judges=False, intended_phones=None)`` return
-flat dicts of floats or None (never NaN / inf). Definitions and frame conventions:
-docs/audio-metrics.md; the judges: docs/judges.md.
-"""
+librosa, no torch) and, on request, the judges. Definitions: docs/audio-metrics.md and
+docs/judges.md."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence, TypeVar
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from data_prep.audio import AudioError
 
-from .analysis import (COMPARE_KEYS, F0_MAX_HZ, F0_MIN_HZ, FRAME_S, HOP_S, METRIC_KEYS, VOICING_MIN_PERIODICITY,
-                       SignalAnalysis, as_signal, finite_or_none, n_fft_for)
+from .analysis import COMPARE_KEYS, F0_MAX_HZ, METRIC_KEYS, SignalAnalysis, as_signal, finite_or_none, n_fft_for
 from .judges import JUDGE_KEYS, judge, phones_beside
-from .spectral import MCD_CONSTANT, lsd_db, mcd_db, power_spectrum
+from .spectral import lsd_db, mcd_db, power_spectrum
 
 #: The judge keys of the reference (``measure(..., judges=True)`` with a reference).
 REF_JUDGE_KEYS = tuple("ref_" + k for k in JUDGE_KEYS)
-
-__all__ = ["measure", "measure_files", "reference_judges", "intended_phones_beside", "per_file_progress", "finite_or_none", "METRIC_KEYS", "JUDGE_KEYS",
-           "REF_JUDGE_KEYS", "FRAME_S", "HOP_S", "F0_MIN_HZ", "F0_MAX_HZ", "MCD_CONSTANT", "VOICING_MIN_PERIODICITY",
-           "lsd_db", "mcd_db", "power_spectrum"]
 
 
 def _compare(gen: SignalAnalysis, ref: SignalAnalysis, sr: int) -> dict[str, float | None]:
@@ -53,13 +43,9 @@ def _compare(gen: SignalAnalysis, ref: SignalAnalysis, sr: int) -> dict[str, flo
 
 def measure(audio: np.ndarray, sr: int, reference: np.ndarray | None = None, *, judges: bool = False,
             intended_phones: Sequence[str] | None = None, judge_reference: bool = True) -> dict[str, float | str | None]:
-    """Measure mono ``audio`` (float in [-1, 1] or integer PCM) at ``sr`` Hz.
-
-    The keys of ``METRIC_KEYS``; with ``judges`` also ``JUDGE_KEYS`` and ``REF_JUDGE_KEYS``
-    (the reference judged against the same ``intended_phones``; None without a reference, or
-    with ``judge_reference=False``: a caller judging one reference for many files does it once,
-    with :func:`reference_judges`).
-    """
+    """``METRIC_KEYS`` of mono ``audio`` (float in [-1, 1] or integer PCM) at ``sr`` Hz; with
+    ``judges`` also ``JUDGE_KEYS`` and ``REF_JUDGE_KEYS`` (None without a reference or with
+    ``judge_reference=False``: :func:`reference_judges` judges a shared reference once)."""
     sr = int(sr)
     if sr < 2 * F0_MAX_HZ:
         raise AudioError(f"sample rate {sr} Hz is too low: need at least {2 * F0_MAX_HZ:.0f} Hz")
@@ -112,11 +98,9 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 
 def measure_files(path: str | Path, reference_path: str | Path | None = None, *, judges: bool = False,
                   intended_phones: Sequence[str] | None = None, judge_reference: bool = True) -> dict:
-    """``measure`` of a sound file (channels averaged to mono), plus ``file``, ``reference``,
-    ``sample_rate``, ``duration_s`` (and ``ref_duration_s``). With ``judges`` and no
-    ``intended_phones``, the labels of a ``.PHN`` beside the file (else beside the reference)
-    are the intended phones (``judge_reference``: see :func:`measure`). Missing / unreadable
-    files and differing rates raise AudioError."""
+    """``measure`` of a sound file (channels averaged to mono) plus ``file``, ``reference``,
+    ``sample_rate``, ``duration_s`` (``ref_duration_s``); intended phones default to a
+    ``.PHN`` beside it. Missing / unreadable files and differing rates raise AudioError."""
     path = Path(path)
     x, sr = _read(path)
     ref = None
@@ -144,11 +128,8 @@ def measure_files(path: str | Path, reference_path: str | Path | None = None, *,
     return out
 
 
-T = TypeVar("T")
-
-
-def per_file_progress(items: Iterable[T], total: int | None = None, enabled: bool = True,
-                      desc: str = "measuring") -> Iterable[T]:
+def per_file_progress(items: Iterable, total: int | None = None, enabled: bool = True,
+                      desc: str = "measuring") -> Iterable:
     """``items`` with a tqdm bar on stderr, one tick per file (redrawn every 0.5 s on a
     terminal, every 30 s in a log file); ``enabled=False`` (``--quiet``): ``items`` unchanged."""
     if not enabled:

@@ -83,24 +83,17 @@ def _kurtosis(x: np.ndarray) -> float | None:
         return finite_or_none(scipy.stats.kurtosis(x, fisher=True, bias=True))
 
 
-def _frames(x: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    """Centred, zero-padded frames, shape (n_frames, frame_length); like librosa center=True."""
-    import librosa
-
-    pad = frame_length // 2
-    xp = np.pad(x, (pad, pad), mode="constant")
-    return librosa.util.frame(xp, frame_length=frame_length, hop_length=hop, axis=0)
-
-
 def _nccf_peaks(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame peak (lags of 60-400 Hz, clipped to [0, 1]) of the correlation between the
     frame's first N-t and last N-t samples (1 for a frame periodic in t), and per-frame
     energy; formula in docs/audio-metrics.md."""
+    import librosa
     import scipy.fft
 
     n = frame_length_for(sr)
     hop = hop_length_for(sr)
-    frames = _frames(x, n, hop)
+    # centred, zero-padded frames, shape (n_frames, n): like librosa's center=True
+    frames = librosa.util.frame(np.pad(x, n // 2), frame_length=n, hop_length=hop, axis=0)
     frames = frames - frames.mean(axis=1, keepdims=True)
     energy = np.sum(frames * frames, axis=1)
 

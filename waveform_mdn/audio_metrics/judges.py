@@ -31,15 +31,6 @@ RECOGNISER_SETTINGS = {"beam": 1e-20, "pbeam": 1e-20, "lw": 2.0}
 _SPHINX_LOCK = threading.Lock()  # one decoder per process; it is not re-entrant
 
 
-def _one_thread_options():
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return opts
-
-
 @functools.cache
 def dnsmos_model():
     """The process's DNSMOS (speechmos' model and scoring, onnxruntime on one thread), or
@@ -52,7 +43,9 @@ def dnsmos_model():
 
         class OneThreadDNSMOS(DNSMOS):
             def __init__(self, primary_model_path: str, p808_model_path: str):
-                opts, cpu = _one_thread_options(), ["CPUExecutionProvider"]
+                opts, cpu = ort.SessionOptions(), ["CPUExecutionProvider"]
+                opts.intra_op_num_threads = 1
+                opts.inter_op_num_threads = 1
                 self.primary_model_path = primary_model_path
                 self.onnx_sess = ort.InferenceSession(primary_model_path, opts, providers=cpu)
                 self.p808_onnx_sess = ort.InferenceSession(p808_model_path, opts, providers=cpu)
@@ -142,11 +135,9 @@ def recognise_phones(x: np.ndarray) -> list[str] | None:
 
 def judge(audio: np.ndarray, sr: int, intended_phones: Sequence[str] | None = None,
           name: str = "audio") -> dict[str, float | str | None]:
-    """The keys of ``JUDGE_KEYS`` for mono ``audio`` (float in [-1, 1] or integer PCM) at ``sr``.
-
-    ``intended_phones``: the TIMIT (61 or 39 set) labels the audio should say, for the
-    phone error rate. Values the judges cannot give are None, the reason logged under
-    ``name``; a judge that cannot load was reported once when it was first asked for."""
+    """``JUDGE_KEYS`` of mono ``audio`` (float in [-1, 1] or integer PCM) at ``sr``, the phone
+    error rate against ``intended_phones`` (TIMIT labels, 61 or 39 set); values the judges
+    cannot give are None, the reason logged under ``name`` (docs/judges.md)."""
     out: dict[str, float | str | None] = dict.fromkeys(JUDGE_KEYS)
     x = as_signal(audio, name)
     if x.size < MIN_SECONDS * sr:
