@@ -41,7 +41,7 @@ def make_model(prepared, head="mixture", fields=("phone", "next_phone"), context
     torch.manual_seed(seed)
     m = WaveformPredictor(
         head=head, components=3, activation=activation, context_fields=list(fields), window=W,
-        n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean, norm_std=prepared.std,
+        n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.normalisation.mean, norm_std=prepared.normalisation.std,
         sample_rate=prepared.sample_rate, phones=list(prepared.phones), data_fingerprint=prepared.fingerprint,
         phone_context=context, pad=pad,
     )
@@ -90,7 +90,7 @@ def test_generation_is_the_forward_pass_on_the_dataset_context(prepared, head, f
             torch.arange(N_STEPS))
         batch["window"] = full[k].unfold(0, W, 1)[W : W + N_STEPS]
         with torch.no_grad():
-            expect = model.distribution(batch).mean
+            expect = model.net.distribution(batch).mean
         assert expect.std() > 1e-3  # not near-constant
         torch.testing.assert_close(y[k, W:], expect, atol=2e-5, rtol=2e-5)
 
@@ -114,7 +114,7 @@ def test_zero_pad_with_silence_prime(prepared):
     assert torch.equal(batch["window"][0], full[0, :W])  # the silence prime is the zero pad
     batch["window"] = full[0].unfold(0, W, 1)[:n]
     with torch.no_grad():
-        torch.testing.assert_close(y[0], model.distribution(batch).mean, atol=2e-5, rtol=2e-5)
+        torch.testing.assert_close(y[0], model.net.distribution(batch).mean, atol=2e-5, rtol=2e-5)
 
 
 @pytest.mark.parametrize("n_streams", [1, 5])

@@ -33,7 +33,7 @@ def test_fit_logs_bits_beside_the_nll(demo_prepared, tmp_path, events, scalars, 
     bits = [v for _, v in scalars(run, "val/bits_per_sample")]
     nll = [v for _, v in scalars(run, "val/nll")]
     assert 0 < bits[-1] < 16 and bits[-1] < bits[0]
-    std = PreparedDataset(demo_prepared).std
+    std = PreparedDataset(demo_prepared).normalisation.std
     log_bin = math.log(1.0 / (32768 * std))
     # the relation holds for the mean over examples where the density is flat across bins
     assert bits[-1] == pytest.approx((nll[-1] - log_bin) / math.log(2), abs=0.05 if head == "mulaw_softmax" else 0.5)

@@ -30,7 +30,7 @@ def generated(prepared, tmp_path_factory) -> Path:
     """``generate --text`` with an untrained MDN (judges on by default), 1 s."""
     torch.manual_seed(0)
     model = WaveformPredictor(head="mixture", components=2, hidden=[16], window=240,
-                              n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean, norm_std=prepared.std,
+                              n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.normalisation.mean, norm_std=prepared.normalisation.std,
                               sample_rate=prepared.sample_rate, phones=list(prepared.phones),
                               data_fingerprint=prepared.fingerprint)
     tmp = tmp_path_factory.mktemp("judged")

@@ -21,7 +21,7 @@ from waveform_mdn.models import WaveformPredictor
 def make_model(prepared) -> WaveformPredictor:
     torch.manual_seed(0)
     return WaveformPredictor(head="mixture", components=3, hidden=[32], window=240,
-                             n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean, norm_std=prepared.std,
+                             n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.normalisation.mean, norm_std=prepared.normalisation.std,
                              sample_rate=prepared.sample_rate, phones=list(prepared.phones),
                              data_fingerprint=prepared.fingerprint).eval()
 

@@ -40,8 +40,8 @@ def make_model(prepared: PreparedDataset, head: str, at_floor: bool) -> Waveform
     scale outputs of -40, a Gaussian variance of 0)."""
     torch.manual_seed(0)
     m = WaveformPredictor(head=head, components=3, hidden=[32, 32], context_fields=["phone", "next_phone"],
-                          window=W, n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean,
-                          norm_std=prepared.std, sample_rate=prepared.sample_rate, phones=list(prepared.phones),
+                          window=W, n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.normalisation.mean,
+                          norm_std=prepared.normalisation.std, sample_rate=prepared.sample_rate, phones=list(prepared.phones),
                           data_fingerprint=prepared.fingerprint, min_scale=MIN_SCALE)
     h = m.net.head
     with torch.no_grad():

@@ -126,12 +126,12 @@ def test_checkpoints_are_self_contained(demo_runs, demo_prepared):
         hp = model.hparams
         assert hp.data_fingerprint == prepared.fingerprint
         assert (hp.window, hp.n_phone_ids, hp.sample_rate) == (240, prepared.n_phone_ids, prepared.sample_rate)
-        assert hp.norm_mean == pytest.approx(prepared.mean) and hp.norm_std == pytest.approx(prepared.std)
+        assert hp.norm_mean == pytest.approx(prepared.normalisation.mean) and hp.norm_std == pytest.approx(prepared.normalisation.std)
         assert hp.phones == prepared.phones and hp.phone_context == "target" and hp.pad == "skip"
         assert model.net is not None and model.hparams.head == ("gaussian" if name == "mlp" else "mixture")
         # hparams.yaml (what `waveform-mdn compare` reads) has the data's values too
         logged = yaml.safe_load((demo_runs[name] / "hparams.yaml").read_text())
-        assert logged["data_fingerprint"] == prepared.fingerprint and logged["norm_std"] == pytest.approx(prepared.std)
+        assert logged["data_fingerprint"] == prepared.fingerprint and logged["norm_std"] == pytest.approx(prepared.normalisation.std)
         assert logged["head"] == hp.head
 
 
@@ -150,13 +150,13 @@ def test_mlp_nll_uses_the_training_mse(demo_runs, scalars):
     """val/nll of the MLP = NLL of Normal(mean, sqrt(train MSE)), from the logged numbers."""
     run = demo_runs["mlp"]
     model = WaveformPredictor.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
-    var = float(model.head.var)
+    var = float(model.net.head.var)
     train_mse = scalars(run, "train/mse")[-1][1]
     val_mse = scalars(run, "val/mse")[-1][1]
     val_nll = scalars(run, "val/nll")[-1][1]
     assert var == pytest.approx(train_mse, rel=1e-5)
     assert val_nll == pytest.approx(0.5 * math.log(2 * math.pi * var) + val_mse / (2 * var), rel=1e-5)
-    assert float(model.head.valid_mse) == pytest.approx(val_mse, rel=1e-5)
+    assert float(model.net.head.valid_mse) == pytest.approx(val_mse, rel=1e-5)
     train_nll = scalars(run, "train/nll")[-1][1]
     assert train_nll == pytest.approx(0.5 * math.log(2 * math.pi * train_mse) + 0.5, rel=1e-5)
 
@@ -164,7 +164,7 @@ def test_mlp_nll_uses_the_training_mse(demo_runs, scalars):
 def test_a_nonfinite_or_zero_training_mse_leaves_the_mlp_variance_unchanged():
     """The MLP's noise variance takes the epoch's training MSE only when it is finite and > 0."""
     model = WaveformPredictor(head="gaussian", hidden=[8], window=16, n_phone_ids=5)
-    var = model.head.var
+    var = model.net.head.var
     for mse, expected in ((float("nan"), 1.0), (float("inf"), 1.0), (0.0, 1.0), (0.25, 0.25),
                           (float("nan"), 0.25), (0.0, 0.25)):
         model.train_metrics["mse"].reset()
@@ -402,9 +402,10 @@ def test_metrics_do_not_depend_on_the_validation_batch_size(synth, tmp_path):
     for vbs in (97, 5000):
         pl.seed_everything(0)
         model, dm = make(synth, "mixture")
-        dm.val_batch_size = vbs
+        dm.hparams.val_batch_size = vbs
         trainer = make_trainer(tmp_path, f"v{vbs}", 1)
         trainer.validate(model, datamodule=dm, verbose=False)
+        assert trainer.val_dataloaders.sampler.batch_size == vbs  # the setting reached the loader
         values.append({t: float(trainer.callback_metrics[t]) for t in ("val/nll", "val/mse")})
     for t in values[0]:
         assert values[0][t] == pytest.approx(values[1][t], rel=1e-5)

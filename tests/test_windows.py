@@ -231,8 +231,8 @@ def test_demo_windows_equal_source_audio(corpora, demo_prepared, pad, context):
         x, labels = cache[s["source"]]
         local = tt - s["start"] + labels[0][0]
         want = np.array([x[p] if p >= labels[0][0] else 0 for p in range(local - 240, local)], dtype=np.int64)
-        assert np.array_equal(_raw(b["window"][i], prepared.mean, prepared.std), want)
-        assert _raw(b["target"][i:i + 1], prepared.mean, prepared.std)[0] == x[local]
+        assert np.array_equal(_raw(b["window"][i], prepared.normalisation.mean, prepared.normalisation.std), want)
+        assert _raw(b["target"][i:i + 1], prepared.normalisation.mean, prepared.normalisation.std)[0] == x[local]
         ref = local if context == "target" else max(local - 240, labels[0][0])
         p, pv, nx, position = _source_context(labels, ref)
         assert (int(b["phone"][i]), int(b["prev_phone"][i]), int(b["next_phone"][i])) == (p, pv, nx)

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep import FORMAT_VERSION
+from data_prep import FORMAT_VERSION, PAD_MODES
 from data_prep.audio_io import Normalisation
 from data_prep.errors import InputError
 
-PAD_MODES = ("skip", "zero")
 CONTEXT_MODES = ("target", "window_start")  #: the reference point of the phone context
 CONTEXT_FIELDS = ("phone", "next_phone", "prev_phone", "position")  #: what :func:`phone_context` gives
 
@@ -53,14 +52,6 @@ class PreparedDataset:
         norm = self.meta["normalisation"]
         self.normalisation = Normalisation(float(norm["mean"]), float(norm["std"]))
         self._wave_tensors: dict[bool, torch.Tensor] = {}
-
-    @property
-    def mean(self) -> float:
-        return self.normalisation.mean
-
-    @property
-    def std(self) -> float:
-        return self.normalisation.std
 
     def wave_tensor(self, in_memory: bool = False) -> torch.Tensor:
         """The whole int16 waveform as a tensor, made once: a view of the read-only memory map

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -56,37 +56,29 @@ class WaveformDataModule(pl.LightningDataModule):
         super().__init__()
         # window and pad are logged (resolved) among the model's hparams; Lightning refuses two values of a key
         self.save_hyperparameters(ignore=["window", "pad"])
-        self.path = Path(path)
-        self.window, self.pad, self.context = window, pad, context
-        self.batch_size, self.val_batch_size, self.val_stride = batch_size, val_batch_size, val_stride
-        self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
-        self.drop_last, self.seed, self.in_memory = drop_last, seed, in_memory
-        self._prepared: PreparedDataset | None = None
+        self.window, self.pad = window, pad
         self.train_dataset: NextSampleDataset | None = None
         self.valid_dataset: NextSampleDataset | None = None
 
-    @property
+    @functools.cached_property
     def prepared(self) -> PreparedDataset:
-        if self._prepared is None:
-            self._prepared = PreparedDataset(self.path)
-        return self._prepared
+        return PreparedDataset(self.hparams.path)
 
     def data_hparams(self) -> dict[str, Any]:
         """Data-derived hyperparameters copied into the model (self-contained checkpoints)."""
-        p = self.prepared
+        p, norm = self.prepared, self.prepared.normalisation
         return {
-            "data_fingerprint": p.fingerprint, "norm_mean": p.mean, "norm_std": p.std, "sample_rate": p.sample_rate,
+            "data_fingerprint": p.fingerprint, "norm_mean": norm.mean, "norm_std": norm.std, "sample_rate": p.sample_rate,
             "window": int(self.window if self.window is not None else p.window), "n_phone_ids": p.n_phone_ids,
-            "phones": list(p.phones), "phone_context": self.context,
+            "phones": list(p.phones), "phone_context": self.hparams.context,
             "pad": self.pad if self.pad is not None else p.meta.get("pad", "skip"),
             "phone_durations": dict(p.phone_durations) or None,
         }
 
     def _dataset(self, split: str) -> NextSampleDataset:
         hp = self.data_hparams()
-        return NextSampleDataset(self.prepared, split=split, window=hp["window"], pad=hp["pad"], context=self.context,
-                                 in_memory=self.in_memory)
+        return NextSampleDataset(self.prepared, split=split, window=hp["window"], pad=hp["pad"],
+                                 context=self.hparams.context, in_memory=self.hparams.in_memory)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_dataset is None:
@@ -97,17 +89,18 @@ class WaveformDataModule(pl.LightningDataModule):
     def _loader(self, dataset: NextSampleDataset, train: bool) -> ResumableLoader:
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
-        bs = self.batch_size if train else self.val_batch_size
-        sampler = IndexBatchSampler(len(dataset), bs, shuffle=train, seed=self.seed if train else 0,
-                                    drop_last=train and self.drop_last, rank=rank, world_size=world,
-                                    stride=1 if train else self.val_stride, group=GATHER_EXAMPLES // bs)
+        hp = self.hparams
+        bs = hp.batch_size if train else hp.val_batch_size
+        sampler = IndexBatchSampler(len(dataset), bs, shuffle=train, seed=hp.seed if train else 0,
+                                    drop_last=train and hp.drop_last, rank=rank, world_size=world,
+                                    stride=1 if train else hp.val_stride, group=GATHER_EXAMPLES // bs)
         on_cuda = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
         workers: dict[str, Any] = {}
-        if self.num_workers > 0:
-            workers = {"num_workers": self.num_workers, "persistent_workers": self.persistent_workers,
-                       "prefetch_factor": self.prefetch_factor}
-        return ResumableLoader(dataset, sampler,
-                               pin_memory=on_cuda if self.pin_memory is None else self.pin_memory, **workers)
+        if hp.num_workers > 0:
+            workers = {"num_workers": hp.num_workers, "persistent_workers": hp.persistent_workers,
+                       "prefetch_factor": hp.prefetch_factor}
+        return ResumableLoader(dataset, sampler, pin_memory=on_cuda if hp.pin_memory is None else hp.pin_memory,
+                               **workers)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # a batch is a dict of tensors: skip Lightning's generic traversal

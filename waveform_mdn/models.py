@@ -12,21 +12,17 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torch.distributions import Distribution
 from torchmetrics import MeanMetric
 
-from .heads import HEADS, GaussianHead, Head
+from .contract import METRICS
+from .heads import HEADS, GaussianHead
 from .heads.discretise import LN2
-from .predictor import ACTIVATIONS, CONTEXT_FIELDS, PHONE_FIELDS, ConfigError, Predictor
-
-__all__ = ["ACTIVATIONS", "CONTEXT_FIELDS", "DATA_HPARAMS", "PHONE_FIELDS", "ConfigError", "NonFiniteLossError",
-           "Predictor", "gaussian_epoch_nll", "WaveformPredictor"]
+from .predictor import ConfigError, Predictor
 
 DATA_HPARAMS = ("data_fingerprint", "norm_mean", "norm_std", "sample_rate", "window", "n_phone_ids",
                 "phones", "phone_context", "pad", "phone_durations")
 #: hyperparameters that change the architecture: a checkpoint must match the data in these
 ARCH_HPARAMS = ("window", "n_phone_ids")
-METRICS = ("bits_per_sample", "nll", "mse", "mse_sample")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,10 +119,6 @@ class WaveformPredictor(pl.LightningModule):
         self._restored: int | None = None  # the epoch of training sums restored from a checkpoint
 
     @property
-    def head(self) -> Head:
-        return self.net.head
-
-    @property
     def derives_nll(self) -> bool:
         """The Gaussian's NLL and bits come from the epoch's MSE (its variance), not per batch."""
         return isinstance(self.net.head, GaussianHead)
@@ -134,15 +126,11 @@ class WaveformPredictor(pl.LightningModule):
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         return self.net.params(batch)
 
-    def distribution(self, batch: dict[str, Tensor]) -> Distribution:
-        return self.net.distribution(batch)
-
     def setup(self, stage: str) -> None:
         if self.trainer.strategy.root_device.type == "mps":  # no float64 there
             for metric in (*self.train_metrics.values(), *self.val_metrics.values()):
                 metric.set_dtype(torch.float32)
 
-    # -- metrics ----------------------------------------------------------------------
     @torch.no_grad()
     def _update(self, metrics: nn.ModuleDict, params: tuple[Tensor, ...], target: Tensor,
                 sums: tuple[Tensor, Tensor] | None, seed: tuple[int, ...]) -> None:
@@ -152,10 +140,9 @@ class WaveformPredictor(pl.LightningModule):
         if self._generator is None or self._generator.device != self.device:
             self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(combine_seed(self.hparams.metric_seed, *seed, self.global_rank))
-        draws = torch.stack([head.mean_from_params(params), head.sample_from_params(params, self._generator)])
-        se = (draws - target.float()).square()
-        metrics["mse"].update(se[0])
-        metrics["mse_sample"].update(se[1])
+        target = target.float()
+        metrics["mse"].update((head.mean_from_params(params) - target).square())
+        metrics["mse_sample"].update((head.sample_from_params(params, self._generator) - target).square())
         if sums is not None:  # as n equal values: MeanMetric's nan_strategy "disable" drops weights
             n = target.numel()
             metrics["nll"].update(sums[0].double().div(n).expand(n))
@@ -176,15 +163,13 @@ class WaveformPredictor(pl.LightningModule):
             if math.isfinite(mse) and mse > 0:
                 self.net.head.var.fill_(mse)
 
-    # -- training ---------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         head, target = self.net.head, batch["target"]
         params = self.net.params(batch)
         loss = head.loss(params, target)
         loss_sum = loss.sum()
         detached = tuple(p.detach() for p in params)
-        with torch.no_grad():
-            sums = None if self.derives_nll else head.training_sums(detached, target, loss.detach())
+        sums = None if self.derives_nll else head.training_sums(detached, target, loss.detach())
         self._update(self.train_metrics, detached, target, sums, (1, self.current_epoch, batch_idx))
         self._loss, self._batch_idx = loss_sum.detach(), batch_idx  # for the check before the update
         return loss_sum / target.numel()
@@ -231,7 +216,6 @@ class WaveformPredictor(pl.LightningModule):
             "Try a smaller learning rate, trainer.gradient_clip_val, or a larger model.min_scale."
         )
 
-    # -- validation -------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self._set_variance()
@@ -253,7 +237,6 @@ class WaveformPredictor(pl.LightningModule):
             self.log("hp_metric", self.val_metrics["nll"].compute().float(), sync_dist=True)
         self._log_means("val", self.val_metrics)
 
-    # -- checkpoints ------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # every rank runs this hook: the epoch's training sums so far, summed over the ranks
         for name, metric in self.train_metrics.items():

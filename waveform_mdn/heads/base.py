@@ -11,7 +11,7 @@ from torch.distributions import Distribution
 from data_prep.audio_io import Normalisation
 from data_prep.errors import InputError
 
-from .discretise import bits, generic_log_mass
+from .discretise import LN2, generic_log_mass
 
 HEADS: dict[str, type["Head"]] = {}
 Params = tuple[Tensor, ...]
@@ -114,7 +114,7 @@ class Head(nn.Module):
 
     def bits(self, params: Params, target: Tensor) -> Tensor:
         """Per-example ``-log2 P(code)``, ``[B]``."""
-        return bits(self.log_bin_mass(params, target))
+        return self.log_bin_mass(params, target) * (-1.0 / LN2)
 
     def training_sums(self, params: Params, target: Tensor, loss: Tensor) -> tuple[Tensor, Tensor]:
         """(NLL sum, bits sum) of a training batch, given its per-example (detached) ``loss``

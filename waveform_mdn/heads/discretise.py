@@ -73,8 +73,3 @@ def generic_log_mass(norm: Normalisation, cdf: LogFn, target: Tensor) -> Tensor:
     upper = torch.where(codes == CODE_MAX, torch.ones_like(centre), cdf(centre + norm.half_width))
     lower = torch.where(codes == CODE_MIN, torch.zeros_like(centre), cdf(centre - norm.half_width))
     return torch.log((upper - lower).clamp(min=1e-30))
-
-
-def bits(log_mass: Tensor) -> Tensor:
-    """``-log2`` of a mass given as its natural log."""
-    return log_mass * (-1.0 / LN2)
