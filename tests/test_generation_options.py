@@ -20,7 +20,7 @@ from waveform_mdn.data import phone_context
 from waveform_mdn.generation.batching import generate_sequences
 from waveform_mdn.generation.engine import GenerationStats, generate
 from waveform_mdn.generation.inputs import Streams, make_prime, sequence_contexts, sequence_from_prepared
-from waveform_mdn.generation.settings import GenerationSettings as S, hparams_of
+from waveform_mdn.generation.settings import GenerationSettings as S
 from waveform_mdn.models import WaveformPredictor
 
 W = 240
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # small batches: one OpenMP 
 def make_model(prepared, head="mixture", gain=8.0) -> WaveformPredictor:
     torch.manual_seed(1)
     m = WaveformPredictor(head=head, components=3, hidden=[32, 32], context_fields=["phone", "next_phone"],
-                          window=W, n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.mean,
-                          norm_std=prepared.std, sample_rate=prepared.sample_rate, phones=list(prepared.phones),
+                          window=W, n_phone_ids=prepared.n_phone_ids, norm_mean=prepared.normalisation.mean,
+                          norm_std=prepared.normalisation.std, sample_rate=prepared.sample_rate, phones=list(prepared.phones),
                           data_fingerprint=prepared.fingerprint)
     with torch.no_grad():
         m.net.head.proj.weight.mul_(gain)
@@ -108,7 +108,7 @@ def test_cli_gaussian_variance_sets_the_mlps_noise(prepared, tmp_path):
     big = np.abs(d_valid) > 20  # int16 codes: well above the rounding
     assert big.sum() >= 3
     np.testing.assert_allclose(d_train[big] / d_valid[big], 5.0, rtol=0.08)
-    assert np.abs(d_valid).max() < 6 * 0.1 * prepared.std * 32768  # std of the signal in [-1, 1]
+    assert np.abs(d_valid).max() < 6 * 0.1 * prepared.normalisation.std * 32768  # std of the signal in [-1, 1]
 
 
 # ------------------------------------------------------------------------------ engine
@@ -137,12 +137,12 @@ def test_several_batches_of_sequences_of_different_lengths(prepared):
     sr = prepared.sample_rate
     seqs = [sequence_from_prepared(prepared, i).truncated(s, sr) for i, s in ((0, 0.03), (4, 0.05), (2, 0.04))]
     batched = generate_sequences(model, seqs, S(streams=2, seed=21, batch_size=4, prime="real").resolved(
-        hparams_of(model)))
+        dict(model.hparams)))
     assert [(g.sequence.name, g.stream, g.seed, len(g.audio)) for g in batched] == [
         (s.name, k, 21 + k, s.length) for s in seqs for k in (0, 1)]
     for g in batched:
         alone = generate_sequences(model, [g.sequence], S(streams=2, seed=21, batch_size=1, prime="real").resolved(
-            hparams_of(model)))[g.stream]
+            dict(model.hparams)))[g.stream]
         np.testing.assert_allclose(g.audio, alone.audio, atol=1e-4)
         np.testing.assert_allclose(g.audio[:W], g.sequence.reference[:W] / 32768.0, atol=1e-6)  # the real prime
 

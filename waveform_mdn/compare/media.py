@@ -36,9 +36,16 @@ class Listening:
     total: int  #: utterances found (``len(utterances)`` is capped)
 
 
-def _copier(staging: Path):
-    """A function copying a WAV into ``<staging>/media/<column>/`` under a distinct name,
-    with its image: the PNG beside it when not older than the WAV, else drawn."""
+def stage_media(gen_rows: list[tuple[str, object, Measurements]], staging: Path, max_rows: int) -> Listening:
+    """Group the files of every measured set by utterance (in the order they first appear)
+    and copy the first ``max_rows`` utterances into ``staging/media``: each WAV into
+    ``media/<column>/`` under a distinct name, with its image (the PNG beside it when not
+    older than the WAV, else drawn)."""
+    groups: dict[str, list[list[AudioFile]]] = {}
+    for col, (_, _, meas) in enumerate(gen_rows):
+        for f in meas.files:
+            if f.wav is not None:
+                groups.setdefault(f.utterance, [[] for _ in gen_rows])[col].append(f)
     used: set[str] = set()
 
     def add(source: Path, column: str, name: str, values: dict) -> Player:
@@ -59,18 +66,6 @@ def _copier(staging: Path):
             wav_image(source, staging / png)
         return Player(source, wav, png, values)
 
-    return add
-
-
-def stage_media(gen_rows: list[tuple[str, object, Measurements]], staging: Path, max_rows: int) -> Listening:
-    """Group the files of every measured set by utterance (in the order they first appear)
-    and copy the first ``max_rows`` utterances into ``staging/media``."""
-    groups: dict[str, list[list[AudioFile]]] = {}
-    for col, (_, _, meas) in enumerate(gen_rows):
-        for f in meas.files:
-            if f.wav is not None:
-                groups.setdefault(f.utterance, [[] for _ in gen_rows])[col].append(f)
-    add = _copier(staging)
     utterances = []
     for key, cells in list(groups.items())[:max_rows]:
         refs = [f for cell in cells for f in cell if f.reference is not None]

@@ -15,7 +15,7 @@ from .markdown import markdown, text_table
 from .measurements import attach_generated, natural_means
 from .media import MEDIA_DIR, stage_media
 from .plots import plot_curves, plot_generated
-from .runs import Run, check_same_data, default_names, load_run
+from .runs import check_same_data, default_names, load_run
 from .tables import build_report, csv_text, run_summary
 
 #: Every file the report holds besides ``media/``; stale ones from an earlier report are removed.
@@ -53,19 +53,6 @@ def _check_arguments(paths: list[Path], names: Sequence[str] | None, out_dir: Pa
     return names
 
 
-def _write_files(staging: Path, out_dir: Path, runs: list[Run], summary: dict[str, Any], warning: list[str],
-                 title: str, page_rows: int) -> tuple[list[str], str]:
-    report = build_report(runs, title, warning, summary["natural_speech"])
-    plot_curves(runs, staging / "curves.png")
-    report.have_gen_plot = plot_generated(report.gen_rows, summary["natural_speech"], staging / "generated.png")
-    write_text(staging / "table.csv", csv_text(runs))
-    write_json(staging / "summary.json", summary)
-    write_text(staging / "report.md", markdown(report, out_dir))
-    write_text(staging / "report.html", report_html(report, stage_media(report.gen_rows, staging, page_rows)))
-    produced = [n for n in OUTPUT_FILES if n != "generated.png" or report.have_gen_plot]
-    return produced, text_table(report.validation)
-
-
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence[str] | None = None, *,
                  generated: Sequence[str | Path | None] | None = None, allow_different_data: bool = False,
                  title: str = "Run comparison", page_rows: int = PAGE_ROWS) -> dict[str, Any]:
@@ -84,8 +71,16 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Seq
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     except OSError as exc:
         raise CompareError(f"cannot write the report into {out_dir}: {exc}") from exc
-    try:
-        produced, table = _write_files(staging, out_dir, runs, summary, warning, title, page_rows)
+    try:  # every file staged, then published
+        report = build_report(runs, title, warning, summary["natural_speech"])
+        plot_curves(runs, staging / "curves.png")
+        report.have_gen_plot = plot_generated(report.gen_rows, summary["natural_speech"], staging / "generated.png")
+        write_text(staging / "table.csv", csv_text(runs))
+        write_json(staging / "summary.json", summary)
+        write_text(staging / "report.md", markdown(report, out_dir))
+        write_text(staging / "report.html", report_html(report, stage_media(report.gen_rows, staging, page_rows)))
+        produced = [n for n in OUTPUT_FILES if n != "generated.png" or report.have_gen_plot]
+        table = text_table(report.validation)
         publish(staging, out_dir, produced)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -22,9 +22,9 @@ _VERSION_RE = re.compile(r"version_(\d+)")
 
 
 def float32(value: float) -> float:
-    """The shortest decimal that reads back as the float32 the logger held (0.0222, not 0.0221999995)."""
-    v = np.float32(value)
-    return float(str(v)) if np.isfinite(v) else float(v)
+    """The shortest decimal that reads back as the float32 the logger held (0.0222, not 0.0221999995);
+    nan and +-inf stay as they are."""
+    return float(str(np.float32(value)))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import nn
 from ..data import PreparedDataset
 from .engine import GenerationStats, generate
 from .inputs import PhoneSequence, batch_streams, sequence_from_prepared
-from .settings import GenerationSettings, hparams_of
+from .settings import GenerationSettings
 
 
 @dataclass
@@ -84,8 +84,7 @@ def _batch(model: nn.Module, batch: list[tuple[PhoneSequence, int]], s: Generati
         log(f"generated {len(batch)} stream(s) x {st.steps} steps in {st.seconds:.2f} s "
             f"({st.samples_per_second:,.0f} samples/s)")
     audio = np.clip(s.norm.denormalise(y.cpu().numpy().astype(np.float64)), -1.0, 1.0).astype(np.float32)
-    numbered = s.streams > 1
-    return [GeneratedAudio(f"{q.name}_{k}" if numbered else q.name, q, k, seeds[i], audio[i, : q.length],
+    return [GeneratedAudio(f"{q.name}_{k}" if s.streams > 1 else q.name, q, k, seeds[i], audio[i, : q.length],
                            int(st.clipped[i]), int(st.nonfinite_replaced[i]), start)
             for i, (q, k) in enumerate(batch)]
 
@@ -95,5 +94,5 @@ def generate_for_sequence(model: nn.Module, prepared: PreparedDataset, seq_index
     """One free-running stream of one sequence of a prepared dataset, e.g. for the training
     callback; the model's hyperparameters, else the dataset's."""
     seq = sequence_from_prepared(prepared, seq_index)
-    s = settings.resolved(hparams_of(model), [seq.reference], prepared)
+    s = settings.resolved(dict(model.hparams), [seq.reference], prepared)
     return generate_sequences(model, [seq], s)[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import PreparedDataset
-from .settings import GenerationError, hparams_of
+from .settings import GenerationError
 
 
 def load_model(ckpt: str | Path, prepared: PreparedDataset, device: str = "cpu",
@@ -27,7 +27,7 @@ def load_model(ckpt: str | Path, prepared: PreparedDataset, device: str = "cpu",
         raise GenerationError(f"{ckpt}: not a readable WaveformPredictor checkpoint ({reason})") from None
     if model.net is None:
         raise GenerationError(f"{ckpt}: the checkpoint has no network (window / n_phone_ids unset)")
-    hp = hparams_of(model)
+    hp = dict(model.hparams)
     return model.eval(), hp, check_data(hp, prepared, allow_different)
 
 
@@ -49,7 +49,8 @@ def check_data(hp: dict, prepared: PreparedDataset, allow_different: bool) -> li
             raise GenerationError(msg + "; pass --allow-different-data to generate anyway")
         notes.append(msg)
     mean, std = hp.get("norm_mean"), hp.get("norm_std")
-    if mean is not None and (abs(mean - prepared.mean) > 1e-9 or abs(std - prepared.std) > 1e-9):
+    norm = prepared.normalisation
+    if mean is not None and (abs(mean - norm.mean) > 1e-9 or abs(std - norm.std) > 1e-9):
         notes.append(f"normalisation of the checkpoint ({mean:.6g}, {std:.6g}) used, not that of --data "
-                     f"({prepared.mean:.6g}, {prepared.std:.6g})")
+                     f"({norm.mean:.6g}, {norm.std:.6g})")
     return notes

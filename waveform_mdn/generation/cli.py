@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from data_prep.audio_io import write_json
 from ..contract import MEASUREMENTS_FILE
 from ..data import PreparedDataset
 from .batching import generate_sequences
@@ -19,7 +20,7 @@ from .checkpoint import load_model
 from .engine import noise_variance
 from .inputs import phone_durations, sequence_from_inline, sequence_from_phn, sequence_from_prepared
 from .settings import MODES, PRIMES, VARIANCES, GenerationError, GenerationSettings
-from .writers import measure_wavs, remeasure, write_streams
+from .writers import measured, read_record, write_streams
 
 
 def _log(msg: str) -> None:
@@ -72,18 +73,6 @@ def settings_of(a: argparse.Namespace) -> GenerationSettings:
     return GenerationSettings(**{f.name: getattr(a, f.name) for f in fields(GenerationSettings) if hasattr(a, f.name)})
 
 
-def output_directory(out: str | Path) -> Path:
-    """``out`` made and proven writable before any long work."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file there, or above it
-        raise GenerationError(f"--out {out}: cannot make the directory ({e.strerror or e})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise GenerationError(f"--out {out}: cannot write there")
-    return out
-
-
 def _sequences(a: argparse.Namespace, prepared: PreparedDataset, hp: dict, notes: list[str]) -> tuple[list, dict]:
     """The selected sequences (names made unique) and how they were selected."""
     durations = None
@@ -116,8 +105,15 @@ def _sequences(a: argparse.Namespace, prepared: PreparedDataset, hp: dict, notes
 
 
 def run_generate(a: argparse.Namespace) -> int:
+    """Generate and write what ``a`` asks; ``--out`` made and proven writable before any long work."""
     settings = settings_of(a)
-    out = output_directory(a.out)
+    out = Path(a.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file there, or above it
+        raise GenerationError(f"--out {out}: cannot make the directory ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise GenerationError(f"--out {out}: cannot write there")
     prepared = PreparedDataset(a.data)
     model, hp, notes = load_model(a.ckpt, prepared, settings.device, a.allow_different_data)
     seqs, selection = _sequences(a, prepared, hp, notes)
@@ -142,7 +138,8 @@ def run_generate(a: argparse.Namespace) -> int:
         "generation_seconds": round(time.perf_counter() - t0, 3),
     }
     files = write_streams(out, gens, s, log=log, phones=prepared.phones,
-                          png_label=f"{head_name}, {s.mode}" if a.png else None, record=record)
+                          png_label=f"{head_name}, {s.mode}" if a.png else None)
+    write_json(out / MEASUREMENTS_FILE, {**record, "files": files})
     print(f"{len(files)} file(s) in {out}; measurements in {out / MEASUREMENTS_FILE}; clipped samples: {sum(f['clipped'] for f in files)}; "
           f"non-finite draws replaced: {sum(f['nonfinite_replaced'] for f in files)}")
     return 0
@@ -180,19 +177,31 @@ def parser_evaluate() -> argparse.ArgumentParser:
 
 
 def run_evaluate(a: argparse.Namespace) -> int:
+    """Re-measure the files of a generation directory (or its ``measurements.json``) into
+    ``--out`` (default: in place), or measure WAV files (against one reference for all, or
+    one each) into ``--out`` (default: ``measurements.json`` here)."""
     paths, out = [Path(x) for x in a.paths], Path(a.out) if a.out else None
     if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix == ".json"):
-        print(f"re-measured the files of {paths[0]} -> {remeasure(paths[0], out, a.progress, a.judges)}")
+        meas, data = read_record(paths[0])
+        out = out or meas
+        write_json(out, {**data, "files": measured(data["files"], meas.parent, out.parent, a.judges, a.progress)})
+        print(f"re-measured the files of {paths[0]} -> {out}")
         return 0
     out = out or Path(MEASUREMENTS_FILE)
-    n = measure_wavs(paths, [Path(r) for r in (a.reference or [])], out, a.progress, a.judges)
-    print(f"measured {n} file(s) -> {out}")
+    refs = [Path(r) for r in (a.reference or [])]
+    if refs and len(refs) not in (1, len(paths)):
+        raise GenerationError(f"{len(refs)} references for {len(paths)} files: give one, or one per file")
+    refs = refs * len(paths) if len(refs) == 1 else refs or [None] * len(paths)
+    entries = [{"wav": str(w), "reference": r and str(r)} for w, r in zip(paths, refs)]
+    files = measured(entries, Path(), out.parent, a.judges, a.progress)
+    write_json(out, {"checkpoint": None, "data_fingerprint": None, "head": None, "settings": {}, "files": files})
+    print(f"measured {len(files)} file(s) -> {out}")
     return 0
 
 
 def main(argv: list[str]) -> int:
     """``argv[0]`` is the subcommand, ``generate`` or ``evaluate``; bad input raises InputError."""
-    cmd, rest = (argv[0], list(argv[1:])) if argv else ("generate", [])
+    cmd, rest = argv[0], argv[1:]
     if cmd == "evaluate":
         return run_evaluate(parser_evaluate().parse_args(rest))
     a = parser_generate().parse_args(rest)

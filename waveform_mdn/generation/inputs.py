@@ -164,15 +164,14 @@ def sequence_from_inline(text: str, prepared: PreparedDataset, name: str = "phon
     return sequence_from_items(items, prepared, durations, name, f"inline: {text}")
 
 
-def sequence_from_phn(path: str | Path, prepared: PreparedDataset, audio: str | Path | None = None) -> PhoneSequence:
+def sequence_from_phn(path: str | Path, prepared: PreparedDataset) -> PhoneSequence:
     """A TIMIT ``.PHN`` file; the audio file beside it (same stem) is the reference."""
     from data_prep.audio import read_audio
     from data_prep.corpus import AUDIO_EXTS, read_labels
 
     path, sr = Path(path), prepared.sample_rate
-    if audio is None:
-        audio = next((p for p in sorted(path.parent.iterdir())
-                      if p.stem == path.stem and p.suffix.lower() in AUDIO_EXTS and p.is_file()), None)
+    audio = next((p for p in sorted(path.parent.iterdir())
+                  if p.stem == path.stem and p.suffix.lower() in AUDIO_EXTS and p.is_file()), None)
     wave, file_rate = read_audio(audio, sr, resample=True) if audio is not None else (None, sr)
     table, first = segments_from_labels([(a, b, lab) for a, b, lab, _ in read_labels(path, "phn", file_rate, sr)],
                                         prepared)

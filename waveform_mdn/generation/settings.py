@@ -64,8 +64,3 @@ class GenerationSettings:
         real = bool(references) and all(r is not None for r in references)
         return replace(self, prime=self.prime or ("real" if real else "silence"), norm=norm, sample_rate=int(rate),
                        context=self.context or hparams.get("phone_context") or "target")
-
-
-def hparams_of(model) -> dict:
-    """The model's hyperparameters (Lightning's ``hparams``), ``{}`` for a bare network."""
-    return dict(getattr(model, "hparams", None) or {})

@@ -12,14 +12,6 @@ from ..data import PreparedDataset
 from .inputs import PhoneSequence, phone_mapper, sequence_from_items
 from .settings import GenerationError
 
-#: ARPAbet phoneme (no stress digit) -> TIMIT label(s); stops get their closure first
-ARPABET = {
-    "AA": "aa", "AE": "ae", "AH": "ah", "AO": "ao", "AW": "aw", "AY": "ay", "B": "b", "CH": "ch",
-    "D": "d", "DH": "dh", "EH": "eh", "ER": "er", "EY": "ey", "F": "f", "G": "g", "HH": "hh",
-    "IH": "ih", "IY": "iy", "JH": "jh", "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ng",
-    "OW": "ow", "OY": "oy", "P": "p", "R": "r", "S": "s", "SH": "sh", "T": "t", "TH": "th",
-    "UH": "uh", "UW": "uw", "V": "v", "W": "w", "Y": "y", "Z": "z", "ZH": "zh",
-}
 #: unstressed (stress 0) vowels that TIMIT writes as reduced vowels
 REDUCED = {"AH": "ax", "ER": "axr"}
 #: the closure TIMIT writes before a stop's or affricate's release
@@ -28,21 +20,20 @@ CLOSURE_LABELS = frozenset(CLOSURES.values())
 PAUSES = ("pau", "epi")  #: the pause between words, the first that the training data has
 EDGE = "h#"
 BREAK = "<break>"  #: a punctuation mark between words
-_SILENCE = {"sil"}  #: the fold group that is never a substitute (closures, pauses, h#)
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[,;:.!?]")
 _DASHES = re.compile("--+|\u2014|\u2013")
 
 
 def _fold_groups() -> dict[str, list[str]]:
     """TIMIT symbol -> the symbols that TIMIT's 39-phone fold merges with it (itself first,
-    then the fold's symbol, then the others)."""
+    then the fold's symbol, then the others); ``sil`` (closures, pauses, h#) substitutes nothing."""
     groups: dict[str, list[str]] = {}
     for p in TIMIT61:
         target = FOLD39.get(p, p)
-        if target not in _SILENCE:
-            groups.setdefault(target, [target] if target in TIMIT61 else [])
-            if p not in groups[target]:
-                groups[target].append(p)
+        members = groups.setdefault(target, [target])
+        if p != target:
+            members.append(p)
+    del groups["sil"]
     return {p: [p] + [q for q in members if q != p] for members in groups.values() for p in members}
 
 
@@ -83,9 +74,10 @@ def pronunciations(words: list[str]) -> dict[str, list[str]]:
 
 def arpabet_to_timit(phoneme: str) -> list[str]:
     """One ARPAbet phoneme (``AH0``, ``T``) -> TIMIT labels before the training data's
-    availability is applied (``["tcl", "t"]``, ``["ax"]``)."""
+    availability is applied (``["tcl", "t"]``, ``["ax"]``): TIMIT writes each of the CMU
+    dictionary's phonemes in lower case, a stop with its closure first."""
     base, stress = phoneme.rstrip("012").upper(), phoneme[len(phoneme.rstrip("012")):]
-    label = REDUCED[base] if stress == "0" and base in REDUCED else ARPABET[base]
+    label = REDUCED[base] if stress == "0" and base in REDUCED else base.lower()
     return [CLOSURES[label], label] if label in CLOSURES else [label]
 
 

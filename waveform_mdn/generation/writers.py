@@ -1,5 +1,6 @@
-"""What generation writes: one WAV per stream (PNG beside it with ``png_label``), the
-references in ``reference/``, and ``measurements.json``; every file atomically."""
+"""What generation writes: one WAV per stream (PNG beside it with ``png_label``) and the
+references in ``reference/``, every file atomically; the measuring loop and the reader of
+``measurements.json`` (which ``cli`` writes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from data_prep.audio_io import int16_to_float, write_json, write_wav
+from data_prep.audio_io import int16_to_float, write_wav
 from data_prep.errors import InputError
 from ..contract import MEASUREMENTS_FILE, REFERENCE_DIR
 from ..figures import audio_image
@@ -80,10 +81,9 @@ def _reference(g: GeneratedAudio, out: Path, sample_rate: int, png: bool, writte
 
 
 def write_streams(out: Path, gens: Sequence[GeneratedAudio], s: GenerationSettings, *,
-                  png_label: str | None = None, log=None, phones: Sequence[str] | None = None,
-                  record: dict | None = None) -> list[dict[str, Any]]:
+                  png_label: str | None = None, log=None, phones: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The WAV of every stream, its reference and PNGs, measured as ``s`` says; returns the
-    ``files`` entries, and with ``record`` writes them into ``measurements.json`` (last).
+    ``files`` entries for ``measurements.json`` (the caller writes it last; a stale one goes first).
     ``phones``: the phone set, to record each stream's ``intended_phones``."""
     sample_rate = s.sample_rate
     (out / MEASUREMENTS_FILE).unlink(missing_ok=True)  # a stale one must not describe new audio
@@ -110,8 +110,6 @@ def write_streams(out: Path, gens: Sequence[GeneratedAudio], s: GenerationSettin
                                          if g.nonfinite_replaced else "") + ")")
     if s.measure:
         files = measured(files, out, out, s.judges, log is not None)
-    if record is not None:
-        write_json(out / MEASUREMENTS_FILE, {**record, "files": files})
     return files
 
 
@@ -151,24 +149,3 @@ def _phones_on_record(wav: Path, records: dict[Path, dict[Path, list[str] | None
         for e in read_record(meas)[1]["files"] if meas.is_file() else []:
             records[folder].setdefault((folder / e["wav"]).resolve(), recorded_phones(e))
     return records[folder].get(wav.resolve())
-
-
-def remeasure(path: Path, out: Path | None = None, progress: bool = False, judges: bool = False) -> Path:
-    """Re-measure the files of a generation directory (or its ``measurements.json``) into
-    ``out`` (default: in place); returns where it went."""
-    meas, data = read_record(path)
-    out = out or meas
-    write_json(out, {**data, "files": measured(data["files"], meas.parent, out.parent, judges, progress)})
-    return out
-
-
-def measure_wavs(wavs: Sequence[Path], references: Sequence[Path], out: Path, progress: bool = False,
-                 judges: bool = False) -> int:
-    """Measure WAV files (against one reference for all, or one each) into ``out``."""
-    if references and len(references) not in (1, len(wavs)):
-        raise GenerationError(f"{len(references)} references for {len(wavs)} files: give one, or one per file")
-    refs = list(references) * len(wavs) if len(references) == 1 else list(references) or [None] * len(wavs)
-    entries = [{"wav": str(w), "reference": r and str(r)} for w, r in zip(wavs, refs)]
-    files = measured(entries, Path(), out.parent, judges, progress)
-    write_json(out, {"checkpoint": None, "data_fingerprint": None, "head": None, "settings": {}, "files": files})
-    return len(files)
