@@ -52,7 +52,7 @@ DESELECT[engine]="cli_generate_and_evaluate"  # 27 s of CLI and audio measuremen
 DESELECT[heads]="fit_logs_bits_beside_the_nll"  # fit's CLI fails on mutmut's copies of the heads (exit 2)
 MODULES[metrics]="waveform_mdn/audio_metrics/*"
 TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py tests/test_metric_file_errors.py
-                tests/test_judges.py"
+                tests/test_judges.py tests/test_signal_analysis.py"
 MODULES[spectral]="waveform_mdn/audio_metrics/spectral.py"  # LSD and MCD alone: "metrics" spends its time in pYIN
 TESTS[spectral]="${TESTS[metrics]}"
 MODULES[compare]="waveform_mdn/compare/runs.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
