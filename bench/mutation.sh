@@ -4,7 +4,8 @@
 #
 #   bench/mutation.sh [--rev REV] [--out DIR] [GROUP...]
 #
-# GROUP is one of: heads data engine metrics spectral compare (default: all but spectral).
+# GROUP is one of: heads data engine metrics spectral analysis compare (default: all but spectral
+# and analysis, which are parts of metrics).
 # For each group mutmut mutates only that group's modules and runs only that group's fast
 # test files (mutmut's own coverage step then picks, per mutant, the tests that reach the
 # mutated function).
@@ -55,6 +56,8 @@ TESTS[metrics]="tests/test_audio_metrics.py tests/test_known_answers.py tests/te
                 tests/test_judges.py tests/test_signal_analysis.py"
 MODULES[spectral]="waveform_mdn/audio_metrics/spectral.py"  # LSD and MCD alone: "metrics" spends its time in pYIN
 TESTS[spectral]="${TESTS[metrics]}"
+MODULES[analysis]="waveform_mdn/audio_metrics/analysis.py"  # framing, kurtosis, periodicity: a third of metrics
+TESTS[analysis]="${TESTS[metrics]}"
 MODULES[compare]="waveform_mdn/compare/runs.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
 TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py"
 
@@ -77,7 +80,7 @@ trap 'cd "$REPO"; git worktree remove --force "$WT"' EXIT
 echo "mutation testing $(git -C "$WT" rev-parse --short HEAD) in $WT -> $OUT"
 
 for g in "${GROUPS_ASKED[@]}"; do
-    [ -n "${MODULES[$g]:-}" ] || { echo "unknown group $g (heads data engine metrics spectral compare)" >&2; exit 2; }
+    [ -n "${MODULES[$g]:-}" ] || { echo "unknown group $g (heads data engine metrics spectral analysis compare)" >&2; exit 2; }
     cd "$WT"
     rm -rf mutants
     tests=$(for t in ${TESTS[$g]}; do if [ -f "$t" ]; then echo "$t"; fi; done)
