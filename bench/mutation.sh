@@ -59,7 +59,7 @@ TESTS[spectral]="${TESTS[metrics]}"
 MODULES[analysis]="waveform_mdn/audio_metrics/analysis.py"  # framing, kurtosis, periodicity: a third of metrics
 TESTS[analysis]="${TESTS[metrics]}"
 MODULES[compare]="waveform_mdn/compare/runs.py waveform_mdn/compare/tables.py waveform_mdn/compare/measurements.py"
-TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py"
+TESTS[compare]="tests/test_compare.py tests/test_compare_numbers.py tests/test_compare_runs.py"
 
 PY="$REPO/.venv/bin/python"
 # the tests find ../shared beside the repository, not beside mutmut's copy: name it
